@@ -1,0 +1,47 @@
+// ESP encapsulation and decapsulation on one packet (RFC 4303, RFC 3948).
+//
+// These are the per-packet steps of the outbound and inbound paths; the
+// worker (worker.cc) does classification, SA lookup, hand-off, routing and
+// TX around them. Both are noexcept, allocate nothing and return the drop
+// reason (DropReason::none on success); the caller counts and frees.
+#pragma once
+
+#include <cstdint>
+
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include "counters.hh"
+#include "sa.hh"
+
+namespace ravelin::dp {
+
+// What a worker hands to the ESP steps.
+struct EspContext {
+    IMB_MGR* mgr = nullptr;
+    rte_ring* events = nullptr;        // DataplaneEvent ring (multi-producer), may be null
+    WorkerCounters* counters = nullptr;
+    uint64_t now_tsc = 0;              // read once per burst
+};
+
+// Outbound. On entry the mbuf's data starts at the inner IP header (the
+// Ethernet header already removed) and holds exactly the IP packet.
+// On success the data starts at the outer IP header (tunnel mode) or the
+// original, now ESP-protected IP header (transport mode), with at least 14
+// bytes of headroom left for the Ethernet header; L3 length in pkt_len.
+// Checks the MTU (DropReason::mtu_exceeded; the caller then sends the ICMP
+// error), lifetimes and sequence exhaustion, raising events as needed.
+DropReason esp_encap(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept;
+
+// Inbound. On entry the data starts at the outer IP header; `esp_offset` is
+// the offset of the ESP header from there (after UDP for ESP-in-UDP).
+// Verifies replay, ICV, padding; on success the data starts at the inner IP
+// header (tunnel) or the restored IP header (transport) and holds exactly it.
+// The inbound policy check is the caller's (it needs the SPD).
+DropReason esp_decap(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset) noexcept;
+
+// ECN on decapsulation per RFC 6040 §4.2 (normal mode). Returns false if the
+// packet must be dropped (outer CE over a not-ECT inner). Exposed for tests.
+bool ecn_decapsulate(uint8_t outer_tos, uint8_t& inner_tos) noexcept;
+
+} // namespace ravelin::dp

@@ -1,0 +1,84 @@
+// The data plane's SA: a cache-aligned plain struct, built once from an
+// SaDescriptor when the SA is installed and never changed afterwards except
+// for its worker-owned state.
+//
+//  line 0-1  read-only hot fields and the outer header template
+//  line 2    state: sequence number, counters, lifetime flags (owner only)
+//  line 3..  replay window bitmap (owner only)
+//  then      expanded keys (read-only)
+//
+// The SA belongs to one worker (`owner`): only that worker touches `state`
+// and `replay`, so neither needs atomics. Counters are Counter (relaxed
+// atomics) so the telemetry thread can read them while the owner writes.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "counters.hh"
+#include "crypto.hh"
+#include "replay.hh"
+#include "ravelin/events.hh"
+#include "ravelin/sa_descriptor.hh"
+
+namespace ravelin::dp {
+
+// Largest outer header we prepend: IPv6 (40) + UDP (8).
+inline constexpr unsigned max_outer_header = 48;
+
+struct alignas(64) DpSaState {
+    SeqNum seq = 0;               // outbound: last sequence number used
+    Counter packets;
+    Counter bytes;                // payload bytes before ESP (inner packet length)
+    Counter last_used_tsc;
+    bool soft_raised = false;     // soft-lifetime event already raised
+    bool hard_reached = false;    // hard limit hit: the SA drops everything
+    bool hard_raised = false;
+};
+
+struct alignas(64) DpSa {
+    // --- read-only, hot -------------------------------------------------
+    uint32_t spi_be = 0;          // SPI in network byte order, as on the wire
+    Spi spi;
+    SaDirection direction = SaDirection::inbound;
+    SaMode mode = SaMode::tunnel;
+    IpFamily outer_family = IpFamily::v4;
+    bool udp_encap = false;
+    bool copy_dscp = true;
+    DfMode df = DfMode::copy;
+    WorkerId owner;
+    uint32_t reqid = 0;           // matched by inbound policies
+    uint16_t outer_mtu = 1500;    // IP MTU of the path the ESP packets take
+    uint8_t outer_len = 0;        // bytes of outer_template in use (tunnel mode)
+    EspTransform xform;
+    SaLifetime lifetime;
+    // Outer IPv4/IPv6 header (+UDP) with addresses, protocol and ports
+    // filled in; length, id, checksum, TOS/TC and DF set per packet.
+    alignas(16) uint8_t outer_template[max_outer_header];
+
+    // --- worker-owned state ----------------------------------------------
+    DpSaState state;
+    alignas(64) ReplayWindow replay;
+
+    // --- read-only key material ------------------------------------------
+    SaKeys keys;
+};
+
+static_assert(offsetof(DpSa, state) % 64 == 0, "SA state must start a cache line");
+static_assert(offsetof(DpSa, state) <= 128, "hot read-only SA fields must fit two cache lines");
+static_assert(offsetof(DpSa, keys) % 64 == 0);
+
+// Build an SA from its descriptor: derive the transform, expand keys, build
+// the outer header template. `mgr` is any initialised IPsec-MB manager (key
+// expansion does not depend on the worker). Returns nullptr (with `error`
+// set) if the descriptor is unusable. The SA is allocated with rte_zmalloc
+// (cache-aligned, hugepage-backed) and must be freed with sa_free(), which
+// wipes the keys.
+DpSa* sa_create(IMB_MGR* mgr, const SaDescriptor& d, uint16_t outer_mtu, WorkerId owner,
+                const char** error) noexcept;
+void sa_free(DpSa* sa) noexcept;
+
+// Worst-case bytes ESP adds in front of and behind the inner packet.
+unsigned sa_overhead(const DpSa& sa) noexcept;
+
+} // namespace ravelin::dp
