@@ -29,12 +29,17 @@ inline constexpr unsigned max_outer_header = 48;
 struct alignas(64) DpSaState {
     SeqNum seq = 0;               // outbound: last sequence number used
     Counter packets;
-    Counter bytes;                // payload bytes before ESP (inner packet length)
+    Counter bytes;                // inner packet bytes (before ESP / after decap)
     Counter last_used_tsc;
+    // The next lifetime threshold to look at (soft, then hard; UINT64_MAX
+    // when none is left), so the per-packet check is two compares and the
+    // full SaLifetime stays in the cold part of the SA.
+    uint64_t next_packet_limit = UINT64_MAX;
+    uint64_t next_byte_limit = UINT64_MAX;
     bool soft_raised = false;     // soft-lifetime event already raised
-    bool hard_reached = false;    // hard limit hit: the SA drops everything
-    bool hard_raised = false;
+    bool hard_reached = false;    // hard limit or sequence exhaustion: drop everything
 };
+static_assert(sizeof(DpSaState) == 64);
 
 struct alignas(64) DpSa {
     // --- read-only, hot -------------------------------------------------
@@ -51,7 +56,6 @@ struct alignas(64) DpSa {
     uint16_t outer_mtu = 1500;    // IP MTU of the path the ESP packets take
     uint8_t outer_len = 0;        // bytes of outer_template in use (tunnel mode)
     EspTransform xform;
-    SaLifetime lifetime;
     // Outer IPv4/IPv6 header (+UDP) with addresses, protocol and ports
     // filled in; length, id, checksum, TOS/TC and DF set per packet.
     alignas(16) uint8_t outer_template[max_outer_header];
@@ -60,8 +64,9 @@ struct alignas(64) DpSa {
     DpSaState state;
     alignas(64) ReplayWindow replay;
 
-    // --- read-only key material ------------------------------------------
+    // --- read-only key material and cold configuration --------------------
     SaKeys keys;
+    SaLifetime lifetime;
 };
 
 static_assert(offsetof(DpSa, state) % 64 == 0, "SA state must start a cache line");

@@ -1,0 +1,48 @@
+// Test environment: one DPDK EAL per test binary, without hugepages or PCI,
+// so tests can make mbufs, rings, ACL and LPM tables like the data plane.
+// Include from exactly the tests that need it; call ravelin::test::eal() at
+// the top of each such test (it initialises once).
+#pragma once
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <unistd.h>
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+
+namespace ravelin::test {
+
+inline void eal()
+{
+    static bool done = [] {
+        std::string prefix = "--file-prefix=rvl-test-" + std::to_string(::getpid());
+        const char* argv[] = {"test",      "--no-huge",          "--no-pci",
+                              "-m",        "512",                "--no-telemetry",
+                              "-l",        "0",                  "--log-level=lib.eal:error",
+                              prefix.c_str()};
+        int argc = int(sizeof(argv) / sizeof(argv[0]));
+        if (rte_eal_init(argc, const_cast<char**>(argv)) < 0) {
+            std::fprintf(stderr, "rte_eal_init failed: %s\n", rte_strerror(rte_errno));
+            std::abort();
+        }
+        return true;
+    }();
+    (void)done;
+}
+
+// A pool of 2 KiB-data-room mbufs with the standard 128 B headroom.
+inline rte_mempool* test_pool()
+{
+    eal();
+    static rte_mempool* pool =
+        rte_pktmbuf_pool_create("rvl_test_pool", 4095, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+    if (!pool) std::abort();
+    return pool;
+}
+
+} // namespace ravelin::test
