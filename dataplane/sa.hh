@@ -53,6 +53,7 @@ struct alignas(64) DpSa {
     DfMode df = DfMode::copy;
     WorkerId owner;
     uint32_t reqid = 0;           // matched by inbound policies
+    uint32_t slot = UINT32_MAX;   // index in the SA table, set before publication
     uint16_t outer_mtu = 1500;    // IP MTU of the path the ESP packets take
     uint8_t outer_len = 0;        // bytes of outer_template in use (tunnel mode)
     EspTransform xform;

@@ -1,1 +1,379 @@
-// placeholder: filled in by its owner
+// The worker's poll loop and its stages, in packet order.
+//
+//   rx burst (every port, this worker's queue)
+//     -> classify: Ethernet/IP checks; ARP/ND/echo -> main lcore; IKE -> punt;
+//        ESP to us -> in_esp; from a protected port -> out; else -> in_clear
+//     -> out:      SPD-O (one rte_acl call per burst) -> protect: SA owner?
+//                  hand off : esp_encap -> route outer -> tx
+//     -> in_esp:   SPI lookup (bulk) -> owner? hand off : esp_decap ->
+//                  SPD-I check (must be protect by this SA's reqid) -> route -> tx
+//     -> in_clear: SPD-I -> bypass -> route -> tx
+//   hand-off rings from the other workers -> the same protect/decap steps
+//   tx flush; RCU quiescent state.
+//
+// Ownership: an SA's sequence number, replay window and counters are only
+// touched by its owner worker; a packet for an SA owned elsewhere is handed
+// to the owner through an SPSC ring (per worker pair, so order is kept).
+// Nothing here locks, allocates, throws or makes a syscall.
+#include "worker.hh"
+
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_rcu_qsbr.h>
+
+#include "packet.hh"
+
+namespace ravelin::dp {
+
+namespace {
+
+// Hand-off kinds, stored in the mbuf's hash.fdir.hi while on a ring.
+constexpr uint32_t handoff_outbound = 1;
+constexpr uint32_t handoff_inbound = 2;
+
+bool is_v6_multicast(const rte_mbuf* m) noexcept
+{
+    return rte_pktmbuf_mtod(m, const rte_ipv6_hdr*)->dst_addr[0] == 0xff;
+}
+
+} // namespace
+
+Worker::Worker(SharedState& shared, WorkerId id) : shared_(shared), id_(id)
+{
+    esp_.mgr = crypto_manager_create();
+    esp_.events = shared.events;
+    esp_.counters = &counters_;
+}
+
+Worker::~Worker() { crypto_manager_free(esp_.mgr); }
+
+void Worker::run() noexcept
+{
+    rte_rcu_qsbr_thread_register(shared_.rcu, id_.value);
+    rte_rcu_qsbr_thread_online(shared_.rcu, id_.value);
+    while (!shared_.stop.load(std::memory_order_relaxed)) poll_once();
+    rte_rcu_qsbr_thread_offline(shared_.rcu, id_.value);
+    rte_rcu_qsbr_thread_unregister(shared_.rcu, id_.value);
+}
+
+void Worker::poll_once() noexcept
+{
+    rte_mbuf* pkts[max_burst];
+    for (const PortInfo& p : shared_.ports) {
+        uint16_t n = rte_eth_rx_burst(p.id, id_.value, pkts, uint16_t(shared_.burst));
+        if (n) process_rx(p.id, pkts, n);
+    }
+    for (unsigned from = 0; from < shared_.workers; ++from) {
+        rte_ring* r = shared_.handoff[from][id_.value];
+        if (!r) continue;
+        unsigned n = rte_ring_sc_dequeue_burst(r, reinterpret_cast<void**>(pkts), shared_.burst, nullptr);
+        if (n) process_handoff(pkts, uint16_t(n));
+    }
+    if (id_.value == 0) send_control_frames();
+    flush_tx();
+    rte_rcu_qsbr_quiescent(shared_.rcu, id_.value);
+}
+
+void Worker::drop(rte_mbuf* m, DropReason r) noexcept
+{
+    counters_.drop(r);
+    rte_pktmbuf_free(m);
+}
+
+void Worker::punt(rte_ring* ring, rte_mbuf* m, Counter& counter) noexcept
+{
+    if (rte_ring_mp_enqueue(ring, m) != 0) return drop(m, DropReason::punt_full);
+    counter.inc();
+}
+
+void Worker::process_rx(uint16_t port, rte_mbuf** pkts, uint16_t n) noexcept
+{
+    esp_.now_tsc = rte_rdtsc();
+    counters_.stats.rx_packets.inc(n);
+    Burst out, in_esp, in_clear;
+    for (uint16_t i = 0; i < n; ++i) {
+        rte_mbuf* m = pkts[i];
+        m->port = port;
+        classify(port, m, out, in_esp, in_clear);
+    }
+    if (out.n) outbound(out);
+    if (in_esp.n) inbound_esp(in_esp);
+    if (in_clear.n) inbound_clear(in_clear);
+}
+
+void Worker::classify(uint16_t port, rte_mbuf* m, Burst& out, Burst& in_esp, Burst& in_clear) noexcept
+{
+    if (m->nb_segs != 1) return drop(m, DropReason::multi_segment);
+    if (m->data_len < sizeof(rte_ether_hdr)) return drop(m, DropReason::runt);
+    uint16_t type = rte_pktmbuf_mtod(m, rte_ether_hdr*)->ether_type;
+    if (type == rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP))
+        return punt(shared_.control, m, counters_.stats.punted_control);
+    if (type != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4) && type != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6))
+        return drop(m, DropReason::unsupported);
+    rte_pktmbuf_adj(m, sizeof(rte_ether_hdr));
+    Item it{m, {}, 0, nullptr};
+    if (DropReason r = validate_ip(m, it.info); r != DropReason::none) return drop(m, r);
+    if (it.info.family == IpFamily::v6 && is_v6_multicast(m)) {
+        // Neighbour discovery: the main lcore wants the whole frame.
+        if (it.info.proto != proto_icmpv6) return drop(m, DropReason::not_for_us);
+        rte_pktmbuf_prepend(m, sizeof(rte_ether_hdr));
+        return punt(shared_.control, m, counters_.stats.punted_control);
+    }
+    if (local_delivery(m, it.info, in_esp)) return;
+    if (shared_.ports[port].role == PortRole::protected_side) out.add(it);
+    else in_clear.add(it);
+}
+
+// Packets addressed to the gateway itself. Returns false if not ours.
+//
+//  ESP in UDP (RFC 3948 §2.2):  | IP | UDP (4500) | SPI (non-zero) | ...
+//  IKE on 4500 (RFC 3948 §2.2): | IP | UDP (4500) | 0x00000000 (non-ESP marker) | IKE
+bool Worker::local_delivery(rte_mbuf* m, const IpInfo& info, Burst& in_esp) noexcept
+{
+    bool local;
+    if (info.family == IpFamily::v4) {
+        uint32_t dst = rte_pktmbuf_mtod(m, rte_ipv4_hdr*)->dst_addr;
+        local = false;
+        for (uint32_t a : shared_.local_v4) local |= a == dst;
+    } else {
+        local = shared_.fib->is_local(ip_dst(m, info));
+    }
+    if (!local) return false;
+    if (info.fragment) return drop(m, DropReason::unsupported), true;
+    if (info.proto == proto_esp) return in_esp.add({m, info, info.l3_len, nullptr}), true;
+    if (info.proto == proto_udp && has_bytes(m, info.l3_len, 8)) {
+        auto* udp = rte_pktmbuf_mtod_offset(m, const rte_udp_hdr*, info.l3_len);
+        uint16_t dport = rte_be_to_cpu_16(udp->dst_port);
+        if (dport == natt_port && has_bytes(m, info.l3_len + 8u, 4)) {
+            uint32_t marker = *rte_pktmbuf_mtod_offset(m, const uint32_t*, info.l3_len + 8u);
+            if (marker != 0) return in_esp.add({m, info, info.l3_len + 8u, nullptr}), true;
+            return punt(shared_.punt_ike, m, counters_.stats.punted_ike), true;
+        }
+        if (dport == natt_port && m->data_len == info.l3_len + 9u)
+            return rte_pktmbuf_free(m), true;   // NAT-T keepalive (RFC 3948 §2.3): nothing to do
+        if (dport == ike_port) return punt(shared_.punt_ike, m, counters_.stats.punted_ike), true;
+    }
+    if (info.proto == proto_icmp || info.proto == proto_icmpv6) {
+        rte_pktmbuf_prepend(m, sizeof(rte_ether_hdr));
+        return punt(shared_.control, m, counters_.stats.punted_control), true;
+    }
+    return drop(m, DropReason::not_for_us), true;
+}
+
+void Worker::spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out) noexcept
+{
+    FlowKey keys[max_burst];
+    const FlowKey* k4[max_burst];
+    const FlowKey* k6[max_burst];
+    uint16_t i4[max_burst], i6[max_burst];
+    uint32_t n4 = 0, n6 = 0;
+    for (uint16_t i = 0; i < b.n; ++i) {
+        flow_key(b.items[i].m, b.items[i].info, keys[i]);
+        if (b.items[i].info.family == IpFamily::v4) i4[n4] = i, k4[n4++] = &keys[i];
+        else i6[n6] = i, k6[n6++] = &keys[i];
+    }
+    const SpdEntry* r[max_burst];
+    if (n4) {
+        spd.lookup_v4(k4, n4, r);
+        for (uint32_t j = 0; j < n4; ++j) out[i4[j]] = r[j];
+    }
+    if (n6) {
+        spd.lookup_v6(k6, n6, r);
+        for (uint32_t j = 0; j < n6; ++j) out[i6[j]] = r[j];
+    }
+}
+
+void Worker::outbound(Burst& b) noexcept
+{
+    const SpdEntry* e[max_burst];
+    spd_lookup(*shared_.spd_out.load(std::memory_order_acquire), b, e);
+    for (uint16_t i = 0; i < b.n; ++i) {
+        Item& it = b.items[i];
+        if (!e[i]) { drop(it.m, DropReason::no_policy); continue; }
+        switch (e[i]->action) {
+        case PolicyAction::discard: drop(it.m, DropReason::policy_discard); break;
+        case PolicyAction::bypass:
+            if (!decrement_ttl(it.m, it.info.family)) { drop(it.m, DropReason::ttl_expired); break; }
+            counters_.stats.bypassed.inc();
+            forward(it.m, it.info);
+            break;
+        case PolicyAction::protect: outbound_protect(it, e[i]->sa_slot); break;
+        }
+    }
+}
+
+void Worker::outbound_protect(Item& it, uint32_t sa_slot) noexcept
+{
+    DpSa* sa = shared_.sas->get(sa_slot);
+    if (!sa) return drop(it.m, DropReason::no_sa);
+    if (sa->owner != id_) return handoff(it.m, sa->owner, handoff_outbound, sa_slot, 0);
+    if (!decrement_ttl(it.m, it.info.family)) return drop(it.m, DropReason::ttl_expired);
+    DropReason r = esp_encap(esp_, *sa, it.m);
+    if (r == DropReason::mtu_exceeded) return mtu_error(it, *sa);
+    if (r != DropReason::none) return drop(it.m, r);
+    IpInfo outer{sa->outer_family, proto_esp, 0, false};
+    forward(it.m, outer);
+}
+
+// The ESP packet would not fit: tell the sender the MTU it can use
+// (RFC 4301 §8.2.1 / RFC 1191 / RFC 8201) by rewriting its packet into the
+// ICMP error, and count the drop.
+void Worker::mtu_error(Item& it, const DpSa& sa) noexcept
+{
+    counters_.drop(DropReason::mtu_exceeded);
+    const IpAddress* from = shared_.fib->address_on(it.m->port, it.info.family);
+    uint16_t room = uint16_t(sa.outer_mtu - std::min<unsigned>(sa.outer_mtu, sa_overhead(sa)));
+    if (!from || !make_too_big(it.m, it.info, *from, room)) return (void)rte_pktmbuf_free(it.m);
+    counters_.stats.icmp_errors_sent.inc();
+    IpInfo info{it.info.family, it.info.family == IpFamily::v4 ? proto_icmp : proto_icmpv6, 0, false};
+    forward(it.m, info);
+}
+
+void Worker::inbound_esp(Burst& b) noexcept
+{
+    const uint32_t* spis[max_burst];
+    DpSa* sas[max_burst];
+    for (uint16_t i = 0; i < b.n; ++i) {
+        // classify() checked 4 bytes at the ESP offset for UDP; for raw ESP
+        // check the SPI is there before reading it.
+        if (!has_bytes(b.items[i].m, b.items[i].esp_offset, 8)) {
+            static const uint32_t zero = 0;
+            spis[i] = &zero;
+            continue;
+        }
+        spis[i] = rte_pktmbuf_mtod_offset(b.items[i].m, const uint32_t*, b.items[i].esp_offset);
+    }
+    shared_.sas->lookup_inbound(spis, b.n, sas);
+    Burst clear;
+    for (uint16_t i = 0; i < b.n; ++i) {
+        Item& it = b.items[i];
+        if (!has_bytes(it.m, it.esp_offset, 8)) { drop(it.m, DropReason::runt); continue; }
+        if (!sas[i]) { drop(it.m, DropReason::no_sa); continue; }
+        it.sa = sas[i];
+        if (it.sa->owner != id_) {
+            handoff(it.m, it.sa->owner, handoff_inbound, it.sa->slot, it.esp_offset);
+            continue;
+        }
+        DropReason r = esp_decap(esp_, *it.sa, it.m, it.esp_offset);
+        if (r == DropReason::none) r = validate_ip(it.m, it.info);
+        if (r != DropReason::none) { drop(it.m, r); continue; }
+        clear.add(it);
+    }
+    if (clear.n) inbound_policy(clear);
+}
+
+// RFC 4301 §5.2 step 4: a decrypted packet must match an inbound policy that
+// says "protect with this SA" (reqid), or it is dropped.
+void Worker::inbound_policy(Burst& b) noexcept
+{
+    const SpdEntry* e[max_burst];
+    spd_lookup(*shared_.spd_in.load(std::memory_order_acquire), b, e);
+    for (uint16_t i = 0; i < b.n; ++i) {
+        Item& it = b.items[i];
+        if (!e[i] || e[i]->action != PolicyAction::protect || e[i]->reqid != it.sa->reqid) {
+            drop(it.m, DropReason::policy_mismatch);
+            continue;
+        }
+        if (!decrement_ttl(it.m, it.info.family)) { drop(it.m, DropReason::ttl_expired); continue; }
+        forward(it.m, it.info);
+    }
+}
+
+void Worker::inbound_clear(Burst& b) noexcept
+{
+    const SpdEntry* e[max_burst];
+    spd_lookup(*shared_.spd_in.load(std::memory_order_acquire), b, e);
+    for (uint16_t i = 0; i < b.n; ++i) {
+        Item& it = b.items[i];
+        if (!e[i]) { drop(it.m, DropReason::no_policy); continue; }
+        if (e[i]->action == PolicyAction::discard) { drop(it.m, DropReason::policy_discard); continue; }
+        // Clear traffic where the policy demands protection.
+        if (e[i]->action == PolicyAction::protect) { drop(it.m, DropReason::policy_mismatch); continue; }
+        if (!decrement_ttl(it.m, it.info.family)) { drop(it.m, DropReason::ttl_expired); continue; }
+        counters_.stats.bypassed.inc();
+        forward(it.m, it.info);
+    }
+}
+
+void Worker::handoff(rte_mbuf* m, WorkerId owner, uint32_t kind, uint32_t slot, uint32_t esp_offset) noexcept
+{
+    m->hash.fdir.lo = slot;
+    m->hash.fdir.hi = kind | esp_offset << 8;
+    if (rte_ring_sp_enqueue(shared_.handoff[id_.value][owner.value], m) != 0)
+        return drop(m, DropReason::handoff_full);
+    counters_.stats.handoff_out.inc();
+}
+
+void Worker::process_handoff(rte_mbuf** pkts, uint16_t n) noexcept
+{
+    esp_.now_tsc = rte_rdtsc();
+    counters_.stats.handoff_in.inc(n);
+    Burst clear;
+    for (uint16_t i = 0; i < n; ++i) {
+        rte_mbuf* m = pkts[i];
+        uint32_t slot = m->hash.fdir.lo, kind = m->hash.fdir.hi & 0xff;
+        Item it{m, {}, m->hash.fdir.hi >> 8, shared_.sas->get(slot)};
+        // The SA may have been replaced or removed while the packet waited.
+        if (!it.sa || it.sa->owner != id_) { drop(m, DropReason::no_sa); continue; }
+        if (DropReason r = validate_ip(m, it.info); r != DropReason::none) { drop(m, r); continue; }
+        if (kind == handoff_outbound) { outbound_protect(it, slot); continue; }
+        if (!has_bytes(m, it.esp_offset, 4) ||
+            *rte_pktmbuf_mtod_offset(m, const uint32_t*, it.esp_offset) != it.sa->spi_be) {
+            drop(m, DropReason::no_sa);   // slot reused by another SA meanwhile
+            continue;
+        }
+        DropReason r = esp_decap(esp_, *it.sa, m, it.esp_offset);
+        if (r == DropReason::none) r = validate_ip(m, it.info);
+        if (r != DropReason::none) { drop(m, r); continue; }
+        clear.add(it);
+    }
+    if (clear.n) inbound_policy(clear);
+}
+
+// Route, resolve the next hop, add the Ethernet header and queue for TX.
+void Worker::forward(rte_mbuf* m, const IpInfo& info) noexcept
+{
+    IpAddress dst = ip_dst(m, info);
+    const NextHop* nh = shared_.fib->lookup(dst);
+    if (!nh) return drop(m, DropReason::no_route);
+    const IpAddress& target = nh->on_link ? dst : nh->gateway;
+    rte_ether_addr mac;
+    if (!shared_.neighbors->lookup(target, mac)) {
+        ResolveRequest req{target, 0, nh->port};
+        rte_ring_mp_enqueue_elem(shared_.resolve, &req, sizeof(req));   // best effort
+        return drop(m, DropReason::neighbor_unresolved);
+    }
+    auto* eth = reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_prepend(m, sizeof(rte_ether_hdr)));
+    if (!eth) return drop(m, DropReason::no_buffer_space);
+    eth->dst_addr = mac;
+    eth->src_addr = shared_.ports[nh->port].mac;
+    eth->ether_type = rte_cpu_to_be_16(info.family == IpFamily::v4 ? RTE_ETHER_TYPE_IPV4 : RTE_ETHER_TYPE_IPV6);
+    TxBuffer& tx = tx_[nh->port];
+    tx.pkts[tx.n++] = m;
+    if (tx.n == tx.pkts.size()) flush_tx();
+}
+
+void Worker::send_control_frames() noexcept
+{
+    rte_mbuf* pkts[max_burst];
+    unsigned n = rte_ring_sc_dequeue_burst(shared_.control_tx, reinterpret_cast<void**>(pkts), max_burst, nullptr);
+    for (unsigned i = 0; i < n; ++i) {
+        TxBuffer& tx = tx_[pkts[i]->port];
+        tx.pkts[tx.n++] = pkts[i];
+        if (tx.n == tx.pkts.size()) flush_tx();
+    }
+}
+
+void Worker::flush_tx() noexcept
+{
+    for (const PortInfo& p : shared_.ports) {
+        TxBuffer& tx = tx_[p.id];
+        if (!tx.n) continue;
+        uint16_t sent = rte_eth_tx_burst(p.id, id_.value, tx.pkts.data(), tx.n);
+        counters_.stats.tx_packets.inc(sent);
+        for (uint16_t i = sent; i < tx.n; ++i) drop(tx.pkts[i], DropReason::tx_full);
+        tx.n = 0;
+    }
+}
+
+} // namespace ravelin::dp

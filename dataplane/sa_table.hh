@@ -1,0 +1,71 @@
+// The SA table: slots of DpSa pointers, plus an SPI hash for inbound SAs.
+//
+// One writer (the main lcore, under `writer_lock()`), many RCU readers (the
+// workers). Publication is a release store of the slot pointer after the SA
+// is fully built; removal stores nullptr, waits for a grace period
+// (rte_rcu_qsbr_synchronize: every worker has passed a quiescent point, so
+// none still holds the old pointer), then frees the SA and wipes its keys.
+// Outbound SAs are reached through the SPD entry's slot, so a rekey can swap
+// the SA in a slot without rebuilding the SPD; inbound SAs through the SPI.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "sa.hh"
+
+struct rte_hash;
+struct rte_rcu_qsbr;
+
+namespace ravelin::dp {
+
+inline constexpr uint32_t no_slot = UINT32_MAX;
+
+class SaTable {
+public:
+    static std::unique_ptr<SaTable> create(const std::string& name, uint32_t capacity, rte_rcu_qsbr* rcu);
+    ~SaTable();
+    SaTable(const SaTable&) = delete;
+    SaTable& operator=(const SaTable&) = delete;
+
+    // --- workers (inside an RCU read-side section) ------------------------
+    DpSa* get(uint32_t slot) const noexcept
+    {
+        return slot < capacity_ ? slots_[slot].load(std::memory_order_acquire) : nullptr;
+    }
+    // For n <= 64 SPIs in network byte order: the inbound SA or nullptr.
+    void lookup_inbound(const uint32_t* const* spi_be, uint32_t n, DpSa** out) const noexcept;
+
+    // --- main lcore ---------------------------------------------------------
+    // Take ownership of `sa` and publish it in a free slot (and, for inbound
+    // SAs, under its SPI). Returns the slot, or no_slot if the table is full
+    // or an inbound SA with that SPI exists.
+    uint32_t install(DpSa* sa);
+    // Publish `sa` in `slot`, replacing what is there (outbound rekey);
+    // the old SA is freed after a grace period.
+    bool replace(uint32_t slot, DpSa* sa);
+    // Unpublish and free after a grace period.
+    void remove(uint32_t slot);
+    // Slot of the SA with this SPI and direction, or no_slot (linear; main lcore only).
+    uint32_t find(Spi spi, SaDirection dir) const;
+
+    uint32_t capacity() const noexcept { return capacity_; }
+    // Held by the writer while it changes the table, and by readers that are
+    // not RCU-registered (the telemetry thread) while they walk it.
+    std::mutex& writer_lock() noexcept { return lock_; }
+
+private:
+    SaTable() = default;
+    void retire(DpSa* old, int32_t key_position);
+
+    rte_hash* spi_hash_ = nullptr;
+    rte_rcu_qsbr* rcu_ = nullptr;
+    std::unique_ptr<std::atomic<DpSa*>[]> slots_;
+    uint32_t capacity_ = 0;
+    std::mutex lock_;
+};
+
+} // namespace ravelin::dp

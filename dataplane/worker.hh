@@ -1,0 +1,128 @@
+// A poll-mode worker: run to completion on one lcore, bursts in, bursts out.
+//
+// Each worker owns one RX queue and one TX queue on every port, the SAs
+// whose `owner` it is (their sequence numbers, replay windows and counters),
+// its counters and its IPsec-MB manager. Everything it shares with others
+// is read-only or published through RCU (SA table, SPDs) or lock-free
+// (neighbour table, rings); see docs/architecture.md.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include <rte_ether.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include "config.hh"
+#include "counters.hh"
+#include "esp.hh"
+#include "neighbor.hh"
+#include "packet.hh"
+#include "route.hh"
+#include "sa_table.hh"
+#include "spd.hh"
+
+struct rte_rcu_qsbr;
+
+namespace ravelin::dp {
+
+inline constexpr unsigned max_workers = 16;
+inline constexpr unsigned max_ports = 16;
+inline constexpr unsigned max_burst = 64;
+
+struct PortInfo {
+    uint16_t id = 0;
+    PortRole role = PortRole::protected_side;
+    rte_ether_addr mac{};
+    uint16_t mtu = 1500;
+};
+
+// State shared by all workers and the main lcore. Immutable after start
+// except where a member says otherwise.
+struct SharedState {
+    std::vector<PortInfo> ports;            // indexed by DPDK port id
+    const Fib* fib = nullptr;
+    std::vector<uint32_t> local_v4;         // our IPv4 addresses, network order
+    NeighborTable* neighbors = nullptr;     // lock-free readers
+    SaTable* sas = nullptr;                 // RCU
+    std::atomic<Spd*> spd_out{nullptr};     // RCU
+    std::atomic<Spd*> spd_in{nullptr};      // RCU
+    rte_rcu_qsbr* rcu = nullptr;
+    rte_ring* events = nullptr;             // workers -> control plane (MP/SC)
+    rte_ring* punt_ike = nullptr;           // workers -> control plane (MP/SC)
+    rte_ring* control = nullptr;            // workers -> main lcore: ARP, ND, echo (MP/SC)
+    rte_ring* resolve = nullptr;            // workers -> main lcore: ResolveRequest (MP/SC)
+    rte_ring* control_tx = nullptr;         // main lcore -> worker 0: frames to send (SP/SC)
+    // handoff[from][to]: single producer, single consumer, keeps order.
+    std::array<std::array<rte_ring*, max_workers>, max_workers> handoff{};
+    unsigned workers = 1;
+    unsigned burst = 32;
+    std::atomic<bool> stop{false};
+};
+
+class Worker {
+public:
+    Worker(SharedState& shared, WorkerId id);
+    ~Worker();
+    Worker(const Worker&) = delete;
+    Worker& operator=(const Worker&) = delete;
+
+    // The poll loop; returns when shared.stop is set.
+    void run() noexcept;
+
+    // One iteration of the loop (for tests that drive a worker by hand).
+    void poll_once() noexcept;
+
+    // Process a burst as if received on `port` (data at the Ethernet
+    // header). Used by poll_once and by tests and benchmarks.
+    void process_rx(uint16_t port, rte_mbuf** pkts, uint16_t n) noexcept;
+    void flush_tx() noexcept;
+
+    WorkerId id() const noexcept { return id_; }
+    const WorkerCounters& counters() const noexcept { return counters_; }
+
+private:
+    struct Item {
+        rte_mbuf* m;
+        IpInfo info;
+        uint32_t esp_offset;
+        DpSa* sa;
+    };
+    struct Burst {
+        std::array<Item, max_burst> items;
+        uint16_t n = 0;
+        void add(const Item& it) noexcept { items[n++] = it; }
+    };
+
+    void classify(uint16_t port, rte_mbuf* m, Burst& out, Burst& in_esp, Burst& in_clear) noexcept;
+    bool local_delivery(rte_mbuf* m, const IpInfo& info, Burst& in_esp) noexcept;
+    void outbound(Burst& b) noexcept;
+    void outbound_protect(Item& it, uint32_t sa_slot) noexcept;
+    void inbound_esp(Burst& b) noexcept;
+    void inbound_decap(Item& it) noexcept;
+    void inbound_clear(Burst& b) noexcept;
+    void inbound_policy(Burst& b) noexcept;
+    void spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out) noexcept;
+    void process_handoff(rte_mbuf** pkts, uint16_t n) noexcept;
+    void handoff(rte_mbuf* m, WorkerId owner, uint32_t kind, uint32_t slot, uint32_t esp_offset) noexcept;
+    void mtu_error(Item& it, const DpSa& sa) noexcept;
+    void forward(rte_mbuf* m, const IpInfo& info) noexcept;
+    void punt(rte_ring* ring, rte_mbuf* m, Counter& counter) noexcept;
+    void send_control_frames() noexcept;
+    void drop(rte_mbuf* m, DropReason r) noexcept;
+
+    SharedState& shared_;
+    WorkerId id_;
+    WorkerCounters counters_;
+    EspContext esp_;
+    struct TxBuffer {
+        std::array<rte_mbuf*, 2 * max_burst> pkts;
+        uint16_t n = 0;
+    };
+    std::array<TxBuffer, max_ports> tx_{};
+};
+
+} // namespace ravelin::dp
