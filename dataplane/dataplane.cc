@@ -1,1 +1,414 @@
-// placeholder: filled in by its owner
+// Building the data plane from its config, and the main lcore's loop.
+//
+// The main lcore is the only writer of the SA table, the SPDs and the
+// neighbour table. It never touches a packet on the fast path: it consumes
+// what workers punt to it (ARP, ND, echo), asks for neighbour resolution,
+// and drains the IKE punt and event rings until a control plane attaches.
+#include "dataplane.hh"
+
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_rcu_qsbr.h>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+namespace ravelin::dp {
+
+namespace {
+
+constexpr uint16_t rx_descriptors = 1024;
+constexpr uint16_t tx_descriptors = 1024;
+constexpr unsigned recent_events_kept = 64;
+
+std::string device_name(const std::string& devargs) { return devargs.substr(0, devargs.find(',')); }
+
+std::string ip_string(const IpAddress& a)
+{
+    char buf[INET6_ADDRSTRLEN];
+    inet_ntop(a.family == IpFamily::v4 ? AF_INET : AF_INET6, a.bytes.data(), buf, sizeof buf);
+    return buf;
+}
+
+} // namespace
+
+std::unique_ptr<Dataplane> Dataplane::create(const DataplaneConfig& config, std::string& error)
+{
+    std::unique_ptr<Dataplane> dp(new Dataplane());
+    SharedState& s = dp->shared_;
+    s.workers = config.workers;
+    s.burst = std::min<unsigned>(config.burst, max_burst);
+    if (s.workers == 0 || s.workers > max_workers) {
+        error = "workers must be 1.." + std::to_string(max_workers);
+        return nullptr;
+    }
+    dp->pool_ = rte_pktmbuf_pool_create("rvl_mbufs", config.mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                        int(rte_socket_id()));
+    if (!dp->pool_) {
+        error = "cannot create the mbuf pool (" + std::to_string(config.mbufs) +
+                " mbufs): not enough hugepage memory?";
+        return nullptr;
+    }
+    size_t rcu_size = rte_rcu_qsbr_get_memsize(s.workers);
+    dp->rcu_mem_ = rte_zmalloc("rvl_rcu", rcu_size, RTE_CACHE_LINE_SIZE);
+    s.rcu = static_cast<rte_rcu_qsbr*>(dp->rcu_mem_);
+    if (!s.rcu || rte_rcu_qsbr_init(s.rcu, s.workers) != 0) {
+        error = "cannot create the RCU state";
+        return nullptr;
+    }
+    dp->mgr_ = crypto_manager_create();
+    if (!dp->mgr_) {
+        error = "cannot initialise Intel IPsec-MB";
+        return nullptr;
+    }
+    if (!dp->setup_rings(config, error) || !dp->setup_ports(config, error)) return nullptr;
+    dp->fib_ = Fib::build(config, dp->port_ids_, "rvl_fib", error);
+    if (!dp->fib_) return nullptr;
+    s.fib = dp->fib_.get();
+    for (const auto& l : dp->fib_->locals())
+        if (l.ifaddr.addr.family == IpFamily::v4) s.local_v4.push_back(rte_cpu_to_be_32(l.ifaddr.addr.v4_host()));
+    dp->neighbors_ = NeighborTable::create("rvl_neigh", 4096);
+    if (!dp->neighbors_) {
+        error = "cannot create the neighbour table";
+        return nullptr;
+    }
+    s.neighbors = dp->neighbors_.get();
+    if (!dp->install_sas(config, error) || !dp->build_spds(config, error)) return nullptr;
+    for (unsigned w = 0; w < s.workers; ++w)
+        dp->workers_.push_back(std::make_unique<Worker>(s, WorkerId(uint16_t(w))));
+    // Ask for the static next hops right away so the first packets find them.
+    for (const auto& r : config.routes)
+        if (r.via) {
+            ResolveRequest req{*r.via, 0, 0};
+            if (const NextHop* nh = s.fib->lookup(*r.via)) req.port = nh->port;
+            rte_ring_mp_enqueue_elem(s.resolve, &req, sizeof(req));
+        }
+    return dp;
+}
+
+bool Dataplane::setup_rings(const DataplaneConfig& config, std::string& error)
+{
+    SharedState& s = shared_;
+    unsigned size = rte_align32pow2(std::max(config.ring_size, 64u));
+    auto ring = [&](const std::string& name, unsigned flags, unsigned esize = 0) {
+        rte_ring* r = esize ? rte_ring_create_elem(name.c_str(), esize, size, SOCKET_ID_ANY, flags)
+                            : rte_ring_create(name.c_str(), size, SOCKET_ID_ANY, flags);
+        if (r) rings_.push_back(r);
+        else error = "cannot create ring " + name;
+        return r;
+    };
+    s.events = ring("rvl_events", RING_F_SC_DEQ, sizeof(DataplaneEvent));
+    s.punt_ike = ring("rvl_punt_ike", RING_F_SC_DEQ);
+    s.control = ring("rvl_control", RING_F_SC_DEQ);
+    s.resolve = ring("rvl_resolve", RING_F_SC_DEQ, sizeof(ResolveRequest));
+    s.control_tx = ring("rvl_control_tx", RING_F_SP_ENQ | RING_F_SC_DEQ);
+    if (!s.events || !s.punt_ike || !s.control || !s.resolve || !s.control_tx) return false;
+    for (unsigned from = 0; from < s.workers; ++from)
+        for (unsigned to = 0; to < s.workers; ++to) {
+            if (from == to) continue;
+            auto name = "rvl_ho_" + std::to_string(from) + "_" + std::to_string(to);
+            s.handoff[from][to] = ring(name, RING_F_SP_ENQ | RING_F_SC_DEQ);
+            if (!s.handoff[from][to]) return false;
+        }
+    return true;
+}
+
+bool Dataplane::setup_ports(const DataplaneConfig& config, std::string& error)
+{
+    SharedState& s = shared_;
+    uint16_t nq = uint16_t(s.workers);
+    for (const PortConfig& pc : config.ports) {
+        uint16_t id = 0;
+        std::string name = device_name(pc.device);
+        std::string where = config.source + ":" + std::to_string(pc.line) + ": port " + pc.name + ": ";
+        if (rte_eth_dev_get_port_by_name(name.c_str(), &id) != 0 || id >= max_ports) {
+            error = where + "no DPDK port named " + name + " (device failed to probe?)";
+            return false;
+        }
+        rte_eth_dev_info info{};
+        rte_eth_dev_info_get(id, &info);
+        if (info.max_rx_queues < nq || info.max_tx_queues < nq) {
+            error = where + "device has " + std::to_string(info.max_rx_queues) + " RX queues, " +
+                    std::to_string(nq) + " workers need " + std::to_string(nq) +
+                    " (net_af_packet: add qpairs=" + std::to_string(nq) + ")";
+            return false;
+        }
+        rte_eth_conf conf{};
+        if (int rc = rte_eth_dev_configure(id, nq, nq, &conf); rc < 0) {
+            error = where + "configure failed: " + rte_strerror(-rc);
+            return false;
+        }
+        rte_eth_dev_set_mtu(id, pc.mtu);   // virtual devices may not support it; the config check still applies
+        for (uint16_t q = 0; q < nq; ++q) {
+            if (rte_eth_rx_queue_setup(id, q, rx_descriptors, rte_eth_dev_socket_id(id), nullptr, pool_) < 0 ||
+                rte_eth_tx_queue_setup(id, q, tx_descriptors, rte_eth_dev_socket_id(id), nullptr) < 0) {
+                error = where + "queue setup failed";
+                return false;
+            }
+        }
+        if (int rc = rte_eth_dev_start(id); rc < 0) {
+            error = where + "start failed: " + rte_strerror(-rc);
+            return false;
+        }
+        rte_eth_promiscuous_enable(id);   // for ND multicast; harmless where unsupported
+        if (s.ports.size() <= id) s.ports.resize(id + 1u);
+        PortInfo& p = s.ports[id];
+        p.id = id;
+        p.role = pc.role;
+        p.mtu = pc.mtu;
+        rte_eth_macaddr_get(id, &p.mac);
+        port_ids_.push_back(id);
+        port_names_.push_back(pc.name);
+    }
+    return true;
+}
+
+bool Dataplane::install_sas(const DataplaneConfig& config, std::string& error)
+{
+    uint32_t capacity = std::max<uint32_t>(1024, uint32_t(config.sas.size()) * 2);
+    sas_ = SaTable::create("rvl_sad", capacity, shared_.rcu);
+    if (!sas_) {
+        error = "cannot create the SA table";
+        return false;
+    }
+    shared_.sas = sas_.get();
+    uint16_t default_mtu = 1500;
+    for (const PortConfig& pc : config.ports)
+        if (pc.role == PortRole::unprotected_side) { default_mtu = pc.mtu; break; }
+    uint32_t synthetic_reqid = 0x40000000;
+    for (const SaConfig& c : config.sas) {
+        SaDescriptor d = c.sa;
+        if (d.reqid == 0) d.reqid = ++synthetic_reqid;   // manual SAs: one reqid each
+        WorkerId owner(uint16_t(c.worker.value_or(uint16_t(d.spi.value % shared_.workers))));
+        const char* why = "unknown";
+        DpSa* sa = sa_create(mgr_, d, c.mtu.value_or(default_mtu), owner, &why);
+        wipe_keys(d);
+        if (!sa) {
+            error = config.source + ":" + std::to_string(c.line) + ": sa: " + why;
+            return false;
+        }
+        if (sas_->install(sa) == no_slot) {
+            sa_free(sa);
+            error = config.source + ":" + std::to_string(c.line) + ": sa: SA table full or SPI in use";
+            return false;
+        }
+    }
+    return true;
+}
+
+bool Dataplane::build_spds(const DataplaneConfig& config, std::string& error)
+{
+    std::vector<SpdRule> rules;
+    for (const PolicyConfig& pc : config.policies) {
+        SpdRule r{pc.policy, 0, 0};
+        if (pc.policy.action == PolicyAction::protect) {
+            r.sa_slot = sas_->find(pc.policy.sa, pc.policy.direction);
+            DpSa* sa = sas_->get(r.sa_slot);
+            if (!sa) {
+                error = config.source + ":" + std::to_string(pc.line) + ": policy names an SA that is not installed";
+                return false;
+            }
+            r.reqid = sa->reqid;
+        }
+        rules.push_back(r);
+    }
+    spd_out_ = Spd::build(SaDirection::outbound, rules, "rvl_spdo", error);
+    spd_in_ = Spd::build(SaDirection::inbound, rules, "rvl_spdi", error);
+    if (!spd_out_ || !spd_in_) return false;
+    shared_.spd_out.store(spd_out_.get(), std::memory_order_release);
+    shared_.spd_in.store(spd_in_.get(), std::memory_order_release);
+    return true;
+}
+
+Dataplane::~Dataplane()
+{
+    workers_.clear();
+    for (uint16_t id : port_ids_) {
+        rte_eth_dev_stop(id);
+        rte_eth_dev_close(id);
+    }
+    sas_.reset();
+    spd_out_.reset();
+    spd_in_.reset();
+    for (rte_ring* r : rings_) {
+        // Rings of mbufs give their packets back to the pool; element rings
+        // (events, resolve requests) hold plain structs.
+        void* obj;
+        if (r != shared_.events && r != shared_.resolve)
+            while (rte_ring_dequeue(r, &obj) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(obj));
+        rte_ring_free(r);
+    }
+    crypto_manager_free(mgr_);
+    rte_free(rcu_mem_);
+    rte_mempool_free(pool_);
+}
+
+static int worker_main(void* arg)
+{
+    static_cast<Worker*>(arg)->run();
+    return 0;
+}
+
+int Dataplane::run()
+{
+    unsigned w = 0;
+    unsigned lcore;
+    RTE_LCORE_FOREACH_WORKER(lcore) {
+        if (w == workers_.size()) break;
+        rte_eal_remote_launch(worker_main, workers_[w++].get(), lcore);
+    }
+    if (w != workers_.size()) {
+        spdlog::error("{} workers configured but only {} worker lcores", workers_.size(), w);
+        request_stop();
+    }
+    while (!shared_.stop.load(std::memory_order_relaxed)) {
+        housekeeping();
+        usleep(100);   // the main lcore is not on the packet path
+    }
+    rte_eal_mp_wait_lcore();
+    return 0;
+}
+
+void Dataplane::housekeeping()
+{
+    drain_control();
+    drain_resolve(rte_rdtsc());
+    drain_punt_and_events();
+}
+
+void Dataplane::drain_control()
+{
+    rte_mbuf* pkts[max_burst];
+    unsigned n = rte_ring_sc_dequeue_burst(shared_.control, reinterpret_cast<void**>(pkts), max_burst, nullptr);
+    for (unsigned i = 0; i < n; ++i) {
+        rte_mbuf* m = pkts[i];
+        const PortInfo& port = shared_.ports[m->port];
+        if (handle_control(m, port.mac, *fib_, *neighbors_) != ControlAction::reply ||
+            rte_ring_sp_enqueue(shared_.control_tx, m) != 0)
+            rte_pktmbuf_free(m);
+    }
+}
+
+void Dataplane::drain_resolve(uint64_t now)
+{
+    ResolveRequest req[max_burst];
+    unsigned n = rte_ring_sc_dequeue_burst_elem(shared_.resolve, req, sizeof(ResolveRequest), max_burst, nullptr);
+    for (unsigned i = 0; i < n; ++i) {
+        // At most one request per address per second.
+        if (!neighbors_->want(req[i].ip, req[i].port, now, rte_get_tsc_hz())) continue;
+        const IpAddress* src = fib_->address_on(req[i].port, req[i].ip.family);
+        if (!src) continue;
+        rte_mbuf* m = make_solicitation(pool_, shared_.ports[req[i].port].mac, *src, req[i].ip);
+        if (!m) continue;
+        m->port = req[i].port;
+        if (rte_ring_sp_enqueue(shared_.control_tx, m) != 0) rte_pktmbuf_free(m);
+    }
+}
+
+void Dataplane::drain_punt_and_events()
+{
+    // Until ravelin-iked attaches (integration issue) IKE packets are counted
+    // here and freed.
+    rte_mbuf* pkts[max_burst];
+    unsigned n = rte_ring_sc_dequeue_burst(shared_.punt_ike, reinterpret_cast<void**>(pkts), max_burst, nullptr);
+    rte_pktmbuf_free_bulk(pkts, n);
+    ike_drained_ += n;
+    DataplaneEvent ev[16];
+    n = rte_ring_sc_dequeue_burst_elem(shared_.events, ev, sizeof(DataplaneEvent), 16, nullptr);
+    if (!n) return;
+    std::lock_guard lock(events_lock_);
+    for (unsigned i = 0; i < n; ++i) {
+        spdlog::info("SA {:#010x} {}: {} after {} packets, {} bytes", ev[i].spi.value,
+                     ev[i].direction ? "out" : "in", event_name(ev[i].type), ev[i].packets, ev[i].bytes);
+        recent_events_.push_back(ev[i]);
+        if (recent_events_.size() > recent_events_kept) recent_events_.pop_front();
+    }
+}
+
+nlohmann::json Dataplane::stats_json()
+{
+    using nlohmann::json;
+    json out;
+    json drops = json::object(), stats = json::object(), workers = json::array();
+    for (const auto& wp : workers_) {
+        const WorkerCounters& c = wp->counters();
+        json wd = json::object(), ws = json::object();
+        for (std::size_t r = 1; r < drop_reason_count; ++r) {
+            std::string name(drop_reasons[r].name);
+            wd[name] = c.drops[r].get();
+            drops[name] = drops.value(name, uint64_t(0)) + c.drops[r].get();
+        }
+        const WorkerStats& st = c.stats;
+        std::pair<const char*, const Counter*> fields[] = {
+            {"rx_packets", &st.rx_packets},   {"tx_packets", &st.tx_packets},
+            {"encrypted", &st.encrypted},     {"decrypted", &st.decrypted},
+            {"bypassed", &st.bypassed},       {"punted_ike", &st.punted_ike},
+            {"punted_control", &st.punted_control}, {"handoff_out", &st.handoff_out},
+            {"handoff_in", &st.handoff_in},   {"events_raised", &st.events_raised},
+            {"events_lost", &st.events_lost}, {"icmp_errors_sent", &st.icmp_errors_sent}};
+        for (auto& [name, ctr] : fields) {
+            ws[name] = ctr->get();
+            stats[name] = stats.value(name, uint64_t(0)) + ctr->get();
+        }
+        workers.push_back({{"worker", wp->id().value}, {"drops", wd}, {"stats", ws}});
+    }
+    out["drops"] = drops;
+    out["stats"] = stats;
+    out["workers"] = workers;
+    json sas = json::array();
+    {
+        std::lock_guard lock(sas_->writer_lock());
+        uint64_t hz = rte_get_tsc_hz(), now = rte_rdtsc();
+        for (uint32_t i = 0; i < sas_->capacity(); ++i) {
+            const DpSa* sa = sas_->get(i);
+            if (!sa) continue;
+            uint64_t last = sa->state.last_used_tsc.get();
+            sas.push_back({{"spi", sa->spi.value},
+                           {"direction", sa->direction == SaDirection::inbound ? "in" : "out"},
+                           {"mode", sa->mode == SaMode::tunnel ? "tunnel" : "transport"},
+                           {"worker", sa->owner.value},
+                           {"reqid", sa->reqid},
+                           {"packets", sa->state.packets.get()},
+                           {"bytes", sa->state.bytes.get()},
+                           {"idle_seconds", last ? double(now - last) / double(hz) : -1.0},
+                           {"expired", sa->state.hard_reached}});
+        }
+    }
+    out["sas"] = sas;
+    json neigh = json::array();
+    for (const auto& n : neighbors_->snapshot()) {
+        char mac[RTE_ETHER_ADDR_FMT_SIZE];
+        rte_ether_format_addr(mac, sizeof mac, &n.mac);
+        neigh.push_back({{"ip", ip_string(n.ip)}, {"port", n.port}, {"resolved", n.resolved},
+                         {"mac", n.resolved ? mac : ""}});
+    }
+    out["neighbors"] = neigh;
+    json events = json::array();
+    {
+        std::lock_guard lock(events_lock_);
+        for (const auto& e : recent_events_)
+            events.push_back({{"type", event_name(e.type)}, {"spi", e.spi.value},
+                              {"direction", e.direction ? "out" : "in"},
+                              {"packets", e.packets}, {"bytes", e.bytes}});
+    }
+    out["events"] = events;
+    out["punted_ike_drained"] = ike_drained_;
+    json ports = json::array();
+    for (std::size_t i = 0; i < port_ids_.size(); ++i) {
+        rte_eth_stats es{};
+        rte_eth_stats_get(port_ids_[i], &es);
+        ports.push_back({{"name", port_names_[i]}, {"port", port_ids_[i]}, {"ipackets", es.ipackets},
+                         {"opackets", es.opackets}, {"imissed", es.imissed}, {"ierrors", es.ierrors},
+                         {"oerrors", es.oerrors}, {"rx_nombuf", es.rx_nombuf}});
+    }
+    out["ports"] = ports;
+    return out;
+}
+
+} // namespace ravelin::dp
