@@ -1,0 +1,89 @@
+// Neighbour table and the main lcore's ND handling (dataplane/neighbor.hh).
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include <rte_ip.h>
+
+#include "config.hh"
+#include "eal_env.hh"
+#include "neighbor.hh"
+#include "route.hh"
+
+namespace ravelin::dp {
+namespace {
+
+TEST(NeighborTable, LearnsAndRateLimitsRequests)
+{
+    test::eal();
+    auto t = NeighborTable::create("nt_1", 8);
+    ASSERT_TRUE(t);
+    IpAddress a = IpAddress::v4(0xc6120002);
+    rte_ether_addr mac{{2, 0, 0, 0, 0, 9}}, got;
+    EXPECT_FALSE(t->lookup(a, got));
+    EXPECT_TRUE(t->want(a, 1, 1000, 500));
+    EXPECT_FALSE(t->want(a, 1, 1200, 500)) << "second request within the interval";
+    EXPECT_TRUE(t->want(a, 1, 1600, 500));
+    EXPECT_FALSE(t->lookup(a, got)) << "an entry being resolved has no MAC yet";
+    t->learn(a, 1, mac);
+    ASSERT_TRUE(t->lookup(a, got));
+    EXPECT_TRUE(rte_is_same_ether_addr(&got, &mac));
+    auto snap = t->snapshot();
+    ASSERT_EQ(snap.size(), 1u);
+    EXPECT_TRUE(snap[0].resolved);
+}
+
+TEST(NeighborTable, FullTableRefusesNewEntries)
+{
+    test::eal();
+    auto t = NeighborTable::create("nt_2", 2);
+    rte_ether_addr mac{{2, 0, 0, 0, 0, 1}}, got;
+    for (uint32_t i = 0; i < 5; ++i) t->learn(IpAddress::v4(0xc6120010 + i), 0, mac);
+    EXPECT_TRUE(t->lookup(IpAddress::v4(0xc6120010), got));
+    EXPECT_TRUE(t->lookup(IpAddress::v4(0xc6120011), got));
+    EXPECT_FALSE(t->lookup(IpAddress::v4(0xc6120012), got));
+}
+
+TEST(Neighbor, AnswersNeighborSolicitation)
+{
+    test::eal();
+    auto cfg = parse_config(R"([dataplane]
+lcores = "0,1"
+[[port]]
+name = "inside"
+role = "protected"
+device = "net_null0"
+address = ["2001:db8:1::1/64"]
+[[port]]
+name = "outside"
+role = "unprotected"
+device = "net_null1"
+address = ["198.18.0.1/24"]
+)", "nd.toml");
+    ASSERT_TRUE(cfg) << cfg.error().to_string();
+    std::string error;
+    auto fib = Fib::build(cfg.value(), {0, 1}, "fib_nd", error);
+    ASSERT_TRUE(fib) << error;
+    auto table = NeighborTable::create("nt_nd", 16);
+    rte_ether_addr host{{2, 0, 0, 0, 0, 2}}, gw{{2, 0, 0, 0, 0, 1}};
+    IpAddress host_ip = *parse_ip("2001:db8:1::2"), gw_ip = *parse_ip("2001:db8:1::1");
+    // The host solicits the gateway's address: the same builder we use.
+    rte_mbuf* m = make_solicitation(test::test_pool(), host, host_ip, gw_ip);
+    ASSERT_NE(m, nullptr);
+    m->port = 0;
+    ASSERT_EQ(handle_control(m, gw, *fib, *table), ControlAction::reply);
+    auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
+    EXPECT_TRUE(rte_is_same_ether_addr(&eth->dst_addr, &host));
+    auto* ip = reinterpret_cast<rte_ipv6_hdr*>(eth + 1);
+    auto* icmp = reinterpret_cast<uint8_t*>(ip + 1);
+    EXPECT_EQ(icmp[0], 136);
+    EXPECT_EQ(std::memcmp(icmp + 8, gw_ip.bytes.data(), 16), 0);
+    EXPECT_EQ(std::memcmp(icmp + 26, gw.addr_bytes, 6), 0);
+    EXPECT_EQ(std::memcmp(ip->dst_addr, host_ip.bytes.data(), 16), 0);
+    rte_ether_addr learned;
+    EXPECT_TRUE(table->lookup(host_ip, learned)) << "the solicitor's address is learned";
+    rte_pktmbuf_free(m);
+}
+
+} // namespace
+} // namespace ravelin::dp
