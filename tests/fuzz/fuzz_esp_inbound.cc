@@ -91,7 +91,8 @@ struct Harness {
     {
         fixture.outside.inject(0, m);
         fixture.poll_all(2);
-        fixture.dp->housekeeping();
+        fixture.dp->housekeeping();   // may answer or solicit ...
+        fixture.poll_all(1);          // ... which worker 0 then sends
         for (auto* port : {&fixture.inside, &fixture.outside})
             for (unsigned q = 0; q < test::ring_queues; ++q)
                 for (rte_mbuf* out : port->take(q)) rte_pktmbuf_free(out);
