@@ -4,6 +4,7 @@
 // path with the data at the Ethernet header. Replies are built in place.
 #include "neighbor.hh"
 
+#include <algorithm>
 #include <cstring>
 
 #include <rte_arp.h>
@@ -42,7 +43,7 @@ std::unique_ptr<NeighborTable> NeighborTable::create(const std::string& name, ui
     std::unique_ptr<NeighborTable> t(new NeighborTable());
     rte_hash_parameters p{};
     p.name = name.c_str();
-    p.entries = capacity;
+    p.entries = std::max<uint32_t>(capacity, 8);   // rte_hash's minimum
     p.key_len = sizeof(IpAddress);
     p.hash_func = rte_jhash;
     p.socket_id = SOCKET_ID_ANY;

@@ -1,6 +1,8 @@
 // SA table: RCU-published slots and the inbound SPI hash.
 #include "sa_table.hh"
 
+#include <algorithm>
+
 #include <rte_hash.h>
 #include <rte_jhash.h>
 #include <rte_rcu_qsbr.h>
@@ -12,7 +14,7 @@ std::unique_ptr<SaTable> SaTable::create(const std::string& name, uint32_t capac
     std::unique_ptr<SaTable> t(new SaTable());
     rte_hash_parameters p{};
     p.name = name.c_str();
-    p.entries = capacity;
+    p.entries = std::max<uint32_t>(capacity, 8);   // rte_hash's minimum
     p.key_len = sizeof(uint32_t);
     p.hash_func = rte_jhash;
     p.socket_id = SOCKET_ID_ANY;
@@ -49,6 +51,8 @@ uint32_t SaTable::install(DpSa* sa)
     uint32_t slot = 0;
     while (slot < capacity_ && slots_[slot].load(std::memory_order_relaxed) != nullptr) ++slot;
     if (slot == capacity_) return no_slot;
+    // rte_hash_add_key_data() would silently re-point an existing key.
+    if (sa->direction == SaDirection::inbound && rte_hash_lookup(spi_hash_, &sa->spi_be) >= 0) return no_slot;
     sa->slot = slot;
     // Publish the SA before its SPI: a reader that finds the key finds the SA.
     slots_[slot].store(sa, std::memory_order_release);

@@ -26,12 +26,12 @@ inline constexpr unsigned ring_queues = 2;
 
 // One ring-backed ethdev with `ring_queues` RX and TX rings.
 struct RingPort {
-    std::string name;
+    std::string name;     // ethdev name: rte_eth_from_rings() prefixes "net_ring_"
     rte_ring* rx[ring_queues]{};
     rte_ring* tx[ring_queues]{};
     uint16_t id = 0;
 
-    explicit RingPort(const std::string& n) : name(n)
+    explicit RingPort(const std::string& n) : name("net_ring_" + n)
     {
         for (unsigned q = 0; q < ring_queues; ++q) {
             rx[q] = rte_ring_create((n + "_rx" + std::to_string(q)).c_str(), 4096, SOCKET_ID_ANY, 0);

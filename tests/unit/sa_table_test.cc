@@ -5,6 +5,7 @@
 #include <atomic>
 #include <thread>
 
+#include <rte_malloc.h>
 #include <rte_rcu_qsbr.h>
 
 #include "eal_env.hh"

@@ -7,6 +7,8 @@
 #include <map>
 #include <set>
 
+#include <rte_arp.h>
+
 #include "dp_fixture.hh"
 #include "esp.hh"
 
