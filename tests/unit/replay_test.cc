@@ -300,77 +300,92 @@ void count(Tally& t, bool ok, SeqNum got, uint64_t top, uint64_t window, uint64_
 }
 
 // A sender walking forward with loss, reordering, duplicates, far jumps,
-// very old packets and forgeries. A genuine packet's ICV verifies only if
-// the receiver inferred its true 64-bit number; forgeries never verify.
+// very old packets and forgeries (the true 64-bit number of each packet).
+class Sender {
+public:
+    Sender(const Walk& run, std::mt19937_64& rng)
+        : rng_(rng), counter_(run.start), limit_(run.esn ? ~uint64_t(0) : 0xFFFFFFFF),
+          w_(run.window ? run.window : 4096), esn_(run.esn)
+    {
+    }
+
+    uint64_t uni(uint64_t lo, uint64_t hi) { return std::uniform_int_distribution<uint64_t>(lo, hi)(rng_); }
+
+    uint64_t next(bool& forged)
+    {
+        forged = false;
+        const unsigned kind = unsigned(uni(0, 99));
+        uint64_t truth = counter_;
+        if (kind < 70) {
+            truth = advance(kind < 60 ? 1 : uni(1, 4));
+        } else if (kind < 80) {
+            truth = behind(uni(0, 2 * w_ + 64));             // reordered or just too old
+        } else if (kind < 88) {
+            if (seen_) truth = recent_[uni(0, std::min(seen_, 64u) - 1)];   // duplicate
+        } else if (kind == 88 && esn_ && (counter_ >> 32) != 0xFFFFFFFF) {
+            // Close in on the next epoch boundary so that reordering straddles
+            // it; a jump of more than 2^32 - W cannot be inferred, so go at
+            // most 2^31 at a time.
+            const uint64_t target = (((counter_ >> 32) + 1) << 32) - uni(1, 2 * w_ + 64);
+            truth = target - counter_ < (uint64_t(1) << 31) ? advance(target > counter_ ? target - counter_ : 0)
+                                                             : advance(uint64_t(1) << 31);
+        } else if (kind < 92) {
+            static constexpr uint64_t gaps[] = {63, 64, 65, 4095, 4096, 4097};
+            truth = advance(kind <= 89 ? gaps[uni(0, 5)] : uni(1, kind == 91 ? (uint64_t(1) << 31) : 100000));
+        } else if (kind < 95) {
+            truth = behind(uni(0, uint64_t(1) << 33));       // ancient, maybe epochs back
+        } else {
+            truth = uni(0, 0xFFFFFFFF);
+            forged = true;
+        }
+        recent_[seen_++ % 64] = truth;
+        return truth;
+    }
+
+private:
+    uint64_t advance(uint64_t gap) { return counter_ = limit_ - counter_ < gap ? limit_ : counter_ + gap; }
+    uint64_t behind(uint64_t back) const { return counter_ > back ? counter_ - back : 0; }
+
+    std::mt19937_64& rng_;
+    uint64_t counter_;
+    uint64_t limit_;
+    uint64_t w_;
+    bool esn_;
+    uint64_t recent_[64] = {};
+    unsigned seen_ = 0;
+};
+
+// Feed the sender's packets to the window and the model. A genuine packet's
+// ICV verifies only if the receiver inferred its true 64-bit number (and
+// even then fails now and then); forgeries never verify.
 void differential(const Walk& run, std::mt19937_64& rng, Tally& tally)
 {
     ReplayWindow win;
     win.reset(run.window, run.esn);
     Model model(run.window, run.esn);
-    const uint64_t limit = run.esn ? ~uint64_t(0) : 0xFFFFFFFF;
-    const uint64_t w = run.window ? run.window : 4096;
     if (run.start) {
         ASSERT_TRUE(win.update(run.start));
         ASSERT_TRUE(model.update(run.start));
     }
-    uint64_t sender = run.start;
-    uint64_t recent[64] = {};
-    unsigned nrecent = 0;
-    auto uni = [&](uint64_t lo, uint64_t hi) { return std::uniform_int_distribution<uint64_t>(lo, hi)(rng); };
-
+    Sender sender(run, rng);
     for (uint32_t step = 0; step < run.steps; ++step) {
-        uint64_t truth;
-        bool forged = false;
-        const unsigned kind = unsigned(uni(0, 99));
-        if (kind < 70) {
-            sender = std::min(limit, sender + (kind < 60 ? 1 : uni(1, 4)));
-            truth = sender;
-        } else if (kind < 80) {
-            const uint64_t back = uni(0, 2 * w + 64);
-            truth = sender > back ? sender - back : 0;
-        } else if (kind < 88) {
-            truth = nrecent ? recent[uni(0, std::min(nrecent, 64u) - 1)] : sender;
-        } else if (kind == 88 && run.esn && (sender >> 32) != 0xFFFFFFFF) {
-            // Close in on the next epoch boundary so that reordering
-            // straddles it.
-            // (A jump of more than 2^32 - W cannot be inferred: go half way.)
-            const uint64_t target = (((sender >> 32) + 1) << 32) - uni(1, 2 * w + 64);
-            sender = target - sender < (uint64_t(1) << 31) ? std::max(sender, target)
-                                                            : sender + (uint64_t(1) << 31);
-            truth = sender;
-        } else if (kind < 92) {
-            static constexpr uint64_t gaps[] = {63, 64, 65, 4095, 4096, 4097};
-            const uint64_t gap = kind <= 89 ? gaps[uni(0, 5)] : uni(1, kind == 91 ? (uint64_t(1) << 31) : 100000);
-            sender = limit - sender < gap ? limit : sender + gap;
-            truth = sender;
-        } else if (kind < 95) {
-            const uint64_t back = uni(0, uint64_t(1) << 33);
-            truth = sender > back ? sender - back : 0;
-        } else {
-            truth = uni(0, 0xFFFFFFFF);
-            forged = true;
-        }
+        bool forged;
+        const uint64_t truth = sender.next(forged);
         const uint32_t lo = uint32_t(truth);
-        recent[nrecent++ % 64] = truth;
-
         SeqNum got = 0, want = 0;
         const uint64_t top = win.top();
         const bool ok = win.check(lo, got);
-        const bool model_ok = model.check(lo, want);
-        ASSERT_EQ(ok, model_ok) << std::hex << "step " << std::dec << step << std::hex << " lo 0x" << lo
-                                << " top 0x" << win.top() << " truth 0x" << truth;
-        ASSERT_EQ(got, want) << std::hex << "lo 0x" << lo << " top 0x" << win.top();
-        count(tally, ok, got, top, w, truth, forged);
-        if (ok) {
-            const bool icv = !forged && got == truth && uni(0, 49) != 0;
-            if (icv) {
-                ASSERT_TRUE(win.update(got));
-                ASSERT_TRUE(model.update(got));
-                if (run.window != 0 && uni(0, 99) == 0) {
-                    ASSERT_FALSE(win.update(got)) << "second update is a replay";
-                }
+        ASSERT_EQ(ok, model.check(lo, want)) << std::hex << "step " << std::dec << step << std::hex << " lo 0x"
+                                             << lo << " top 0x" << top << " truth 0x" << truth;
+        ASSERT_EQ(got, want) << std::hex << "lo 0x" << lo << " top 0x" << top;
+        count(tally, ok, got, top, run.window ? run.window : 4096, truth, forged);
+        if (ok && !forged && got == truth && sender.uni(0, 49) != 0) {
+            ASSERT_TRUE(win.update(got));
+            ASSERT_TRUE(model.update(got));
+            if (run.window != 0 && sender.uni(0, 99) == 0) {
+                ASSERT_FALSE(win.update(got)) << "second update is a replay";
             }
-        } else if (got <= win.top() && uni(0, 9) == 0) {
+        } else if (!ok && got <= top && sender.uni(0, 9) == 0) {
             // update() must refuse what check() refused, and change nothing.
             ASSERT_FALSE(model.update(got));
             ASSERT_FALSE(win.update(got));
