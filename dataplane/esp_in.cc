@@ -1,1 +1,215 @@
-// placeholder: filled in by its owner
+// Inbound ESP (RFC 4303 §3.4, ESP-in-UDP RFC 3948), one packet at a time,
+// read top to bottom in packet order.
+//
+// Flow: SA stopped? -> bounds (outer IP length, ESP header, IV, trailer,
+// ICV) -> replay check (changes nothing) -> open(): ICV, then decryption ->
+// replay update (only now, so forgeries never move the window) -> trailer:
+// pad length, padding bytes, next header -> strip to the inner packet
+// (tunnel, with RFC 6040 ECN) or rebuild the IP header (transport) -> count,
+// check lifetimes. Each failure returns its own DropReason; the caller
+// counts and frees.
+//
+// The SA and its replay window belong to the calling worker (sa.owner).
+// Inbound policy checks are the caller's, it has the SPD.
+//
+// Not handled here: IPv6 transport-mode packets with extension headers
+// before ESP (unsupported), and RFC 3948 §3.1.2 transport-mode checksum
+// fix-ups for NAT-T (the inner TCP/UDP checksum is left as received).
+#include <cstring>
+
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+
+#include "esp.hh"
+#include "esp_common.hh"
+
+namespace ravelin::dp {
+namespace {
+
+using namespace esp_detail;
+
+constexpr uint8_t ecn_mask = 0x03;
+constexpr uint8_t ecn_not_ect = 0x00;
+constexpr uint8_t ecn_ect1 = 0x01;
+constexpr uint8_t ecn_ect0 = 0x02;
+constexpr uint8_t ecn_ce = 0x03;
+
+// What is left once the ESP trailer has been checked.
+struct Payload {
+    uint32_t offset;   // from the start of the packet
+    uint32_t len;
+    uint8_t next_header;
+};
+
+// Length of the outer IP packet from its own header, so Ethernet padding
+// after a short packet never shifts where the ICV is looked for. 0 if the
+// header is not a usable IPv4/IPv6 header.
+inline uint32_t outer_ip_len(const uint8_t* p, uint32_t data_len) noexcept
+{
+    if (p[0] >> 4 == 4) return load_be16(p + 2);
+    if (p[0] >> 4 == 6 && data_len >= sizeof(rte_ipv6_hdr)) return sizeof(rte_ipv6_hdr) + load_be16(p + 4);
+    return 0;
+}
+
+inline uint8_t ip_tos(const uint8_t* ip) noexcept
+{
+    return ip[0] >> 4 == 4 ? ip[1] : uint8_t(ip[0] << 4 | ip[1] >> 4);
+}
+
+// After open() succeeded: RFC 4303 §2.4-2.6 trailer.
+//
+//   ... payload | 1 2 3 ... pad | pad length | next header | (ICV, verified)
+//                                              ^ esp + len - 1
+inline DropReason read_trailer(const uint8_t* esp, uint32_t len, uint32_t hdr, uint32_t esp_offset,
+                               Payload& out) noexcept
+{
+    const uint32_t pad = esp[len - 2];
+    if (unlikely(pad + trailer_fixed > len - hdr)) return DropReason::bad_padding;
+    out.len = len - hdr - trailer_fixed - pad;
+    if (unlikely(std::memcmp(esp + hdr + out.len, pad_pattern.data(), pad) != 0)) return DropReason::bad_padding;
+    out.offset = esp_offset + hdr;
+    out.next_header = esp[len - 1];
+    return DropReason::none;
+}
+
+// Length of the inner packet from its own header; it may be shorter than
+// the ESP payload (TFC padding, RFC 4303 §2.7). 0 if inconsistent.
+inline uint32_t inner_ip_len(const uint8_t* ip, uint32_t avail, uint8_t nh) noexcept
+{
+    if (nh == ipproto_ipip) {
+        if (avail < sizeof(rte_ipv4_hdr) || ip[0] >> 4 != 4) return 0;
+        const uint32_t hl = (ip[0] & 0x0fu) * 4u, tot = load_be16(ip + 2);
+        return hl >= sizeof(rte_ipv4_hdr) && hl <= tot && tot <= avail ? tot : 0;
+    }
+    if (avail < sizeof(rte_ipv6_hdr) || ip[0] >> 4 != 6) return 0;
+    const uint32_t tot = sizeof(rte_ipv6_hdr) + load_be16(ip + 4);
+    return tot <= avail ? tot : 0;
+}
+
+// Write back an ECN field that RFC 6040 decapsulation changed.
+inline void set_inner_tos(uint8_t* ip, uint8_t tos) noexcept
+{
+    if (ip[0] >> 4 == 4) {
+        auto* h = reinterpret_cast<rte_ipv4_hdr*>(ip);
+        h->type_of_service = tos;
+        h->hdr_checksum = 0;
+        h->hdr_checksum = rte_ipv4_cksum(h);
+    } else {
+        ip[0] = uint8_t((ip[0] & 0xf0) | tos >> 4);
+        ip[1] = uint8_t((ip[1] & 0x0f) | tos << 4);
+    }
+}
+
+// Tunnel mode: keep exactly the inner packet.
+//
+//   | outer IP | [UDP] | ESP | IV | inner IP packet | [TFC] | trailer | ICV |
+//                                  ^ new data start
+DropReason decap_tunnel(uint8_t* pkt, rte_mbuf* m, const Payload& pl) noexcept
+{
+    if (unlikely(pl.next_header != ipproto_ipip && pl.next_header != ipproto_ipv6))
+        return DropReason::bad_next_header;
+    uint8_t* inner = pkt + pl.offset;
+    const uint32_t inner_len = inner_ip_len(inner, pl.len, pl.next_header);
+    if (unlikely(inner_len == 0)) return DropReason::bad_ip_header;
+    const uint8_t old_tos = ip_tos(inner);
+    uint8_t tos = old_tos;
+    if (unlikely(!ecn_decapsulate(ip_tos(pkt), tos))) return DropReason::ecn_not_ect;
+    if (unlikely(tos != old_tos)) set_inner_tos(inner, tos);
+    rte_pktmbuf_adj(m, uint16_t(pl.offset));
+    rte_pktmbuf_trim(m, uint16_t(m->data_len - inner_len));
+    return DropReason::none;
+}
+
+// Transport mode (RFC 4303 §3.1.1): move the IP header up against the
+// payload and give it back the next header from the trailer.
+//
+//   | IP hdr | [UDP] | ESP | IV | payload | trailer | ICV |
+//                        | IP hdr | payload |
+DropReason decap_transport(uint8_t* pkt, rte_mbuf* m, uint32_t esp_offset, const Payload& pl) noexcept
+{
+    const bool v4 = pkt[0] >> 4 == 4;
+    const uint32_t hl = v4 ? (pkt[0] & 0x0fu) * 4u : uint32_t(sizeof(rte_ipv6_hdr));
+    const uint8_t proto = v4 ? pkt[9] : pkt[6];
+    // ESP right after the IP header, or after a UDP header there; anything
+    // else (IPv6 extension headers) we do not rebuild.
+    const bool plain = proto == ipproto_esp && esp_offset == hl;
+    const bool udp = proto == ipproto_udp && esp_offset == hl + 8;
+    if (unlikely(!plain && !udp)) return DropReason::unsupported;
+
+    uint8_t* nip = pkt + pl.offset - hl;
+    std::memmove(nip, pkt, hl);
+    if (v4) {
+        auto* h = reinterpret_cast<rte_ipv4_hdr*>(nip);
+        h->next_proto_id = pl.next_header;
+        h->total_length = rte_cpu_to_be_16(uint16_t(hl + pl.len));
+        h->hdr_checksum = 0;
+        h->hdr_checksum = rte_ipv4_cksum(h);
+    } else {
+        auto* h = reinterpret_cast<rte_ipv6_hdr*>(nip);
+        h->proto = pl.next_header;
+        h->payload_len = rte_cpu_to_be_16(uint16_t(pl.len));
+    }
+    rte_pktmbuf_adj(m, uint16_t(pl.offset - hl));
+    rte_pktmbuf_trim(m, uint16_t(m->data_len - (hl + pl.len)));
+    return DropReason::none;
+}
+
+// Bounds, replay, ICV, replay update, trailer.
+inline DropReason open_packet(EspContext& ctx, DpSa& sa, uint8_t* pkt, uint32_t ip_len, uint32_t esp_offset,
+                              Payload& pl) noexcept
+{
+    const EspTransform& x = sa.xform;
+    const uint32_t hdr = esp_hdr_len + x.iv_len;
+    if (unlikely(esp_offset > ip_len || ip_len - esp_offset < hdr + trailer_fixed + x.icv_len))
+        return DropReason::runt;
+    uint8_t* esp = pkt + esp_offset;
+    const uint32_t len = ip_len - esp_offset - x.icv_len;   // up to the ICV
+
+    SeqNum seq;
+    if (unlikely(!sa.replay.check(load_be32(esp + 4), seq))) return DropReason::replay;
+    if (unlikely(!x.open(ctx.mgr, x, sa.keys, esp, len, uint32_t(seq >> 32)))) return DropReason::auth_failed;
+    if (unlikely(!sa.replay.update(seq))) return DropReason::replay;
+    return read_trailer(esp, len, hdr, esp_offset, pl);
+}
+
+} // namespace
+
+// RFC 6040 §4.2, normal mode: what the inner ECN field becomes.
+//
+//   inner \ outer | Not-ECT  ECT(0)  ECT(1)  CE
+//   --------------+----------------------------------
+//   Not-ECT       | Not-ECT  Not-ECT Not-ECT drop
+//   ECT(0)        | ECT(0)   ECT(0)  ECT(1)  CE
+//   ECT(1)        | ECT(1)   ECT(1)  ECT(1)  CE
+//   CE            | CE       CE      CE      CE
+bool ecn_decapsulate(uint8_t outer_tos, uint8_t& inner_tos) noexcept
+{
+    const uint8_t o = outer_tos & ecn_mask, i = inner_tos & ecn_mask;
+    if (o == ecn_not_ect || o == ecn_ect0) return true;
+    if (i == ecn_not_ect) return o != ecn_ce;
+    if (o == ecn_ce) inner_tos |= ecn_ce;
+    else if (i == ecn_ect0) inner_tos = uint8_t((inner_tos & ~ecn_mask) | ecn_ect1);
+    return true;
+}
+
+DropReason esp_decap(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset) noexcept
+{
+    if (unlikely(sa.state.hard_reached)) return sa_stopped(ctx, sa);
+    if (unlikely(m->nb_segs != 1)) return DropReason::multi_segment;
+    uint8_t* pkt = rte_pktmbuf_mtod(m, uint8_t*);
+    const uint32_t data_len = m->data_len;
+    if (unlikely(data_len < sizeof(rte_ipv4_hdr))) return DropReason::runt;
+    const uint32_t ip_len = outer_ip_len(pkt, data_len);
+    if (unlikely(ip_len == 0)) return DropReason::bad_ip_header;
+    if (unlikely(ip_len > data_len)) return DropReason::runt;
+
+    Payload pl;
+    if (DropReason r = open_packet(ctx, sa, pkt, ip_len, esp_offset, pl); r != DropReason::none) return r;
+    const DropReason r = sa.mode == SaMode::tunnel ? decap_tunnel(pkt, m, pl) : decap_transport(pkt, m, esp_offset, pl);
+    if (unlikely(r != DropReason::none)) return r;
+    account(ctx, sa, m->data_len);
+    ctx.counters->stats.decrypted.inc();
+    return DropReason::none;
+}
+
+} // namespace ravelin::dp

@@ -1,1 +1,244 @@
-// placeholder: filled in by its owner
+// Outbound ESP (RFC 4303 §3.3, ESP-in-UDP RFC 3948), one packet at a time.
+//
+// Flow: SA stopped? -> sequence number left? -> look at the inner IP header
+// -> sizes: padding, MTU, head/tailroom (all checked before the packet is
+// touched, so a refused packet is still the caller's original and can be
+// quoted in an ICMP error) -> take the sequence number -> append trailer,
+// prepend headers -> seal() (encrypts and writes the ICV) -> fill the outer
+// header's per-packet fields -> count, check lifetimes.
+//
+// The SA belongs to the calling worker (sa.owner), so the sequence number
+// and counters are plain single-writer updates. Nothing here allocates,
+// locks or logs; the only indirect call is the transform chosen at install.
+//
+// Outer IPv4 identification: the low 16 bits of the ESP sequence number. It
+// is unique per SA for 65536 packets, exactly what a per-SA counter would
+// give (RFC 6864 §4.1), and costs nothing to keep.
+//
+// ESP-in-UDP over IPv6 carries a real UDP checksum (RFC 8200 §8.1: zero is
+// only allowed under RFC 6935/6936 conditions both ends would have to agree
+// on, which IKE does not negotiate). It is computed in software after
+// sealing; a NIC offload would make it free and can replace it later.
+#include <cstring>
+
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+#include <rte_udp.h>
+
+#include "esp.hh"
+#include "esp_common.hh"
+
+namespace ravelin::dp {
+namespace {
+
+using namespace esp_detail;
+
+// What encapsulation needs from the packet before it is modified.
+struct Plan {
+    uint32_t payload_len;   // octets that go between the IV and the padding
+    uint32_t pad;
+    uint32_t tail;          // padding + pad length + next header + ICV
+    uint32_t front;         // octets inserted in front of the payload
+    uint32_t total;         // resulting IP packet length
+    uint8_t next_header;
+};
+
+// RFC 4303 §2.4: pad so that payload + pad length + next header is a
+// multiple of the block size (a power of two: 4, 8 or 16).
+inline Plan plan(const DpSa& sa, uint32_t ip_len, uint32_t payload_len, uint32_t front_extra, uint8_t nh) noexcept
+{
+    const EspTransform& x = sa.xform;
+    Plan p;
+    p.payload_len = payload_len;
+    p.pad = (0u - (payload_len + trailer_fixed)) & (x.block_len - 1u);
+    p.tail = p.pad + trailer_fixed + x.icv_len;
+    p.front = front_extra + esp_hdr_len + x.iv_len;
+    p.total = ip_len + p.front + p.tail;
+    p.next_header = nh;
+    return p;
+}
+
+inline DropReason check_room(const DpSa& sa, const rte_mbuf* m, const Plan& p) noexcept
+{
+    if (unlikely(p.total > sa.outer_mtu)) return DropReason::mtu_exceeded;
+    if (unlikely(rte_pktmbuf_headroom(m) < p.front + eth_hdr_len || rte_pktmbuf_tailroom(m) < p.tail))
+        return DropReason::no_buffer_space;
+    return DropReason::none;
+}
+
+// Appends the trailer and seals. `esp` points at the (already reserved)
+// ESP header. Returns the sequence number used.
+//
+//   | SPI | Seq | IV | payload | 1 2 3 .. pad | pad len | next hdr | ICV |
+inline SeqNum seal_packet(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint8_t* esp, const Plan& p) noexcept
+{
+    const EspTransform& x = sa.xform;
+    const SeqNum seq = ++sa.state.seq;
+    auto* t = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, uint16_t(p.tail)));
+    std::memcpy(t, pad_pattern.data(), p.pad);
+    t[p.pad] = uint8_t(p.pad);
+    t[p.pad + 1] = p.next_header;
+    std::memcpy(esp, &sa.spi_be, 4);
+    store_be32(esp + 4, uint32_t(seq));
+    const uint32_t len = esp_hdr_len + x.iv_len + p.payload_len + p.pad + trailer_fixed;
+    x.seal(ctx.mgr, x, sa.keys, esp, len, uint32_t(seq >> 32));
+    return seq;
+}
+
+// ESP-in-UDP length, and over IPv6 the checksum, once the payload is final.
+inline void finish_udp(uint8_t* udp_p, const uint8_t* ip6, uint32_t udp_len) noexcept
+{
+    auto* udp = reinterpret_cast<rte_udp_hdr*>(udp_p);
+    udp->dgram_len = rte_cpu_to_be_16(uint16_t(udp_len));
+    if (ip6) {
+        udp->dgram_cksum = 0;
+        udp->dgram_cksum = rte_ipv6_udptcp_cksum(reinterpret_cast<const rte_ipv6_hdr*>(ip6), udp);
+    }
+}
+
+// Outer IPv4 per-packet fields (RFC 791; DSCP/ECN RFC 2983, RFC 6040 §4.1
+// normal mode: the ECN field is copied as it is, CE included).
+inline void finish_outer_v4(uint8_t* o, uint32_t total, SeqNum seq, uint8_t tos, bool df) noexcept
+{
+    auto* ip = reinterpret_cast<rte_ipv4_hdr*>(o);
+    ip->type_of_service = tos;
+    ip->total_length = rte_cpu_to_be_16(uint16_t(total));
+    ip->packet_id = rte_cpu_to_be_16(uint16_t(seq));
+    ip->fragment_offset = df ? rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG) : 0;
+    ip->hdr_checksum = 0;
+    ip->hdr_checksum = rte_ipv4_cksum(ip);
+}
+
+inline void finish_outer_v6(uint8_t* o, uint32_t total, uint8_t tc) noexcept
+{
+    auto* ip = reinterpret_cast<rte_ipv6_hdr*>(o);
+    ip->vtc_flow = rte_cpu_to_be_32(6u << 28 | uint32_t(tc) << 20);
+    ip->payload_len = rte_cpu_to_be_16(uint16_t(total - sizeof(rte_ipv6_hdr)));
+}
+
+// Tunnel mode: the whole inner packet is the payload.
+//
+//   before: | inner IP packet |
+//   after:  | outer IP | [UDP] | ESP | IV | inner IP packet | trailer | ICV |
+DropReason encap_tunnel(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
+{
+    const uint8_t* inner = rte_pktmbuf_mtod(m, const uint8_t*);
+    const uint32_t inner_len = m->data_len;
+    if (unlikely(inner_len < sizeof(rte_ipv4_hdr))) return DropReason::runt;
+    uint8_t nh, tos;
+    bool inner_df;
+    if (likely(inner[0] >> 4 == 4)) {
+        nh = ipproto_ipip;
+        tos = inner[1];
+        inner_df = inner[6] & 0x40;
+    } else if (inner[0] >> 4 == 6 && inner_len >= sizeof(rte_ipv6_hdr)) {
+        nh = ipproto_ipv6;
+        tos = uint8_t(inner[0] << 4 | inner[1] >> 4);
+        inner_df = true;   // IPv6 is never fragmented on the way
+    } else {
+        return DropReason::bad_ip_header;
+    }
+    const Plan p = plan(sa, inner_len, inner_len, sa.outer_len, nh);
+    if (DropReason r = check_room(sa, m, p); r != DropReason::none) return r;
+
+    auto* outer = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, uint16_t(p.front)));
+    std::memcpy(outer, sa.outer_template, sa.outer_len);
+    const SeqNum seq = seal_packet(ctx, sa, m, outer + sa.outer_len, p);
+    const uint8_t out_tos = tos & (sa.copy_dscp ? 0xff : 0x03);
+    if (sa.outer_family == IpFamily::v4) {
+        const bool df = sa.df == DfMode::copy ? inner_df : sa.df == DfMode::set;
+        finish_outer_v4(outer, p.total, seq, out_tos, df);
+        if (sa.udp_encap) finish_udp(outer + sizeof(rte_ipv4_hdr), nullptr, p.total - sizeof(rte_ipv4_hdr));
+    } else {
+        finish_outer_v6(outer, p.total, out_tos);
+        if (sa.udp_encap) finish_udp(outer + sizeof(rte_ipv6_hdr), outer, p.total - sizeof(rte_ipv6_hdr));
+    }
+    account(ctx, sa, inner_len);
+    ctx.counters->stats.encrypted.inc();
+    return DropReason::none;
+}
+
+// IPv6 extension headers we would have to walk to find where ESP goes
+// (RFC 8200 §4, IANA "IPv6 Extension Header Types"). Transport mode only
+// takes packets without them.
+constexpr bool is_ipv6_ext_header(uint8_t nh)
+{
+    switch (nh) {
+    case 0: case 43: case 44: case 50: case 51: case 60: case 135: case 139: case 140: case 253: case 254:
+        return true;
+    default: return false;
+    }
+}
+
+// Transport mode (RFC 4303 §3.1.1): ESP goes after the packet's IP header.
+//
+//   before: | IP hdr | payload |
+//   after:  | IP hdr | [UDP] | ESP | IV | payload | trailer | ICV |
+//
+// Only the IP header (20-60 octets) moves; the payload stays where it is.
+DropReason encap_transport(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
+{
+    const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
+    const uint32_t len = m->data_len;
+    if (unlikely(len < sizeof(rte_ipv4_hdr))) return DropReason::runt;
+    const bool v4 = ip[0] >> 4 == 4;
+    uint32_t hl;
+    uint8_t proto;
+    if (v4) {
+        hl = (ip[0] & 0x0fu) * 4u;
+        if (unlikely(hl < sizeof(rte_ipv4_hdr) || hl > len)) return DropReason::bad_ip_header;
+        proto = ip[9];
+    } else if (ip[0] >> 4 == 6 && len >= sizeof(rte_ipv6_hdr)) {
+        hl = sizeof(rte_ipv6_hdr);
+        proto = ip[6];
+        if (unlikely(is_ipv6_ext_header(proto))) return DropReason::unsupported;
+    } else {
+        return DropReason::bad_ip_header;
+    }
+    const Plan p = plan(sa, len, len - hl, sa.outer_len, proto);
+    if (DropReason r = check_room(sa, m, p); r != DropReason::none) return r;
+
+    auto* nip = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, uint16_t(p.front)));
+    std::memmove(nip, nip + p.front, hl);
+    std::memcpy(nip + hl, sa.outer_template, sa.outer_len);   // UDP header or nothing
+    seal_packet(ctx, sa, m, nip + hl + sa.outer_len, p);
+    const uint8_t out_proto = sa.udp_encap ? ipproto_udp : ipproto_esp;
+    if (v4) {
+        auto* h = reinterpret_cast<rte_ipv4_hdr*>(nip);
+        h->next_proto_id = out_proto;
+        h->total_length = rte_cpu_to_be_16(uint16_t(p.total));
+        h->hdr_checksum = 0;
+        h->hdr_checksum = rte_ipv4_cksum(h);
+        if (sa.udp_encap) finish_udp(nip + hl, nullptr, p.total - hl);
+    } else {
+        auto* h = reinterpret_cast<rte_ipv6_hdr*>(nip);
+        h->proto = out_proto;
+        h->payload_len = rte_cpu_to_be_16(uint16_t(p.total - hl));
+        if (sa.udp_encap) finish_udp(nip + hl, nip, p.total - hl);
+    }
+    account(ctx, sa, len);
+    ctx.counters->stats.encrypted.inc();
+    return DropReason::none;
+}
+
+// RFC 4303 §3.3.3: the sequence number must not cycle. Stop the SA once the
+// control plane has been told; until then keep dropping and retrying.
+[[gnu::cold, gnu::noinline]] DropReason seq_exhausted(EspContext& ctx, DpSa& sa) noexcept
+{
+    if (raise_event(ctx, sa, EventType::seq_exhausted)) sa.state.hard_reached = true;
+    return DropReason::seq_exhausted;
+}
+
+} // namespace
+
+DropReason esp_encap(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
+{
+    if (unlikely(sa.state.hard_reached)) return sa_stopped(ctx, sa);
+    if (unlikely(m->nb_segs != 1)) return DropReason::multi_segment;
+    // Without ESN the last usable number is 2^32 - 1, with ESN 2^64 - 1.
+    const SeqNum last = sa.xform.esn ? UINT64_MAX : UINT32_MAX;
+    if (unlikely(sa.state.seq >= last)) return seq_exhausted(ctx, sa);
+    return sa.mode == SaMode::tunnel ? encap_tunnel(ctx, sa, m) : encap_transport(ctx, sa, m);
+}
+
+} // namespace ravelin::dp

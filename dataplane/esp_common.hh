@@ -1,0 +1,122 @@
+// Pieces shared by esp_out.cc and esp_in.cc: byte access, the ESP trailer's
+// padding pattern, per-SA accounting and lifetime events. Private to those
+// two files (not part of the data plane's interface).
+//
+// Events are level-triggered (shared/ravelin/events.hh): a state flag is set
+// only once its event is on the ring, so an event lost to a full ring is
+// raised again by a later packet.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+
+#include <rte_branch_prediction.h>
+#include <rte_byteorder.h>
+#include <rte_ring_elem.h>
+
+#include "esp.hh"
+
+namespace ravelin::dp::esp_detail {
+
+inline constexpr uint32_t esp_hdr_len = 8;      // SPI + sequence number
+inline constexpr uint32_t trailer_fixed = 2;    // pad length + next header
+inline constexpr uint32_t eth_hdr_len = 14;
+inline constexpr uint8_t ipproto_ipip = 4;
+inline constexpr uint8_t ipproto_udp = 17;
+inline constexpr uint8_t ipproto_ipv6 = 41;
+inline constexpr uint8_t ipproto_esp = 50;
+
+inline uint16_t load_be16(const uint8_t* p) noexcept
+{
+    uint16_t v;
+    std::memcpy(&v, p, 2);
+    return rte_be_to_cpu_16(v);
+}
+inline uint32_t load_be32(const uint8_t* p) noexcept
+{
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return rte_be_to_cpu_32(v);
+}
+inline void store_be16(uint8_t* p, uint16_t v) noexcept
+{
+    uint16_t be = rte_cpu_to_be_16(v);
+    std::memcpy(p, &be, 2);
+}
+inline void store_be32(uint8_t* p, uint32_t v) noexcept
+{
+    uint32_t be = rte_cpu_to_be_32(v);
+    std::memcpy(p, &be, 4);
+}
+
+// RFC 4303 §2.4 default padding: 1, 2, 3, ... (at most 255 octets).
+inline constexpr std::array<uint8_t, 256> pad_pattern = [] {
+    std::array<uint8_t, 256> a{};
+    for (unsigned i = 0; i < a.size(); ++i) a[i] = uint8_t(i + 1);
+    return a;
+}();
+
+// Raise one event for the control plane. Returns false (and counts it as
+// lost) if the ring is full; with no ring (tests) there is nobody to tell.
+inline bool raise_event(EspContext& ctx, const DpSa& sa, EventType type) noexcept
+{
+    if (!ctx.events) return true;
+    DataplaneEvent ev;
+    ev.type = type;
+    ev.spi = sa.spi;
+    ev.direction = uint8_t(sa.direction);
+    ev.packets = sa.state.packets.get();
+    ev.bytes = sa.state.bytes.get();
+    if (rte_ring_mp_enqueue_elem(ctx.events, &ev, sizeof ev) != 0) {
+        ctx.counters->stats.events_lost.inc();
+        return false;
+    }
+    ctx.counters->stats.events_raised.inc();
+    return true;
+}
+
+// A lifetime threshold was crossed (RFC 4301 §4.4.2.1). Hard stops the SA
+// at once, even if its event could not be queued: the limits then stay
+// crossed so the sa_expired path retries the event. Soft is raised once.
+[[gnu::cold, gnu::noinline]] inline void lifetime_crossed(EspContext& ctx, DpSa& sa) noexcept
+{
+    DpSaState& s = sa.state;
+    const SaLifetime& l = sa.lifetime;
+    const uint64_t p = s.packets.get(), b = s.bytes.get();
+    auto over = [](uint64_t v, uint64_t limit) { return limit != 0 && v >= limit; };
+    if (over(p, l.hard_packets) || over(b, l.hard_bytes)) {
+        s.hard_reached = true;
+        if (raise_event(ctx, sa, EventType::hard_lifetime)) s.next_packet_limit = s.next_byte_limit = UINT64_MAX;
+        return;
+    }
+    if (!s.soft_raised && (over(p, l.soft_packets) || over(b, l.soft_bytes))) {
+        if (!raise_event(ctx, sa, EventType::soft_lifetime)) return;
+        s.soft_raised = true;
+    }
+    // Only the hard limits are left to watch.
+    s.next_packet_limit = l.hard_packets ? l.hard_packets : UINT64_MAX;
+    s.next_byte_limit = l.hard_bytes ? l.hard_bytes : UINT64_MAX;
+}
+
+// Count one packet on the SA: two adds, a store and two compares.
+inline void account(EspContext& ctx, DpSa& sa, uint32_t bytes) noexcept
+{
+    DpSaState& s = sa.state;
+    s.packets.inc();
+    s.bytes.inc(bytes);
+    // Counter has no store; adding the difference is the same single writer store.
+    s.last_used_tsc.inc(ctx.now_tsc - s.last_used_tsc.get());
+    if (unlikely(s.packets.get() >= s.next_packet_limit || s.bytes.get() >= s.next_byte_limit))
+        lifetime_crossed(ctx, sa);
+}
+
+// The SA is stopped. If its hard-lifetime event is still owed, try again.
+[[gnu::cold, gnu::noinline]] inline DropReason sa_stopped(EspContext& ctx, DpSa& sa) noexcept
+{
+    const DpSaState& s = sa.state;
+    if (s.packets.get() >= s.next_packet_limit || s.bytes.get() >= s.next_byte_limit) lifetime_crossed(ctx, sa);
+    return DropReason::sa_expired;
+}
+
+} // namespace ravelin::dp::esp_detail
