@@ -534,6 +534,8 @@ bool expand_cipher_keys(IMB_MGR* m, const SaDescriptor& sa, SaKeys& k) noexcept
         else IMB_AES_KEYEXP_256(m, key, k.enc_keys, k.dec_keys);
         return true;
     case EspCipher::des3_cbc:
+        // des_ptrs point into this SaKeys, so it must stay where it is
+        // (sa_create() expands the keys in place inside the DpSa).
         for (unsigned n = 0; n < 3; ++n) {
             if (IMB_DES_KEYSCHED(m, k.des_ks[n], key + 8 * n) != 0) return false;
             k.des_ptrs[n] = k.des_ks[n];
