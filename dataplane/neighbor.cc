@@ -281,8 +281,10 @@ rte_mbuf* arp_request(rte_mempool* pool, const rte_ether_addr& src_mac, const Ip
 {
     rte_mbuf* m = rte_pktmbuf_alloc(pool);
     if (!m) return nullptr;
-    auto* eth = reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_append(m, sizeof(rte_ether_hdr) + sizeof(rte_arp_hdr)));
-    std::memset(eth, 0, sizeof(rte_ether_hdr) + sizeof(rte_arp_hdr));
+    constexpr uint16_t len = sizeof(rte_ether_hdr) + sizeof(rte_arp_hdr);
+    char* frame = rte_pktmbuf_append(m, len);
+    std::memset(frame, 0, len);
+    auto* eth = reinterpret_cast<rte_ether_hdr*>(frame);
     std::memset(eth->dst_addr.addr_bytes, 0xff, 6);
     eth->src_addr = src_mac;
     eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP);
@@ -304,8 +306,9 @@ rte_mbuf* neighbor_solicit(rte_mempool* pool, const rte_ether_addr& src_mac, con
     rte_mbuf* m = rte_pktmbuf_alloc(pool);
     if (!m) return nullptr;
     constexpr uint16_t len = sizeof(rte_ether_hdr) + sizeof(rte_ipv6_hdr) + 32;
-    auto* eth = reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_append(m, len));
-    std::memset(eth, 0, len);
+    char* frame = rte_pktmbuf_append(m, len);
+    std::memset(frame, 0, len);
+    auto* eth = reinterpret_cast<rte_ether_hdr*>(frame);
     // Solicited-node multicast ff02::1:ffXX:XXXX and its MAC 33:33:ff:XX:XX:XX.
     const uint8_t* t = target.bytes.data();
     uint8_t mac[6] = {0x33, 0x33, 0xff, t[13], t[14], t[15]};
