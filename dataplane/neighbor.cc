@@ -283,6 +283,10 @@ rte_mbuf* arp_request(rte_mempool* pool, const rte_ether_addr& src_mac, const Ip
     if (!m) return nullptr;
     constexpr uint16_t len = sizeof(rte_ether_hdr) + sizeof(rte_arp_hdr);
     char* frame = rte_pktmbuf_append(m, len);
+    if (!frame) {
+        rte_pktmbuf_free(m);
+        return nullptr;
+    }
     std::memset(frame, 0, len);
     auto* eth = reinterpret_cast<rte_ether_hdr*>(frame);
     std::memset(eth->dst_addr.addr_bytes, 0xff, 6);
@@ -307,6 +311,10 @@ rte_mbuf* neighbor_solicit(rte_mempool* pool, const rte_ether_addr& src_mac, con
     if (!m) return nullptr;
     constexpr uint16_t len = sizeof(rte_ether_hdr) + sizeof(rte_ipv6_hdr) + 32;
     char* frame = rte_pktmbuf_append(m, len);
+    if (!frame) {
+        rte_pktmbuf_free(m);
+        return nullptr;
+    }
     std::memset(frame, 0, len);
     auto* eth = reinterpret_cast<rte_ether_hdr*>(frame);
     // Solicited-node multicast ff02::1:ffXX:XXXX and its MAC 33:33:ff:XX:XX:XX.
