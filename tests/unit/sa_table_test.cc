@@ -90,11 +90,12 @@ TEST(SaTable, ReplaceWaitsForReaders)
     auto t = SaTable::create("sat_2", 4, rcu.v);
     uint32_t slot = t->install(make_sa(mgr.m, 7, SaDirection::outbound));
     ASSERT_NE(slot, no_slot);
-    std::atomic<bool> stop{false};
+    std::atomic<bool> stop{false}, online{false};
     std::atomic<uint64_t> reads{0}, bad{0};
     std::thread reader([&] {
         rte_rcu_qsbr_thread_register(rcu.v, 0);
         rte_rcu_qsbr_thread_online(rcu.v, 0);
+        online.store(true);
         while (!stop.load()) {
             for (int i = 0; i < 64; ++i) {
                 const DpSa* sa = t->get(slot);
@@ -106,12 +107,19 @@ TEST(SaTable, ReplaceWaitsForReaders)
         rte_rcu_qsbr_thread_offline(rcu.v, 0);
         rte_rcu_qsbr_thread_unregister(rcu.v, 0);
     });
-    for (uint32_t i = 0; i < 2000; ++i) ASSERT_TRUE(t->replace(slot, make_sa(mgr.m, 8 + i, SaDirection::outbound)));
+    // Only a registered, online reader is waited for: start replacing once
+    // it is, and go on until plenty of reads overlapped the replacements.
+    while (!online.load()) std::this_thread::yield();
+    uint32_t replaced = 0;
+    while (replaced < 2000 || (reads.load() < 1000000 && replaced < 200000)) {
+        ASSERT_TRUE(t->replace(slot, make_sa(mgr.m, 8 + replaced, SaDirection::outbound)));
+        ++replaced;
+    }
     stop.store(true);
     reader.join();
-    EXPECT_GT(reads.load(), 0u);
+    EXPECT_GE(reads.load(), 1000000u) << "the reader must have run alongside the writer";
     EXPECT_EQ(bad.load(), 0u);
-    EXPECT_EQ(t->get(slot)->spi.value, 8u + 1999u);
+    EXPECT_EQ(t->get(slot)->spi.value, 8u + replaced - 1);
 }
 
 } // namespace
