@@ -97,9 +97,11 @@ TEST(SaTable, ReplaceWaitsForReaders)
         rte_rcu_qsbr_thread_online(rcu.v, 0);
         online.store(true);
         while (!stop.load()) {
-            for (int i = 0; i < 64; ++i) {
-                const DpSa* sa = t->get(slot);
-                if (!sa || sa->keys.salt[0] != 0x5a) bad.fetch_add(1);
+            // Like a worker over one burst: keep the pointer for a while,
+            // re-reading the SA, then report a quiescent state.
+            const DpSa* sa = t->get(slot);
+            for (int i = 0; i < 256; ++i) {
+                if (!sa || reinterpret_cast<const volatile uint8_t*>(sa->keys.salt)[0] != 0x5a) bad.fetch_add(1);
                 reads.fetch_add(1, std::memory_order_relaxed);
             }
             rte_rcu_qsbr_quiescent(rcu.v, 0);
