@@ -9,7 +9,6 @@
 """
 import json
 import tomllib
-from pathlib import Path
 
 import pytest
 from scapy.layers.inet import IP, UDP

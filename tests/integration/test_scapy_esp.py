@@ -228,6 +228,7 @@ def inner_diffs(sent, frame: bytes, v6: bool) -> list[str]:
     Only the TTL/hop limit may drop by one (the gateway forwards it)."""
     L3 = IPv6 if v6 else IP
     rcv = Ether(frame)[L3]
+    sent = sent.__class__(bytes(sent))   # fields as on the wire, not None
     diffs = []
     if v6:
         for f in ("src", "dst", "nh", "tc", "fl", "plen"):
@@ -251,7 +252,7 @@ def inner_diffs(sent, frame: bytes, v6: bool) -> list[str]:
     return diffs
 
 
-def payload_key(frame: bytes, v6: bool) -> bytes:
+def payload_key(frame: bytes) -> bytes:
     return bytes(Ether(frame)[UDP].payload)[:48]
 
 
@@ -286,7 +287,7 @@ def outer_diffs(ctx: Ctx, frame: bytes) -> list[str]:
 def test_arp_nd(ctx):
     """The gateway answers ARP/ND for its own addresses on both ports, with
     the port's MAC, and not for other addresses."""
-    n, a, m = ctx.net, ctx.a, ctx.macs
+    a, m = ctx.a, ctx.macs
     assert ctx.gw_mac_seen == m["gw_out"], \
         f"resolving {a['gw_out']} from the peer gave {ctx.gw_mac_seen}, port MAC {m['gw_out']}"
     # hosta may have resolved the gateway already; ask anyway.
@@ -312,9 +313,9 @@ def test_inbound(ctx, name):
             f"{len(got)}/{N} arrived; drops {topo.drops_delta(before, after)}; "
             f"SA {after['sa'].get((t.inbound.spi, 'in'))}")
     assert len(got) == N, info
-    keys = [payload_key(bytes(Ether() / i), ctx.v6) for i in inners]
-    order = [keys.index(payload_key(f, ctx.v6)) if payload_key(f, ctx.v6) in keys else -1
-             for f in got]
+    # (Ether() without a destination would make scapy resolve one: slow.)
+    keys = [bytes(i[UDP].payload)[:48] for i in inners]
+    order = [keys.index(payload_key(f)) if payload_key(f) in keys else -1 for f in got]
     assert order == list(range(N)), f"arrival order {order}; {info}"
     for k, frame in enumerate(got):
         p = Ether(frame)
@@ -454,30 +455,61 @@ def test_negative(ctx):
     assert delta == expected, info
 
 
-def test_punt_ike_and_echo(ctx):
-    """IKE (UDP 500, and UDP 4500 with the non-ESP marker) and ICMP echo to
-    the gateway are punted and counted, not answered, and not drops."""
-    a, m = ctx.a, ctx.macs
+def _stats_moved(before, after) -> dict:
+    return {k: topo.stats_delta(before, after, k) for k in after["stats"]
+            if topo.stats_delta(before, after, k)}
+
+
+def test_punt_ike(ctx):
+    """IKE (UDP 500, and UDP 4500 with the non-ESP marker) to the gateway is
+    punted and counted as punted_ike, not dropped."""
+    a = ctx.a
     before = ctx.gw.stats()
+    # IKE header: SPIs, next payload SA (33), version 2.0, IKE_SA_INIT (34), flags, id, length
     ike = bytes(8) + bytes(8) + bytes([33, 0x20, 34, 0x08]) + bytes(4) + (28).to_bytes(4, "big")
     ip = lambda: ctx.ip(src=a["peer"], dst=a["gw_out"])  # noqa: E731
-    ctx.peer.drain()
     ctx.peer.send(ctx.to_gw(ip() / UDP(sport=500, dport=500) / Raw(ike)))
     ctx.peer.send(ctx.to_gw(ip() / UDP(sport=4500, dport=4500) / Raw(bytes(4) + ike)))
+    time.sleep(0.5)
+    after = ctx.stats()
+    info = f"{ctx.inst.id}: stats delta {_stats_moved(before, after)}, " \
+           f"drops {topo.drops_delta(before, after)}"
+    assert topo.stats_delta(before, after, "punted_ike") == 2, info
+    assert not topo.drops_delta(before, after), info
+
+
+# The contract for this issue says ICMP echo to the gateway is punted and
+# counted, not answered. Set to True if the gateway is meant to answer: the
+# test then checks the reply instead.
+ECHO_ANSWERED = False
+
+
+def test_icmp_echo(ctx):
+    """ICMP echo to the gateway's own address: counted as punted, never a
+    drop; answered or not as ECHO_ANSWERED says."""
+    a = ctx.a
+    before = ctx.gw.stats()
     echo = ICMPv6EchoRequest(id=7, seq=1) if ctx.v6 else ICMP(type=8, id=7, seq=1)
-    ctx.peer.send(ctx.to_gw(ip() / echo / Raw(b"ravelin punt test")))
+    data = b"ravelin echo test"
+    ctx.peer.drain()
+    ctx.peer.send(ctx.to_gw(ctx.ip(src=a["peer"], dst=a["gw_out"]) / echo / Raw(data)))
     Reply = ICMPv6EchoReply if ctx.v6 else ICMP
     replies = ctx.peer.collect(
         lambda f: Reply in Ether(f) and (ctx.v6 or Ether(f)[ICMP].type == 0), 1, timeout=1.0)
     after = ctx.stats()
-    info = (f"{ctx.inst.id}: stats delta "
-            f"{ {k: topo.stats_delta(before, after, k) for k in after['stats'] if topo.stats_delta(before, after, k)} }"
-            f", drops {topo.drops_delta(before, after)}")
-    assert topo.stats_delta(before, after, "punted_ike") == 2, info
+    info = f"{ctx.inst.id}: stats delta {_stats_moved(before, after)}, " \
+           f"drops {topo.drops_delta(before, after)}"
     assert sum(topo.stats_delta(before, after, k) for k in after["stats"]
-               if k.startswith("punted")) >= 3, f"ICMP echo not counted as punted; {info}"
-    assert not replies, f"gateway answered ICMP echo; {info}"
+               if k.startswith("punted")) >= 1, f"ICMP echo not counted as punted; {info}"
     assert not topo.drops_delta(before, after), info
+    if not ECHO_ANSWERED:
+        assert not replies, f"gateway answered ICMP echo (contract: punted, not answered); {info}"
+        return
+    assert replies, f"no echo reply; {info}"
+    r = Ether(replies[0])
+    L3 = IPv6 if ctx.v6 else IP
+    assert (r[L3].src, r[L3].dst) == (a["gw_out"], a["peer"]), r.summary()
+    assert (r[Reply].id, r[Reply].seq) == (7, 1) and bytes(r[Reply].payload)[:len(data)] == data
 
 
 def test_zz_clean_shutdown(ctx):

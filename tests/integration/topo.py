@@ -388,5 +388,6 @@ class Gateway:
         if not re.fullmatch(r"[A-Za-z0-9_-]+", self.prefix):
             raise HarnessError(f"unsafe file prefix {self.prefix!r}")
         shutil.rmtree(f"/var/run/dpdk/{self.prefix}", ignore_errors=True)
+        Path(f"/run/ravelin/{self.prefix}.dataplane.sock").unlink(missing_ok=True)
         for f in Path("/dev/hugepages").glob(f"{self.prefix}map_*"):
             f.unlink(missing_ok=True)
