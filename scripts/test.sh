@@ -9,6 +9,7 @@
 #   RAVELIN_BUILD=dir   build directory (default: build)
 #   PYTEST_ARGS=...     extra pytest arguments, e.g. "-k two_gateways"
 #   FUZZ_SECONDS=N      per fuzz target (default 60)
+#   FUZZ_BUILD_DIR=dir  fuzzer build directory (default: <build dir>-fuzz)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
@@ -61,7 +62,9 @@ integration_tests() {
 }
 
 fuzzers() {
-    FUZZ_SECONDS=${FUZZ_SECONDS:-60} timeout 3000 scripts/run-fuzzers.sh
+    # Fuzzers build with clang in their own directory, next to $BUILD.
+    FUZZ_SECONDS=${FUZZ_SECONDS:-60} FUZZ_BUILD_DIR=${FUZZ_BUILD_DIR:-$PWD/$BUILD-fuzz} \
+        timeout 3000 scripts/run-fuzzers.sh
 }
 
 if [[ $(id -u) -ne 0 ]]; then

@@ -37,6 +37,15 @@ PACKET_IGNORE_OUTGOING = 23
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent():
+    """preexec_fn: the child gets SIGTERM when the harness dies, even by
+    SIGKILL, so no busy-polling gateway outlives a killed test run."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 class HarnessError(RuntimeError):
     """The test environment itself is broken (not the system under test)."""
 
@@ -316,7 +325,8 @@ class Gateway:
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", self.ns, str(self.dp), "--config", str(self.config)],
             stdout=subprocess.PIPE, stderr=errf, stdin=subprocess.DEVNULL, text=True,
-            start_new_session=True)  # Ctrl-C in a terminal goes to us, we stop it
+            start_new_session=True,  # Ctrl-C in a terminal goes to us, we stop it
+            preexec_fn=die_with_parent)
         errf.close()
         threading.Thread(target=self._reader, daemon=True).start()
         deadline = time.monotonic() + timeout

@@ -199,7 +199,8 @@ class TwoGateways:
         server = subprocess.Popen(["ip", "netns", "exec", self.b.ns_host, "iperf3", "-s", "-1",
                                    "-B", dst, "-p", "5201"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  stdin=subprocess.DEVNULL, start_new_session=True)
+                                  stdin=subprocess.DEVNULL, start_new_session=True,
+                                  preexec_fn=topo.die_with_parent)
         try:
             listening = topo.wait_until(
                 lambda: ":5201" in topo.run(["ss", "-ltn"], ns=self.b.ns_host).stdout, 10)
