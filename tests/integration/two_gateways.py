@@ -309,8 +309,8 @@ def side_by_side(left: str, right: str, titles=("gateway A", "gateway B")) -> st
 def demo(args) -> int:
     def on_term(signum, frame):
         raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, on_term)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_term)   # SIGINT too: it may be inherited ignored
     status = 1
     with tempfile.TemporaryDirectory(prefix="ravelin-demo-") as tmp:
         tg = None
