@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Per-packet cost of the data plane without packet I/O, next to raw
+# IPsec-MB AES-256-GCM measured in the same run (docs/performance.md).
+#
+#   scripts/bench-dataplane.sh [options] [JSON_OUT]
+#
+#   -r N          repetitions per benchmark (default 5; medians are reported)
+#   -t SECONDS    --benchmark_min_time per repetition (default 0.3)
+#   -f REGEX      --benchmark_filter (default: everything)
+#   -c CPU        pin to this CPU (default 1)
+#   -b DIR        build directory (default build-bench, release)
+#   --no-build    use the binary as it is
+#   --callgrind   also count instructions per packet under callgrind
+#                 (stable on a shared machine); files go to JSON_OUT's
+#                 directory as ravelin-cg-*.out, with callgrind_annotate
+#                 listings beside them
+#   --table-only  only print the table of an existing JSON_OUT
+#
+# JSON_OUT defaults to /tmp/ravelin-bench.json (Google Benchmark's JSON,
+# aggregates only); tests/bench/bench_table.py prints the table from it and
+# writes the rows and floor verdicts to JSON_OUT's .summary.json.
+# One run of the full set takes about 2 minutes with the defaults; split it
+# with -f to stay under a time limit, e.g. -f '/64/|/1420/' then
+# -f '/512/|/imix/'.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+reps=5
+min_time=0.3
+filter=
+cpu=1
+build=build-bench
+do_build=1
+do_callgrind=0
+table_only=0
+out=/tmp/ravelin-bench.json
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+    -r) reps=$2; shift 2 ;;
+    -t) min_time=$2; shift 2 ;;
+    -f) filter=$2; shift 2 ;;
+    -c) cpu=$2; shift 2 ;;
+    -b) build=$2; shift 2 ;;
+    --no-build) do_build=0; shift ;;
+    --callgrind) do_callgrind=1; shift ;;
+    --table-only) table_only=1; do_build=0; shift ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -*) echo "unknown option $1" >&2; exit 2 ;;
+    *) out=$1; shift ;;
+    esac
+done
+
+cd "$here"
+bin=$build/tests/bench/dataplane_bench
+
+if [ "$do_build" = 1 ]; then
+    [ -d "$build" ] || meson setup "$build" --buildtype=release -Dbenchmarks=true >/dev/null
+    ninja -C "$build" tests/bench/dataplane_bench >/dev/null
+fi
+
+if [ "$table_only" = 0 ]; then
+    mkdir -p "$(dirname "$out")"
+    args=(--benchmark_repetitions="$reps" --benchmark_report_aggregates_only=true
+          --benchmark_enable_random_interleaving=true --benchmark_min_time="$min_time"
+          --benchmark_out="$out" --benchmark_out_format=json --benchmark_format=console)
+    [ -n "$filter" ] && args+=(--benchmark_filter="$filter")
+    echo "== taskset -c $cpu $bin ${args[*]}" >&2
+    taskset -c "$cpu" "$bin" "${args[@]}" >&2
+fi
+
+/usr/bin/python3 tests/bench/bench_table.py "$out"
+
+if [ "$do_callgrind" = 1 ]; then
+    command -v valgrind >/dev/null || { echo "valgrind not installed" >&2; exit 1; }
+    dir=$(dirname "$out")
+    bursts=200
+    echo
+    echo "callgrind: instructions per packet in process_rx() (or the 32 raw GCM calls), $bursts bursts of 32"
+    echo "(valgrind hides AVX-512, so IPsec-MB runs its AVX2 code here: the GCM counts are not the"
+    echo " AVX-512 ones; the difference full - raw is the data plane's own code)"
+    declare -A ir
+    for size in 64 1420; do
+        for kind in raw_enc out raw_dec in_w1024esn in_w0; do
+            f=$dir/ravelin-cg-$kind-$size.out
+            valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$f" \
+                "$bin" --callgrind="$kind:$size:$bursts" >/dev/null 2>&1
+            total=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+            ir[$kind-$size]=$((total / (bursts * 32)))
+            callgrind_annotate --inclusive=yes "$f" 2>/dev/null |
+                sed -n '/file:function/,$p' | sed 's/ \[\/[^]]*\]$//' | head -40 >"$f.inclusive.txt"
+            callgrind_annotate "$f" 2>/dev/null |
+                sed -n '/file:function/,$p' | sed 's/ \[\/[^]]*\]$//' | head -40 >"$f.self.txt"
+        done
+        printf '%5s out: %5d instr/pkt (raw enc %4d, ours %5d)   in w1024+ESN: %5d (raw dec %4d, ours %5d)   in off: %5d (ours %5d)\n' \
+            "$size" "${ir[out-$size]}" "${ir[raw_enc-$size]}" $((ir[out-$size] - ir[raw_enc-$size])) \
+            "${ir[in_w1024esn-$size]}" "${ir[raw_dec-$size]}" $((ir[in_w1024esn-$size] - ir[raw_dec-$size])) \
+            "${ir[in_w0-$size]}" $((ir[in_w0-$size] - ir[raw_dec-$size]))
+    done
+    echo "top functions (inclusive) of 64 B outbound: $dir/ravelin-cg-out-64.out.inclusive.txt"
+fi
