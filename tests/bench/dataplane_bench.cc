@@ -235,23 +235,26 @@ struct Peer {
     EspContext ctx{mgr, nullptr, &counters, 0};
     DpSa* esn = nullptr;   // -> gateway 0x2002
     DpSa* off = nullptr;   // -> gateway 0x2003
+    DpSa* in = nullptr;    // <- gateway 0x1001 (for the self-check)
 
     Peer()
     {
-        esn = make(spi_in_esn, true, 1024);
-        off = make(spi_in_off, false, 0);
+        esn = make(spi_in_esn, SaDirection::outbound, true, 1024);
+        off = make(spi_in_off, SaDirection::outbound, false, 0);
+        in = make(spi_out, SaDirection::inbound, true, 1024);
     }
     ~Peer()
     {
         sa_free(esn);
         sa_free(off);
+        sa_free(in);
         crypto_manager_free(mgr);
     }
-    DpSa* make(uint32_t spi, bool use_esn, uint16_t window)
+    DpSa* make(uint32_t spi, SaDirection dir, bool use_esn, uint16_t window)
     {
         SaDescriptor d;
         d.spi = Spi(spi);
-        d.direction = SaDirection::outbound;
+        d.direction = dir;
         d.cipher = EspCipher::aes_gcm16;
         d.cipher_key_len = 32;
         for (unsigned i = 0; i < 32; ++i) d.cipher_key[i] = uint8_t(i);
@@ -408,6 +411,7 @@ public:
     PathRun& operator=(const PathRun&) = delete;
 
     const std::vector<unsigned>& sizes() const { return sizes_; }
+    const std::vector<rte_mbuf*>& burst_mbufs() const { return pkts_; }
     // Sequence position of the first packet of the burst last restored
     // (RawGcm follows the same frame sizes).
     unsigned position() const { return unsigned(first_ % seq_len); }
@@ -786,6 +790,45 @@ int callgrind_workload(const std::string& spec)
     return 0;
 }
 
+// Before timing anything: what the outbound path sends must decrypt, at
+// the peer, to the packet that went in (TTL one less), and the inbound path
+// must deliver every sealed frame, so the benchmarks time the real work.
+void self_check()
+{
+    Gateway& g = gateway();
+    Peer peer;
+    for (SizeCase c : {SizeCase::s64, SizeCase::s1420, SizeCase::imix}) {
+        PathRun out(g, c);
+        out.restore();
+        std::vector<std::vector<uint8_t>> sent;
+        for (rte_mbuf* m : out.burst_mbufs())
+            sent.emplace_back(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_mtod(m, uint8_t*) + m->data_len);
+        out.process();
+        if (!out.drain()) Gateway::die("self-check: outbound dropped packets");
+        for (unsigned i = 0; i < burst; ++i) {
+            rte_mbuf* m = out.burst_mbufs()[i];
+            rte_pktmbuf_adj(m, eth_len);
+            if (esp_decap(peer.ctx, *peer.in, m, 20) != DropReason::none)
+                Gateway::die("self-check: the peer cannot decrypt what the gateway sent");
+            std::vector<uint8_t>& want = sent[i];
+            want[eth_len + 8]--;   // TTL
+            const uint8_t* got = rte_pktmbuf_mtod(m, const uint8_t*);
+            if (m->data_len != want.size() - eth_len ||
+                std::memcmp(got + 12, want.data() + eth_len + 12, m->data_len - 12) != 0 || got[8] != want[eth_len + 8])
+                Gateway::die("self-check: decrypted packet differs from the one sent");
+        }
+        for (uint32_t spi : {spi_in_esn, spi_in_off}) {
+            PathRun in(g, c, spi);
+            for (unsigned b = 0; b < 2 * ring_frames / burst; ++b) {   // twice round: the window restarts
+                in.restore();
+                in.process();
+                if (!in.drain()) Gateway::die("self-check: inbound dropped packets");
+            }
+        }
+    }
+    if (g.drops() != 0) Gateway::die("self-check: drops counted");
+}
+
 } // namespace
 } // namespace ravelin::bench
 
@@ -804,6 +847,7 @@ int main(int argc, char** argv)
     int n = int(args.size());
     benchmark::Initialize(&n, args.data());
     if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 1;
+    self_check();
     benchmark::AddCustomContext("tsc_hz", std::to_string(tsc_hz));
     benchmark::AddCustomContext("burst", std::to_string(burst));
     benchmark::AddCustomContext("sizes", "clear-text Ethernet frame bytes incl. 4-byte FCS");
