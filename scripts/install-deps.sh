@@ -24,7 +24,7 @@ packages=(
     nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
     # test tools
     python3-scapy python3-cryptography python3-pytest
-    iperf3 iproute2 iputils-ping nftables ethtool tcpdump valgrind
+    iperf3 iproute2 iputils-ping procps nftables ethtool tcpdump valgrind
 )
 
 missing=()
