@@ -54,7 +54,10 @@ struct RouteConfig {
 
 struct SaConfig {
     SaDescriptor sa;
-    std::optional<uint16_t> mtu;   // outer path MTU; default: unprotected port's MTU
+    // Outer path MTU. Always set after parsing: when the file has none it is
+    // the MTU of the unprotected port holding the tunnel's local address
+    // (transport mode, or no such port: the first unprotected port).
+    std::optional<uint16_t> mtu;
     std::optional<uint16_t> worker;// owner worker; default: spread by SPI
     unsigned line = 0;
 };
@@ -66,12 +69,16 @@ struct PolicyConfig {
 
 struct DataplaneConfig {
     std::string source;            // file name, for messages
-    unsigned workers = 1;          // worker lcores (the main lcore is extra)
+    std::vector<unsigned> lcores{0, 1}; // EAL lcore ids; the first is the main lcore
+    unsigned workers = 1;          // worker lcores: lcores.size() - 1 (at least 1)
+    std::string file_prefix = "ravelin"; // EAL --file-prefix, one per running instance
+    bool hugepages = true;         // false: EAL --no-huge with memory_mb of plain memory
+    unsigned memory_mb = 256;      // only used without hugepages
     unsigned burst = 32;
     unsigned mbufs = 16383;        // mbuf pool size
     unsigned ring_size = 1024;     // hand-off, punt and event rings
     bool legacy_algorithms = false;
-    std::vector<std::string> eal_args; // extra EAL arguments ("--no-huge", ...)
+    std::vector<std::string> eal_args; // extra EAL arguments, appended verbatim
     std::vector<PortConfig> ports;
     std::vector<RouteConfig> routes;
     std::vector<SaConfig> sas;
@@ -97,8 +104,18 @@ private:
 // without DPDK: algorithms and key lengths, legacy gating, duplicate SPIs,
 // prefixes with host bits, policies naming unknown SAs, routes naming unknown
 // ports, port roles (exactly one protected and one or more unprotected).
+// On success the SA keys live in the returned config: the caller wipes them
+// (wipe_keys) once installed. On failure nothing keyed is left behind.
 Result<DataplaneConfig> parse_config(std::string_view text, std::string_view source);
 Result<DataplaneConfig> load_config(const std::string& path);
+
+// The complete argv for rte_eal_init(), argv[0] ("ravelin-dataplane")
+// included: -l (and --main-lcore when the first lcore is not the lowest),
+// --file-prefix, --no-huge -m when hugepages are off, --no-pci when every
+// port is a vdev, one --vdev per vdev port and one -a per PCI port in file
+// order, then eal_args. DPDK port ids do not follow file order: look ports
+// up by device name.
+std::vector<std::string> eal_argv(const DataplaneConfig& cfg);
 
 // Parsers for the value syntaxes, shared with tests and tools.
 std::optional<IpAddress> parse_ip(std::string_view s);
