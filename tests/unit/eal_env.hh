@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <unistd.h>
 
@@ -30,6 +31,13 @@ inline void eal()
             std::fprintf(stderr, "rte_eal_init failed: %s\n", rte_strerror(rte_errno));
             std::abort();
         }
+        // The runtime directory (/var/run/dpdk/<prefix>) is per test
+        // process; remove it at exit so test runs leave nothing behind.
+        static std::string runtime_dir = rte_eal_get_runtime_dir();
+        std::atexit([] {
+            std::error_code ec;
+            std::filesystem::remove_all(runtime_dir, ec);
+        });
         return true;
     }();
     (void)done;
