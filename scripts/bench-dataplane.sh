@@ -14,6 +14,7 @@
 #                 (stable on a shared machine); files go to JSON_OUT's
 #                 directory as ravelin-cg-*.out, with callgrind_annotate
 #                 listings beside them
+#   --callgrind-only  only the callgrind part (no timing run)
 #   --table-only  only print the table of an existing JSON_OUT
 #
 # JSON_OUT defaults to /tmp/ravelin-bench.json (Google Benchmark's JSON,
@@ -33,6 +34,7 @@ build=build-bench
 do_build=1
 do_callgrind=0
 table_only=0
+timing=1
 out=/tmp/ravelin-bench.json
 
 while [ $# -gt 0 ]; do
@@ -44,8 +46,9 @@ while [ $# -gt 0 ]; do
     -b) build=$2; shift 2 ;;
     --no-build) do_build=0; shift ;;
     --callgrind) do_callgrind=1; shift ;;
+    --callgrind-only) do_callgrind=1; timing=0; shift ;;
     --table-only) table_only=1; do_build=0; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d'; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) out=$1; shift ;;
     esac
@@ -59,8 +62,8 @@ if [ "$do_build" = 1 ]; then
     ninja -C "$build" tests/bench/dataplane_bench >/dev/null
 fi
 
-if [ "$table_only" = 0 ]; then
-    mkdir -p "$(dirname "$out")"
+mkdir -p "$(dirname "$out")"
+if [ "$table_only" = 0 ] && [ "$timing" = 1 ]; then
     args=(--benchmark_repetitions="$reps" --benchmark_report_aggregates_only=true
           --benchmark_enable_random_interleaving=true --benchmark_min_time="$min_time"
           --benchmark_out="$out" --benchmark_out_format=json --benchmark_format=console)
@@ -69,7 +72,9 @@ if [ "$table_only" = 0 ]; then
     taskset -c "$cpu" "$bin" "${args[@]}" >&2
 fi
 
-/usr/bin/python3 tests/bench/bench_table.py "$out"
+if [ "$timing" = 1 ]; then
+    /usr/bin/python3 tests/bench/bench_table.py "$out"
+fi
 
 if [ "$do_callgrind" = 1 ]; then
     command -v valgrind >/dev/null || { echo "valgrind not installed" >&2; exit 1; }
