@@ -11,7 +11,7 @@
 #include <rte_hash.h>
 #include <rte_icmp.h>
 #include <rte_ip.h>
-#include <rte_jhash.h>
+#include <rte_hash_crc.h>
 
 #include "packet.hh"
 #include "route.hh"
@@ -45,7 +45,9 @@ std::unique_ptr<NeighborTable> NeighborTable::create(const std::string& name, ui
     p.name = name.c_str();
     p.entries = std::max<uint32_t>(capacity, 8);   // rte_hash's minimum
     p.key_len = sizeof(IpAddress);
-    p.hash_func = rte_jhash;
+    // The key is 17 bytes; rte_jhash reads whole 32-bit words past its
+    // end, rte_hash_crc reads exactly key_len bytes.
+    p.hash_func = rte_hash_crc;
     p.socket_id = SOCKET_ID_ANY;
     // Lock-free readers; the main lcore is the only writer and never deletes.
     p.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF;

@@ -17,6 +17,8 @@
 // Nothing here locks, allocates, throws or makes a syscall.
 #include "worker.hh"
 
+#include <cstring>
+
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <rte_rcu_qsbr.h>
@@ -145,7 +147,8 @@ bool Worker::local_delivery(rte_mbuf* m, const IpInfo& info, Burst& in_esp) noex
         auto* udp = rte_pktmbuf_mtod_offset(m, const rte_udp_hdr*, info.l3_len);
         uint16_t dport = rte_be_to_cpu_16(udp->dst_port);
         if (dport == natt_port && has_bytes(m, info.l3_len + 8u, 4)) {
-            uint32_t marker = *rte_pktmbuf_mtod_offset(m, const uint32_t*, info.l3_len + 8u);
+            uint32_t marker;
+            std::memcpy(&marker, rte_pktmbuf_mtod_offset(m, const uint8_t*, info.l3_len + 8u), 4);
             if (marker != 0) return in_esp.add({m, info, info.l3_len + 8u, nullptr}), true;
             return punt(shared_.punt_ike, m, counters_.stats.punted_ike), true;
         }
@@ -231,17 +234,16 @@ void Worker::mtu_error(Item& it, const DpSa& sa) noexcept
 
 void Worker::inbound_esp(Burst& b) noexcept
 {
+    // SPIs copied out of the packets: ESP after a 14-byte Ethernet header is
+    // only 2-byte aligned, and the hash reads whole words.
+    uint32_t spi_values[max_burst];
     const uint32_t* spis[max_burst];
     DpSa* sas[max_burst];
     for (uint16_t i = 0; i < b.n; ++i) {
-        // classify() checked 4 bytes at the ESP offset for UDP; for raw ESP
-        // check the SPI is there before reading it.
-        if (!has_bytes(b.items[i].m, b.items[i].esp_offset, 8)) {
-            static const uint32_t zero = 0;
-            spis[i] = &zero;
-            continue;
-        }
-        spis[i] = rte_pktmbuf_mtod_offset(b.items[i].m, const uint32_t*, b.items[i].esp_offset);
+        spi_values[i] = 0;
+        if (has_bytes(b.items[i].m, b.items[i].esp_offset, 8))
+            std::memcpy(&spi_values[i], rte_pktmbuf_mtod_offset(b.items[i].m, const uint8_t*, b.items[i].esp_offset), 4);
+        spis[i] = &spi_values[i];
     }
     shared_.sas->lookup_inbound(spis, b.n, sas);
     Burst clear;
@@ -317,8 +319,9 @@ void Worker::process_handoff(rte_mbuf** pkts, uint16_t n) noexcept
         if (!it.sa || it.sa->owner != id_) { drop(m, DropReason::no_sa); continue; }
         if (DropReason r = validate_ip(m, it.info); r != DropReason::none) { drop(m, r); continue; }
         if (kind == handoff_outbound) { outbound_protect(it, slot); continue; }
-        if (!has_bytes(m, it.esp_offset, 4) ||
-            *rte_pktmbuf_mtod_offset(m, const uint32_t*, it.esp_offset) != it.sa->spi_be) {
+        uint32_t spi = 0;
+        if (has_bytes(m, it.esp_offset, 4)) std::memcpy(&spi, rte_pktmbuf_mtod_offset(m, const uint8_t*, it.esp_offset), 4);
+        if (spi != it.sa->spi_be) {
             drop(m, DropReason::no_sa);   // slot reused by another SA meanwhile
             continue;
         }
