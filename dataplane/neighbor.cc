@@ -89,7 +89,9 @@ void NeighborTable::learn(const IpAddress& ip, uint16_t port, const rte_ether_ad
 {
     if (Entry* e = find_or_add(ip, port)) {
         e->port = port;
-        e->mac_word.store(pack_mac(mac), std::memory_order_release);
+        uint64_t word = pack_mac(mac);
+        if (e->mac_word.exchange(word, std::memory_order_release) != word)
+            generation_.fetch_add(1, std::memory_order_release);
     }
 }
 

@@ -59,6 +59,10 @@ public:
 
     std::vector<NeighborInfo> snapshot() const;
 
+    // Bumped whenever a MAC is learned or changes. Workers cache resolved
+    // next hops and trust the cache only while this has not moved.
+    uint32_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
+
 private:
     struct Entry {
         std::atomic<uint64_t> mac_word{0};   // bit 63: valid; low 48 bits: MAC
@@ -73,6 +77,7 @@ private:
     std::unique_ptr<Entry[]> entries_;
     uint32_t capacity_ = 0;
     std::atomic<uint32_t> used_{0};
+    std::atomic<uint32_t> generation_{1};
 };
 
 // What the main lcore does with a punted control frame (data at Ethernet).

@@ -91,6 +91,7 @@ void Worker::punt(rte_ring* ring, rte_mbuf* m, Counter& counter) noexcept
 void Worker::process_rx(uint16_t port, rte_mbuf** pkts, uint16_t n) noexcept
 {
     esp_.now_tsc = rte_rdtsc();
+    hop_generation_ = shared_.neighbors->generation();
     counters_.stats.rx_packets.inc(n);
     Burst out, in_esp, in_clear;
     for (uint16_t i = 0; i < n; ++i) {
@@ -309,6 +310,7 @@ void Worker::handoff(rte_mbuf* m, WorkerId owner, uint32_t kind, uint32_t slot, 
 void Worker::process_handoff(rte_mbuf** pkts, uint16_t n) noexcept
 {
     esp_.now_tsc = rte_rdtsc();
+    hop_generation_ = shared_.neighbors->generation();
     counters_.stats.handoff_in.inc(n);
     Burst clear;
     for (uint16_t i = 0; i < n; ++i) {
@@ -333,25 +335,59 @@ void Worker::process_handoff(rte_mbuf** pkts, uint16_t n) noexcept
     if (clear.n) inbound_policy(clear);
 }
 
-// Route, resolve the next hop, add the Ethernet header and queue for TX.
-void Worker::forward(rte_mbuf* m, const IpInfo& info) noexcept
+namespace {
+
+// The cache key of a destination: its address bytes as two words.
+inline void hop_key(const rte_mbuf* m, const IpInfo& info, uint64_t key[2]) noexcept
+{
+    if (info.family == IpFamily::v4) {
+        key[0] = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*)->dst_addr;
+        key[1] = 0;
+    } else {
+        std::memcpy(key, rte_pktmbuf_mtod(m, const rte_ipv6_hdr*)->dst_addr, 16);
+    }
+}
+
+inline unsigned hop_index(const uint64_t key[2], unsigned size) noexcept
+{
+    uint64_t h = (key[0] ^ key[1] * 0x9e3779b97f4a7c15ull) * 0x9e3779b97f4a7c15ull;
+    return unsigned(h >> 32) & (size - 1);
+}
+
+} // namespace
+
+// Slow path of forward(): route, neighbour lookup, and fill the cache entry.
+bool Worker::resolve_hop(rte_mbuf* m, const IpInfo& info, HopEntry& e) noexcept
 {
     IpAddress dst = ip_dst(m, info);
     const NextHop* nh = shared_.fib->lookup(dst);
-    if (!nh) return drop(m, DropReason::no_route);
+    if (!nh) return drop(m, DropReason::no_route), false;
     const IpAddress& target = nh->on_link ? dst : nh->gateway;
-    rte_ether_addr mac;
-    if (!shared_.neighbors->lookup(target, mac)) {
+    if (!shared_.neighbors->lookup(target, e.mac)) {
         ResolveRequest req{target, 0, nh->port};
         rte_ring_mp_enqueue_elem(shared_.resolve, &req, sizeof(req));   // best effort
-        return drop(m, DropReason::neighbor_unresolved);
+        return drop(m, DropReason::neighbor_unresolved), false;
     }
+    hop_key(m, info, e.key);
+    e.port = nh->port;
+    e.generation = hop_generation_;
+    return true;
+}
+
+// Route, resolve the next hop, add the Ethernet header and queue for TX.
+void Worker::forward(rte_mbuf* m, const IpInfo& info) noexcept
+{
+    uint64_t key[2];
+    hop_key(m, info, key);
+    HopEntry& e = hop_cache_[hop_index(key, hop_cache_size)];
+    if (e.generation != hop_generation_ || e.key[0] != key[0] || e.key[1] != key[1])
+        if (!resolve_hop(m, info, e)) return;
     auto* eth = reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_prepend(m, sizeof(rte_ether_hdr)));
     if (!eth) return drop(m, DropReason::no_buffer_space);
-    eth->dst_addr = mac;
-    eth->src_addr = shared_.ports[nh->port].mac;
+    eth->dst_addr = e.mac;
+    eth->src_addr = shared_.ports[e.port].mac;
     eth->ether_type = rte_cpu_to_be_16(info.family == IpFamily::v4 ? RTE_ETHER_TYPE_IPV4 : RTE_ETHER_TYPE_IPV6);
-    TxBuffer& tx = tx_[nh->port];
+    TxBuffer& tx = tx_[e.port];
     tx.pkts[tx.n++] = m;
     if (tx.n == tx.pkts.size()) flush_tx();
 }

@@ -110,6 +110,8 @@ private:
     void handoff(rte_mbuf* m, WorkerId owner, uint32_t kind, uint32_t slot, uint32_t esp_offset) noexcept;
     void mtu_error(Item& it, const DpSa& sa) noexcept;
     void forward(rte_mbuf* m, const IpInfo& info) noexcept;
+    struct HopEntry;
+    bool resolve_hop(rte_mbuf* m, const IpInfo& info, HopEntry& e) noexcept;
     void punt(rte_ring* ring, rte_mbuf* m, Counter& counter) noexcept;
     void send_control_frames() noexcept;
     void drop(rte_mbuf* m, DropReason r) noexcept;
@@ -123,6 +125,20 @@ private:
         uint16_t n = 0;
     };
     std::array<TxBuffer, max_ports> tx_{};
+
+    // Resolved next hops by destination address: the route lookup and the
+    // neighbour hash lookup happen once per destination, not per packet.
+    // Valid while the neighbour table's generation is unchanged (the FIB
+    // itself never changes after start).
+    struct HopEntry {
+        uint64_t key[2];        // destination address bytes (IPv4: key[0] low 32 bits)
+        uint32_t generation;    // 0 = empty
+        uint16_t port;
+        rte_ether_addr mac;
+    };
+    static constexpr unsigned hop_cache_size = 256;
+    std::array<HopEntry, hop_cache_size> hop_cache_{};
+    uint32_t hop_generation_ = 0;   // neighbour generation, read once per burst
 };
 
 } // namespace ravelin::dp

@@ -172,8 +172,10 @@ inline rte_mbuf* udp_frame(rte_mempool* pool, uint32_t src, uint32_t dst, uint32
 {
     rte_mbuf* m = rte_pktmbuf_alloc(pool);
     uint16_t len = uint16_t(sizeof(rte_ether_hdr) + sizeof(rte_ipv4_hdr) + sizeof(rte_udp_hdr) + payload);
-    auto* eth = reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_append(m, len));
-    std::memset(eth, 0, len);
+    char* frame = m ? rte_pktmbuf_append(m, len) : nullptr;
+    if (!frame) std::abort();   // test pool exhausted: a leak in the test
+    std::memset(frame, 0, len);
+    auto* eth = reinterpret_cast<rte_ether_hdr*>(frame);
     eth->dst_addr = dst_mac;
     eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
     auto* ip = reinterpret_cast<rte_ipv4_hdr*>(eth + 1);

@@ -195,12 +195,36 @@ TEST(Worker, DropsHaveNamedReasons)
     rte_pktmbuf_free(got[0]);
 }
 
+// Next hops are cached per worker; a MAC learned later must still be used.
+TEST(Worker, NeighborChangeReachesCachedNextHop)
+{
+    DataplaneFixture f("hop");
+    const rte_ether_addr gw_in_mac = f.dp->shared().ports[f.inside.id].mac;
+    auto send_one = [&](uint32_t tag) {
+        f.inside.inject(1, udp_frame(f.dp->pool(), host_a, host_b, tag, 32, gw_in_mac));
+        f.poll_all(2);
+        auto out = f.outside.take(1);
+        EXPECT_EQ(out.size(), 1u);
+        rte_ether_addr dst = out.empty() ? rte_ether_addr{} : rte_pktmbuf_mtod(out[0], rte_ether_hdr*)->dst_addr;
+        for (rte_mbuf* m : out) rte_pktmbuf_free(m);
+        return dst;
+    };
+    rte_ether_addr first = send_one(1);
+    EXPECT_TRUE(rte_is_same_ether_addr(&first, &f.peer_mac));
+    rte_ether_addr moved{{0x02, 0, 0, 0, 0, 0x77}};
+    f.dp->shared().neighbors->learn(IpAddress::v4(peer), f.outside.id, moved);
+    rte_ether_addr second = send_one(2);
+    EXPECT_TRUE(rte_is_same_ether_addr(&second, &moved)) << "stale cached MAC used";
+}
+
 TEST(Worker, AnswersArpForItsAddress)
 {
     DataplaneFixture f("arp");
     rte_mbuf* m = rte_pktmbuf_alloc(f.dp->pool());
-    auto* eth = reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_append(m, 14 + sizeof(rte_arp_hdr)));
-    std::memset(eth, 0, 14 + sizeof(rte_arp_hdr));
+    char* frame = rte_pktmbuf_append(m, 14 + sizeof(rte_arp_hdr));
+    ASSERT_NE(frame, nullptr);
+    std::memset(frame, 0, 14 + sizeof(rte_arp_hdr));
+    auto* eth = reinterpret_cast<rte_ether_hdr*>(frame);
     std::memset(eth->dst_addr.addr_bytes, 0xff, 6);
     eth->src_addr = f.host_mac;
     eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP);
