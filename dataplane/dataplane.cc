@@ -36,6 +36,20 @@ std::string ip_string(const IpAddress& a)
     return buf;
 }
 
+// The selectors of an inbound SA, when exactly one inbound policy protects
+// with it; otherwise an inexact selector (the worker then asks the SPD).
+SaSelector inbound_selector(const DataplaneConfig& config, Spi spi)
+{
+    const PolicyDescriptor* found = nullptr;
+    for (const PolicyConfig& pc : config.policies) {
+        const PolicyDescriptor& p = pc.policy;
+        if (p.direction != SaDirection::inbound || p.action != PolicyAction::protect || p.sa != spi) continue;
+        if (found) return SaSelector{};
+        found = &p;
+    }
+    return found ? make_selector(*found) : SaSelector{};
+}
+
 } // namespace
 
 std::unique_ptr<Dataplane> Dataplane::create(const DataplaneConfig& config, std::string& error)
@@ -193,6 +207,7 @@ bool Dataplane::install_sas(const DataplaneConfig& config, std::string& error)
             error = config.source + ":" + std::to_string(c.line) + ": sa: " + why;
             return false;
         }
+        if (d.direction == SaDirection::inbound) sa->selector = inbound_selector(config, d.spi);
         if (sas_->install(sa) == no_slot) {
             sa_free(sa);
             error = config.source + ":" + std::to_string(c.line) + ": sa: SA table full or SPI in use";

@@ -18,6 +18,7 @@
 #include "counters.hh"
 #include "crypto.hh"
 #include "replay.hh"
+#include "spd.hh"
 #include "ravelin/events.hh"
 #include "ravelin/sa_descriptor.hh"
 
@@ -68,6 +69,8 @@ struct alignas(64) DpSa {
     // --- read-only key material and cold configuration --------------------
     SaKeys keys;
     SaLifetime lifetime;
+    // Inbound: what decrypted packets must match (set before publication).
+    SaSelector selector;
 };
 
 static_assert(offsetof(DpSa, state) % 64 == 0, "SA state must start a cache line");

@@ -283,4 +283,35 @@ void Spd::lookup_v6(const FlowKey* const* keys, uint32_t n, const SpdEntry** out
     classify(v6_, entries_.data(), keys, n, out);
 }
 
+namespace {
+
+void prefix_words(const IpPrefix& p, uint32_t value[4], uint32_t mask[4]) noexcept
+{
+    for (unsigned w = 0; w < 4; ++w) {
+        unsigned bits = p.len > w * 32 ? std::min(32u, p.len - w * 32u) : 0u;
+        uint32_t m = bits == 0 ? 0 : ~uint32_t(0) << (32 - bits);
+        uint32_t v = 0;
+        if (w * 4 < p.addr.size())
+            v = uint32_t(p.addr.bytes[w * 4]) << 24 | uint32_t(p.addr.bytes[w * 4 + 1]) << 16 |
+                uint32_t(p.addr.bytes[w * 4 + 2]) << 8 | p.addr.bytes[w * 4 + 3];
+        mask[w] = rte_cpu_to_be_32(m);
+        value[w] = rte_cpu_to_be_32(v & m);
+    }
+}
+
+} // namespace
+
+SaSelector make_selector(const PolicyDescriptor& p) noexcept
+{
+    SaSelector s;
+    s.exact = true;
+    s.family = p.local.addr.family;
+    s.proto = p.protocol;
+    prefix_words(p.local, s.local, s.local_mask);
+    prefix_words(p.remote, s.remote, s.remote_mask);
+    s.local_ports = p.local_ports;
+    s.remote_ports = p.remote_ports;
+    return s;
+}
+
 } // namespace ravelin::dp

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include <rte_byteorder.h>
+
 #include "ravelin/sa_descriptor.hh"
 
 struct rte_acl_ctx;
@@ -45,6 +47,33 @@ struct SpdRule {
     uint32_t sa_slot = 0;
     uint32_t reqid = 0;
 };
+
+// The selectors an inbound SA's traffic must match (RFC 4301 §5.2 step 4):
+// checked on every decrypted packet. Built from the one inbound policy
+// that protects with the SA; when there are several (or none), `exact` is
+// false and the worker asks the inbound SPD instead.
+struct SaSelector {
+    bool exact = false;
+    IpFamily family = IpFamily::v4;
+    uint8_t proto = 0;                 // 0 = any
+    uint32_t local[4]{}, local_mask[4]{};    // network order; "local" = destination
+    uint32_t remote[4]{}, remote_mask[4]{};  // "remote" = source
+    PortRange local_ports, remote_ports;     // host order
+};
+
+SaSelector make_selector(const PolicyDescriptor& inbound_policy) noexcept;
+
+inline bool selector_matches(const SaSelector& s, const FlowKey& k, IpFamily family) noexcept
+{
+    if (family != s.family) return false;
+    unsigned words = family == IpFamily::v4 ? 1 : 4;
+    for (unsigned i = 0; i < words; ++i)
+        if (((k.dst[i] & s.local_mask[i]) != s.local[i]) | ((k.src[i] & s.remote_mask[i]) != s.remote[i]))
+            return false;
+    if (s.proto == 0) return true;
+    return k.proto == s.proto && s.local_ports.contains(rte_be_to_cpu_16(k.dport)) &&
+           s.remote_ports.contains(rte_be_to_cpu_16(k.sport));
+}
 
 class Spd {
 public:

@@ -197,9 +197,8 @@ void Worker::outbound(Burst& b) noexcept
         switch (e[i]->action) {
         case PolicyAction::discard: drop(it.m, DropReason::policy_discard); break;
         case PolicyAction::bypass:
-            if (!decrement_ttl(it.m, it.info.family)) { drop(it.m, DropReason::ttl_expired); break; }
             counters_.stats.bypassed.inc();
-            forward(it.m, it.info);
+            forward_routed(it.m, it.info);
             break;
         case PolicyAction::protect: outbound_protect(it, e[i]->sa_slot); break;
         }
@@ -265,20 +264,37 @@ void Worker::inbound_esp(Burst& b) noexcept
     if (clear.n) inbound_policy(clear);
 }
 
-// RFC 4301 §5.2 step 4: a decrypted packet must match an inbound policy that
-// says "protect with this SA" (reqid), or it is dropped.
+// RFC 4301 §5.2 step 4: a decrypted packet must match the selectors of the
+// SA that carried it. Most SAs have one selector set, checked directly;
+// packets of SAs with several go through the inbound SPD, whose matching
+// entry must say "protect" with this SA's reqid.
 void Worker::inbound_policy(Burst& b) noexcept
 {
-    const SpdEntry* e[max_burst];
-    spd_lookup(*shared_.spd_in.load(std::memory_order_acquire), b, e);
+    Burst ask_spd;
     for (uint16_t i = 0; i < b.n; ++i) {
         Item& it = b.items[i];
+        if (!it.sa->selector.exact) {
+            ask_spd.add(it);
+            continue;
+        }
+        FlowKey key;
+        flow_key(it.m, it.info, key);
+        if (!selector_matches(it.sa->selector, key, it.info.family)) {
+            drop(it.m, DropReason::policy_mismatch);
+            continue;
+        }
+        forward_routed(it.m, it.info);
+    }
+    if (!ask_spd.n) return;
+    const SpdEntry* e[max_burst];
+    spd_lookup(*shared_.spd_in.load(std::memory_order_acquire), ask_spd, e);
+    for (uint16_t i = 0; i < ask_spd.n; ++i) {
+        Item& it = ask_spd.items[i];
         if (!e[i] || e[i]->action != PolicyAction::protect || e[i]->reqid != it.sa->reqid) {
             drop(it.m, DropReason::policy_mismatch);
             continue;
         }
-        if (!decrement_ttl(it.m, it.info.family)) { drop(it.m, DropReason::ttl_expired); continue; }
-        forward(it.m, it.info);
+        forward_routed(it.m, it.info);
     }
 }
 
@@ -292,9 +308,8 @@ void Worker::inbound_clear(Burst& b) noexcept
         if (e[i]->action == PolicyAction::discard) { drop(it.m, DropReason::policy_discard); continue; }
         // Clear traffic where the policy demands protection.
         if (e[i]->action == PolicyAction::protect) { drop(it.m, DropReason::policy_mismatch); continue; }
-        if (!decrement_ttl(it.m, it.info.family)) { drop(it.m, DropReason::ttl_expired); continue; }
         counters_.stats.bypassed.inc();
-        forward(it.m, it.info);
+        forward_routed(it.m, it.info);
     }
 }
 
@@ -372,6 +387,13 @@ bool Worker::resolve_hop(rte_mbuf* m, const IpInfo& info, HopEntry& e) noexcept
     e.port = nh->port;
     e.generation = hop_generation_;
     return true;
+}
+
+// A packet we route (not one we originate): TTL / hop limit first.
+void Worker::forward_routed(rte_mbuf* m, const IpInfo& info) noexcept
+{
+    if (!decrement_ttl(m, info.family)) return drop(m, DropReason::ttl_expired);
+    forward(m, info);
 }
 
 // Route, resolve the next hop, add the Ethernet header and queue for TX.

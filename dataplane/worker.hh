@@ -110,6 +110,7 @@ private:
     void handoff(rte_mbuf* m, WorkerId owner, uint32_t kind, uint32_t slot, uint32_t esp_offset) noexcept;
     void mtu_error(Item& it, const DpSa& sa) noexcept;
     void forward(rte_mbuf* m, const IpInfo& info) noexcept;
+    void forward_routed(rte_mbuf* m, const IpInfo& info) noexcept;
     struct HopEntry;
     bool resolve_hop(rte_mbuf* m, const IpInfo& info, HopEntry& e) noexcept;
     void punt(rte_ring* ring, rte_mbuf* m, Counter& counter) noexcept;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "eal_env.hh"
+#include "config.hh"
 #include "spd.hh"
 
 namespace ravelin::dp {
@@ -594,6 +595,47 @@ TEST(Spd, DifferentialAgainstLinearScan)
     EXPECT_GT(st.hits, st.keys / 2);
     EXPECT_GT(st.keys - st.hits, st.keys / 100);
     EXPECT_GT(st.shadowed, st.keys / 100);
+}
+
+// SA selectors (the per-SA check of decrypted packets) agree with the
+// policy they were made from: local = destination, remote = source.
+TEST(SaSelector, MatchesLikeItsPolicy)
+{
+    PolicyDescriptor p;
+    p.direction = SaDirection::inbound;
+    p.local = *parse_prefix("198.18.1.0/24");
+    p.remote = *parse_prefix("198.18.2.0/23");
+    p.protocol = 17;
+    p.local_ports = {5000, 5010};
+    SaSelector s = make_selector(p);
+    auto key = [](uint32_t src, uint32_t dst, uint8_t proto, uint16_t sport, uint16_t dport) {
+        FlowKey k{};
+        k.proto = proto;
+        k.src[0] = rte_cpu_to_be_32(src);
+        k.dst[0] = rte_cpu_to_be_32(dst);
+        k.sport = rte_cpu_to_be_16(sport);
+        k.dport = rte_cpu_to_be_16(dport);
+        return k;
+    };
+    EXPECT_TRUE(selector_matches(s, key(0xc6120302, 0xc6120105, 17, 9, 5005), IpFamily::v4));
+    EXPECT_FALSE(selector_matches(s, key(0xc6120402, 0xc6120105, 17, 9, 5005), IpFamily::v4)) << "source outside /23";
+    EXPECT_FALSE(selector_matches(s, key(0xc6120302, 0xc6120205, 17, 9, 5005), IpFamily::v4)) << "destination outside";
+    EXPECT_FALSE(selector_matches(s, key(0xc6120302, 0xc6120105, 6, 9, 5005), IpFamily::v4)) << "protocol";
+    EXPECT_FALSE(selector_matches(s, key(0xc6120302, 0xc6120105, 17, 9, 5011), IpFamily::v4)) << "port";
+    EXPECT_FALSE(selector_matches(s, key(0xc6120302, 0xc6120105, 17, 9, 5005), IpFamily::v6)) << "family";
+
+    PolicyDescriptor v6;
+    v6.direction = SaDirection::inbound;
+    v6.local = *parse_prefix("2001:db8:1::/64");
+    v6.remote = *parse_prefix("2001:db8:2::/48");
+    SaSelector s6 = make_selector(v6);
+    FlowKey k{};
+    IpAddress src = *parse_ip("2001:db8:2:ff::1"), dst = *parse_ip("2001:db8:1::9");
+    std::memcpy(k.src, src.bytes.data(), 16);
+    std::memcpy(k.dst, dst.bytes.data(), 16);
+    EXPECT_TRUE(selector_matches(s6, k, IpFamily::v6));
+    k.dst[1] ^= rte_cpu_to_be_32(1);   // 2001:db8:1:1::9
+    EXPECT_FALSE(selector_matches(s6, k, IpFamily::v6));
 }
 
 } // namespace

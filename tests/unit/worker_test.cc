@@ -30,6 +30,7 @@ struct Peer {
     EspContext ctx{mgr, nullptr, &counters, 0};
     DpSa* out = nullptr;   // encrypts what the gateway's inbound SA 0x2002 takes
     DpSa* in = nullptr;    // decrypts what the gateway's outbound SA 0x1001 sends
+    uint32_t inner_src = host_b;
 
     explicit Peer(uint16_t window = 1024)
     {
@@ -61,7 +62,7 @@ struct Peer {
     // An ESP frame from the peer to the gateway carrying host_b -> host_a.
     rte_mbuf* seal(rte_mempool* pool, uint32_t tag, const rte_ether_addr& gw_mac)
     {
-        rte_mbuf* m = udp_frame(pool, host_b, host_a, tag);
+        rte_mbuf* m = udp_frame(pool, inner_src, host_a, tag);
         rte_pktmbuf_adj(m, sizeof(rte_ether_hdr));
         EXPECT_EQ(esp_encap(ctx, *out, m), DropReason::none);
         auto* eth = reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_prepend(m, sizeof(rte_ether_hdr)));
@@ -176,6 +177,10 @@ TEST(Worker, DropsHaveNamedReasons)
     rte_mbuf* tampered = p.seal(f.dp->pool(), 4, gw_out_mac);
     rte_pktmbuf_mtod_offset(tampered, uint8_t*, tampered->data_len - 1)[0] ^= 1;
     f.outside.inject(0, tampered);
+    // Valid ESP whose inner packet comes from outside the SA's selectors.
+    p.inner_src = 0xc6120302;   // 198.18.3.2, not in 198.18.2.0/24
+    f.outside.inject(0, p.seal(f.dp->pool(), 7, gw_out_mac));
+    p.inner_src = host_b;
     // A runt: Ethernet header only.
     rte_mbuf* runt = udp_frame(f.dp->pool(), host_b, host_a, 5);
     rte_pktmbuf_trim(runt, runt->data_len - 14);
@@ -184,7 +189,7 @@ TEST(Worker, DropsHaveNamedReasons)
     f.outside.inject(0, p.seal(f.dp->pool(), 6, gw_out_mac));
     f.poll_all(8);
 
-    EXPECT_EQ(f.drops(DropReason::policy_mismatch), 1u);
+    EXPECT_EQ(f.drops(DropReason::policy_mismatch), 2u);
     EXPECT_EQ(f.drops(DropReason::no_policy), 1u);
     EXPECT_EQ(f.drops(DropReason::no_sa), 1u);
     EXPECT_EQ(f.drops(DropReason::auth_failed), 1u);
