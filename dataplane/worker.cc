@@ -164,15 +164,24 @@ bool Worker::local_delivery(rte_mbuf* m, const IpInfo& info, Burst& in_esp) noex
     return drop(m, DropReason::not_for_us), true;
 }
 
+// One rte_acl call per family for the burst. A packet whose 5-tuple equals
+// the one before it (the common case for a flow in a burst) reuses that
+// packet's answer instead of being classified again.
 void Worker::spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out) noexcept
 {
     FlowKey keys[max_burst];
     const FlowKey* k4[max_burst];
     const FlowKey* k6[max_burst];
-    uint16_t i4[max_burst], i6[max_burst];
+    uint16_t i4[max_burst], i6[max_burst], same_as[max_burst];
     uint32_t n4 = 0, n6 = 0;
     for (uint16_t i = 0; i < b.n; ++i) {
         flow_key(b.items[i].m, b.items[i].info, keys[i]);
+        same_as[i] = i;
+        if (i > 0 && b.items[i].info.family == b.items[i - 1].info.family &&
+            std::memcmp(&keys[i], &keys[i - 1], sizeof(FlowKey)) == 0) {
+            same_as[i] = same_as[i - 1];
+            continue;
+        }
         if (b.items[i].info.family == IpFamily::v4) i4[n4] = i, k4[n4++] = &keys[i];
         else i6[n6] = i, k6[n6++] = &keys[i];
     }
@@ -185,6 +194,7 @@ void Worker::spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out) noexcept
         spd.lookup_v6(k6, n6, r);
         for (uint32_t j = 0; j < n6; ++j) out[i6[j]] = r[j];
     }
+    for (uint16_t i = 0; i < b.n; ++i) out[i] = out[same_as[i]];
 }
 
 void Worker::outbound(Burst& b) noexcept
@@ -234,18 +244,23 @@ void Worker::mtu_error(Item& it, const DpSa& sa) noexcept
 
 void Worker::inbound_esp(Burst& b) noexcept
 {
-    // SPIs copied out of the packets: ESP after a 14-byte Ethernet header is
-    // only 2-byte aligned, and the hash reads whole words.
+    // SPIs copied out of the packets (ESP after a 14-byte Ethernet header
+    // is only 2-byte aligned, and the hash reads whole words). Only SPIs
+    // that differ from the previous packet's are looked up.
     uint32_t spi_values[max_burst];
     const uint32_t* spis[max_burst];
-    DpSa* sas[max_burst];
+    uint16_t lookup_of[max_burst], n_lookups = 0;
     for (uint16_t i = 0; i < b.n; ++i) {
         spi_values[i] = 0;
         if (has_bytes(b.items[i].m, b.items[i].esp_offset, 8))
             std::memcpy(&spi_values[i], rte_pktmbuf_mtod_offset(b.items[i].m, const uint8_t*, b.items[i].esp_offset), 4);
-        spis[i] = &spi_values[i];
+        if (i == 0 || spi_values[i] != spi_values[i - 1]) spis[n_lookups++] = &spi_values[i];
+        lookup_of[i] = uint16_t(n_lookups - 1);
     }
-    shared_.sas->lookup_inbound(spis, b.n, sas);
+    DpSa* found[max_burst];
+    shared_.sas->lookup_inbound(spis, n_lookups, found);
+    DpSa* sas[max_burst];
+    for (uint16_t i = 0; i < b.n; ++i) sas[i] = found[lookup_of[i]];
     Burst clear;
     for (uint16_t i = 0; i < b.n; ++i) {
         Item& it = b.items[i];
