@@ -113,7 +113,7 @@ TEST(SaTable, ReplaceWaitsForReaders)
     // it is. Each replace then waits for the reader's next quiescent state,
     // so the reader runs alongside every one of them.
     while (!online.load()) std::this_thread::yield();
-    constexpr uint32_t replaced = 5000;
+    constexpr uint32_t replaced = 2000;
     for (uint32_t i = 0; i < replaced; ++i)
         ASSERT_TRUE(t->replace(slot, make_sa(mgr.m, 8 + i, SaDirection::outbound)));
     stop.store(true);
