@@ -280,22 +280,34 @@ ControlAction handle_control(rte_mbuf* m, const rte_ether_addr& port_mac, const 
 
 namespace {
 
-rte_mbuf* arp_request(rte_mempool* pool, const rte_ether_addr& src_mac, const IpAddress& src,
-                      const IpAddress& target)
+// A zeroed frame of `len` bytes with the Ethernet header filled in, or
+// nullptr with nothing leaked when the pool is empty.
+rte_ether_hdr* new_frame(rte_mempool* pool, uint16_t len, const rte_ether_addr& dst,
+                         const rte_ether_addr& src, uint16_t type, rte_mbuf*& m)
 {
-    rte_mbuf* m = rte_pktmbuf_alloc(pool);
-    if (!m) return nullptr;
-    constexpr uint16_t len = sizeof(rte_ether_hdr) + sizeof(rte_arp_hdr);
-    char* frame = rte_pktmbuf_append(m, len);
+    m = rte_pktmbuf_alloc(pool);
+    char* frame = m ? rte_pktmbuf_append(m, len) : nullptr;
     if (!frame) {
         rte_pktmbuf_free(m);
+        m = nullptr;
         return nullptr;
     }
     std::memset(frame, 0, len);
     auto* eth = reinterpret_cast<rte_ether_hdr*>(frame);
-    std::memset(eth->dst_addr.addr_bytes, 0xff, 6);
-    eth->src_addr = src_mac;
-    eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP);
+    eth->dst_addr = dst;
+    eth->src_addr = src;
+    eth->ether_type = rte_cpu_to_be_16(type);
+    return eth;
+}
+
+rte_mbuf* arp_request(rte_mempool* pool, const rte_ether_addr& src_mac, const IpAddress& src,
+                      const IpAddress& target)
+{
+    static constexpr rte_ether_addr broadcast{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
+    rte_mbuf* m;
+    rte_ether_hdr* eth = new_frame(pool, sizeof(rte_ether_hdr) + sizeof(rte_arp_hdr), broadcast, src_mac,
+                                   RTE_ETHER_TYPE_ARP, m);
+    if (!eth) return nullptr;
     auto* arp = reinterpret_cast<rte_arp_hdr*>(eth + 1);
     arp->arp_hardware = rte_cpu_to_be_16(RTE_ARP_HRD_ETHER);
     arp->arp_protocol = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
@@ -311,22 +323,13 @@ rte_mbuf* arp_request(rte_mempool* pool, const rte_ether_addr& src_mac, const Ip
 rte_mbuf* neighbor_solicit(rte_mempool* pool, const rte_ether_addr& src_mac, const IpAddress& src,
                            const IpAddress& target)
 {
-    rte_mbuf* m = rte_pktmbuf_alloc(pool);
-    if (!m) return nullptr;
-    constexpr uint16_t len = sizeof(rte_ether_hdr) + sizeof(rte_ipv6_hdr) + 32;
-    char* frame = rte_pktmbuf_append(m, len);
-    if (!frame) {
-        rte_pktmbuf_free(m);
-        return nullptr;
-    }
-    std::memset(frame, 0, len);
-    auto* eth = reinterpret_cast<rte_ether_hdr*>(frame);
     // Solicited-node multicast ff02::1:ffXX:XXXX and its MAC 33:33:ff:XX:XX:XX.
     const uint8_t* t = target.bytes.data();
-    uint8_t mac[6] = {0x33, 0x33, 0xff, t[13], t[14], t[15]};
-    std::memcpy(eth->dst_addr.addr_bytes, mac, 6);
-    eth->src_addr = src_mac;
-    eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6);
+    const rte_ether_addr mcast{{0x33, 0x33, 0xff, t[13], t[14], t[15]}};
+    rte_mbuf* m;
+    rte_ether_hdr* eth = new_frame(pool, sizeof(rte_ether_hdr) + sizeof(rte_ipv6_hdr) + 32, mcast, src_mac,
+                                   RTE_ETHER_TYPE_IPV6, m);
+    if (!eth) return nullptr;
     auto* ip = reinterpret_cast<rte_ipv6_hdr*>(eth + 1);
     ip->vtc_flow = rte_cpu_to_be_32(6u << 28);
     ip->payload_len = rte_cpu_to_be_16(32);

@@ -225,23 +225,10 @@ TEST(Worker, NeighborChangeReachesCachedNextHop)
 TEST(Worker, AnswersArpForItsAddress)
 {
     DataplaneFixture f("arp");
-    rte_mbuf* m = rte_pktmbuf_alloc(f.dp->pool());
-    char* frame = rte_pktmbuf_append(m, 14 + sizeof(rte_arp_hdr));
-    ASSERT_NE(frame, nullptr);
-    std::memset(frame, 0, 14 + sizeof(rte_arp_hdr));
-    auto* eth = reinterpret_cast<rte_ether_hdr*>(frame);
-    std::memset(eth->dst_addr.addr_bytes, 0xff, 6);
-    eth->src_addr = f.host_mac;
-    eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP);
-    auto* arp = reinterpret_cast<rte_arp_hdr*>(eth + 1);
-    arp->arp_hardware = rte_cpu_to_be_16(RTE_ARP_HRD_ETHER);
-    arp->arp_protocol = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
-    arp->arp_hlen = 6;
-    arp->arp_plen = 4;
-    arp->arp_opcode = rte_cpu_to_be_16(RTE_ARP_OP_REQUEST);
-    arp->arp_data.arp_sha = f.host_mac;
-    arp->arp_data.arp_sip = rte_cpu_to_be_32(host_a);
-    arp->arp_data.arp_tip = rte_cpu_to_be_32(0xc6120101);   // 198.18.1.1
+    // The host asks for the gateway's address with the same builder the
+    // gateway uses for its own requests.
+    rte_mbuf* m = make_solicitation(f.dp->pool(), f.host_mac, IpAddress::v4(host_a), IpAddress::v4(0xc6120101));
+    ASSERT_NE(m, nullptr);
     f.inside.inject(0, m);
     f.poll_all(1);
     f.dp->housekeeping();   // main lcore answers
