@@ -960,8 +960,8 @@ TEST(EalArgv, GatewayA)
     ASSERT_TRUE(a) << a.error().to_string();
     EXPECT_EQ(eal_argv(a.value()),
               (std::vector<std::string>{"ravelin-dataplane", "-l", "0,1", "--file-prefix", "ravelin-gwa", "--no-pci",
-                                        "--vdev", "net_af_packet0,iface=gwa-in", "--vdev",
-                                        "net_af_packet1,iface=gwa-out"}));
+                                        "--vdev", "net_af_packet0,iface=gwa-in,framecnt=4096", "--vdev",
+                                        "net_af_packet1,iface=gwa-out,framecnt=4096"}));
 }
 
 TEST(EalArgv, NoHugePciMainLcoreAndExtraArgs)
