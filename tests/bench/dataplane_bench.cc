@@ -252,21 +252,7 @@ struct Peer {
     }
     DpSa* make(uint32_t spi, SaDirection dir, bool use_esn, uint16_t window)
     {
-        SaDescriptor d;
-        d.spi = Spi(spi);
-        d.direction = dir;
-        d.cipher = EspCipher::aes_gcm16;
-        d.cipher_key_len = 32;
-        for (unsigned i = 0; i < 32; ++i) d.cipher_key[i] = uint8_t(i);
-        for (unsigned i = 0; i < 4; ++i) d.cipher_key[32 + i] = uint8_t(0xa0 + i);
-        d.local = IpAddress::v4(peer_ip);
-        d.remote = IpAddress::v4(gw_out);
-        d.esn = use_esn;
-        d.replay_window = window;
-        const char* why = "?";
-        DpSa* sa = sa_create(mgr, d, 1500, WorkerId(0), &why);
-        if (!sa) Gateway::die(std::string("peer sa_create: ") + why);
-        return sa;
+        return test::fixture_peer_sa(mgr, spi, dir, use_esn, window);
     }
 };
 

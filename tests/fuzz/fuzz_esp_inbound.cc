@@ -31,22 +31,7 @@ struct Harness {
     DpSa* peer_out = nullptr;
     uint64_t seq = 0;
 
-    Harness()
-    {
-        SaDescriptor d;
-        d.spi = Spi(0x2002);
-        d.direction = SaDirection::outbound;
-        d.cipher = EspCipher::aes_gcm16;
-        d.cipher_key_len = 32;
-        for (unsigned i = 0; i < 32; ++i) d.cipher_key[i] = uint8_t(i);
-        for (unsigned i = 0; i < 4; ++i) d.cipher_key[32 + i] = uint8_t(0xa0 + i);
-        d.local = IpAddress::v4(0xc6120002);
-        d.remote = IpAddress::v4(0xc6120001);
-        d.esn = true;
-        const char* why = nullptr;
-        peer_out = sa_create(mgr, d, 1500, WorkerId(0), &why);
-        if (!peer_out) std::abort();
-    }
+    Harness() { peer_out = test::fixture_peer_sa(mgr, 0x2002, SaDirection::outbound); }
 
     rte_mbuf* frame(const uint8_t* data, size_t size)
     {

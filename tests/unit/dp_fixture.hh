@@ -115,6 +115,34 @@ sa = 0x2002
 )";
 }
 
+inline constexpr uint32_t fixture_gw_outside = 0xc6120001;   // 198.18.0.1
+inline constexpr uint32_t fixture_peer = 0xc6120002;         // 198.18.0.2
+
+// An SA of the fixture's far end (the mirror of the gateway's SAs): same
+// AES-256-GCM key and salt as fixture_key, tunnel peer <-> gateway.
+inline dp::DpSa* fixture_peer_sa(IMB_MGR* mgr, uint32_t spi, SaDirection dir, bool esn = true,
+                                 uint16_t window = 1024)
+{
+    SaDescriptor d;
+    d.spi = Spi(spi);
+    d.direction = dir;
+    d.cipher = EspCipher::aes_gcm16;
+    d.cipher_key_len = 32;
+    for (unsigned i = 0; i < 32; ++i) d.cipher_key[i] = uint8_t(i);
+    for (unsigned i = 0; i < 4; ++i) d.cipher_key[32 + i] = uint8_t(0xa0 + i);
+    d.local = IpAddress::v4(fixture_peer);
+    d.remote = IpAddress::v4(fixture_gw_outside);
+    d.esn = esn;
+    d.replay_window = window;
+    const char* why = "?";
+    dp::DpSa* sa = dp::sa_create(mgr, d, 1500, WorkerId(0), &why);
+    if (!sa) {
+        std::fprintf(stderr, "fixture_peer_sa: %s\n", why);
+        std::abort();
+    }
+    return sa;
+}
+
 // The gateway of fixture_config() with both neighbours already resolved.
 struct DataplaneFixture {
     RingPort inside;

@@ -32,26 +32,10 @@ struct Peer {
     DpSa* in = nullptr;    // decrypts what the gateway's outbound SA 0x1001 sends
     uint32_t inner_src = host_b;
 
-    explicit Peer(uint16_t window = 1024)
+    Peer()
     {
-        SaDescriptor d;
-        d.cipher = EspCipher::aes_gcm16;
-        d.cipher_key_len = 32;
-        for (unsigned i = 0; i < 32; ++i) d.cipher_key[i] = uint8_t(i);
-        for (unsigned i = 0; i < 4; ++i) d.cipher_key[32 + i] = uint8_t(0xa0 + i);
-        d.local = IpAddress::v4(peer);
-        d.remote = IpAddress::v4(gw_out);
-        d.esn = true;
-        d.replay_window = window;
-        const char* why = nullptr;
-        d.spi = Spi(0x2002);
-        d.direction = SaDirection::outbound;
-        out = sa_create(mgr, d, 1500, WorkerId(0), &why);
-        d.spi = Spi(0x1001);
-        d.direction = SaDirection::inbound;
-        in = sa_create(mgr, d, 1500, WorkerId(0), &why);
-        EXPECT_NE(out, nullptr) << why;
-        EXPECT_NE(in, nullptr) << why;
+        out = test::fixture_peer_sa(mgr, 0x2002, SaDirection::outbound);
+        in = test::fixture_peer_sa(mgr, 0x1001, SaDirection::inbound);
     }
     ~Peer()
     {
