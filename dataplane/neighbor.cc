@@ -200,7 +200,8 @@ ControlAction handle_nd(rte_mbuf* m, rte_ipv6_hdr* ip, uint8_t* icmp, uint32_t i
     icmp[25] = 1;
     std::memcpy(icmp + 26, port_mac.addr_bytes, 6);
     icmp6_checksum(ip, icmp);
-    eth->dst_addr = eth->src_addr;
+    static constexpr rte_ether_addr all_nodes_mac{{0x33, 0x33, 0, 0, 0, 1}};
+    eth->dst_addr = unspecified ? all_nodes_mac : eth->src_addr;
     eth->src_addr = port_mac;
     return ControlAction::reply;
 }

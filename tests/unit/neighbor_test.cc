@@ -85,5 +85,45 @@ address = ["198.18.0.1/24"]
     rte_pktmbuf_free(m);
 }
 
+// Duplicate address detection: the solicitation comes from ::, so the
+// answer goes to all nodes (RFC 4861 §7.2.4), at IP and Ethernet level.
+TEST(Neighbor, AnswersDadProbeToAllNodes)
+{
+    test::eal();
+    auto cfg = parse_config(R"([dataplane]
+lcores = "0,1"
+[[port]]
+name = "inside"
+role = "protected"
+device = "net_null0"
+address = ["2001:db8:1::1/64"]
+[[port]]
+name = "outside"
+role = "unprotected"
+device = "net_null1"
+address = ["198.18.0.1/24"]
+)", "dad.toml");
+    ASSERT_TRUE(cfg) << cfg.error().to_string();
+    std::string error;
+    auto fib = Fib::build(cfg.value(), {0, 1}, "fib_dad", error);
+    ASSERT_TRUE(fib) << error;
+    auto table = NeighborTable::create("nt_dad", 16);
+    rte_ether_addr host{{2, 0, 0, 0, 0, 2}}, gw{{2, 0, 0, 0, 0, 1}};
+    IpAddress unspecified;
+    unspecified.family = IpFamily::v6;
+    rte_mbuf* m = make_solicitation(test::test_pool(), host, unspecified, *parse_ip("2001:db8:1::1"));
+    ASSERT_NE(m, nullptr);
+    m->port = 0;
+    ASSERT_EQ(handle_control(m, gw, *fib, *table), ControlAction::reply);
+    auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
+    const rte_ether_addr all_nodes{{0x33, 0x33, 0, 0, 0, 1}};
+    EXPECT_TRUE(rte_is_same_ether_addr(&eth->dst_addr, &all_nodes));
+    auto* ip = reinterpret_cast<rte_ipv6_hdr*>(eth + 1);
+    EXPECT_EQ(ip->dst_addr[0], 0xff);
+    EXPECT_EQ(ip->dst_addr[15], 1);
+    EXPECT_EQ(reinterpret_cast<uint8_t*>(ip + 1)[4], 0x20) << "not solicited, override set";
+    rte_pktmbuf_free(m);
+}
+
 } // namespace
 } // namespace ravelin::dp
