@@ -66,6 +66,39 @@ inline DropReason check_room(const DpSa& sa, const rte_mbuf* m, const Plan& p) n
     return DropReason::none;
 }
 
+// rte_pktmbuf_prepend/append for a single-segment mbuf whose head- and
+// tailroom check_room() has already checked: no second check, no walk to
+// the last segment.
+inline uint8_t* prepend_checked(rte_mbuf* m, uint32_t len) noexcept
+{
+    m->data_off = uint16_t(m->data_off - len);
+    m->data_len = uint16_t(m->data_len + len);
+    m->pkt_len += len;
+    return rte_pktmbuf_mtod(m, uint8_t*);
+}
+inline uint8_t* append_checked(rte_mbuf* m, uint32_t len) noexcept
+{
+    uint8_t* t = rte_pktmbuf_mtod_offset(m, uint8_t*, m->data_len);
+    m->data_len = uint16_t(m->data_len + len);
+    m->pkt_len += len;
+    return t;
+}
+
+// The outer header template, with a fixed-size copy for each size an SA
+// can have (sa.cc), so none of them is a libc call.
+inline void copy_outer(uint8_t* dst, const DpSa& sa) noexcept
+{
+    switch (sa.outer_len) {
+    case 0: break;
+    case 8: std::memcpy(dst, sa.outer_template, 8); break;
+    case 20: std::memcpy(dst, sa.outer_template, 20); break;
+    case 28: std::memcpy(dst, sa.outer_template, 28); break;
+    case 40: std::memcpy(dst, sa.outer_template, 40); break;
+    case 48: std::memcpy(dst, sa.outer_template, 48); break;
+    default: std::memcpy(dst, sa.outer_template, sa.outer_len); break;
+    }
+}
+
 // Appends the trailer and seals. `esp` points at the (already reserved)
 // ESP header. Returns the sequence number used.
 //
@@ -74,8 +107,12 @@ inline SeqNum seal_packet(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint8_t* esp, 
 {
     const EspTransform& x = sa.xform;
     const SeqNum seq = ++sa.state.seq;
-    auto* t = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, uint16_t(p.tail)));
-    std::memcpy(t, pad_pattern.data(), p.pad);
+    uint8_t* t = append_checked(m, p.tail);
+    // Padding is at most 15 octets (block_len <= 16). With a tail of 16 or
+    // more (always with a 16-octet ICV) one fixed 16-octet copy writes it;
+    // what lands past the padding is overwritten below and by the ICV.
+    if (likely(p.tail >= 16)) std::memcpy(t, pad_pattern.data(), 16);
+    else std::memcpy(t, pad_pattern.data(), p.pad);
     t[p.pad] = uint8_t(p.pad);
     t[p.pad + 1] = p.next_header;
     std::memcpy(esp, &sa.spi_be, 4);
@@ -98,15 +135,23 @@ inline void finish_udp(uint8_t* udp_p, const uint8_t* ip6, uint32_t udp_len) noe
 
 // Outer IPv4 per-packet fields (RFC 791; DSCP/ECN RFC 2983, RFC 6040 §4.1
 // normal mode: the ECN field is copied as it is, CE included).
-inline void finish_outer_v4(uint8_t* o, uint32_t total, SeqNum seq, uint8_t tos, bool df) noexcept
+//
+// The header checksum is the template's precomputed sum (sa.cc) plus the
+// four per-packet fields, in network-order 16-bit words: the same value
+// rte_ipv4_cksum() would compute over the whole header.
+inline void finish_outer_v4(uint8_t* o, uint16_t template_sum, uint32_t total, SeqNum seq, uint8_t tos,
+                            bool df) noexcept
 {
     auto* ip = reinterpret_cast<rte_ipv4_hdr*>(o);
+    const uint16_t frag = df ? RTE_IPV4_HDR_DF_FLAG : 0;
     ip->type_of_service = tos;
     ip->total_length = rte_cpu_to_be_16(uint16_t(total));
     ip->packet_id = rte_cpu_to_be_16(uint16_t(seq));
-    ip->fragment_offset = df ? rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG) : 0;
-    ip->hdr_checksum = 0;
-    ip->hdr_checksum = rte_ipv4_cksum(ip);
+    ip->fragment_offset = rte_cpu_to_be_16(frag);
+    uint32_t sum = uint32_t(template_sum) + tos + uint16_t(total) + uint16_t(seq) + frag;
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    ip->hdr_checksum = rte_cpu_to_be_16(uint16_t(~sum));
 }
 
 inline void finish_outer_v6(uint8_t* o, uint32_t total, uint8_t tc) noexcept
@@ -141,13 +186,13 @@ DropReason encap_tunnel(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
     const Plan p = plan(sa, inner_len, inner_len, sa.outer_len, nh);
     if (DropReason r = check_room(sa, m, p); r != DropReason::none) return r;
 
-    auto* outer = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, uint16_t(p.front)));
-    std::memcpy(outer, sa.outer_template, sa.outer_len);
+    uint8_t* outer = prepend_checked(m, p.front);
+    copy_outer(outer, sa);
     const SeqNum seq = seal_packet(ctx, sa, m, outer + sa.outer_len, p);
     const uint8_t out_tos = tos & (sa.copy_dscp ? 0xff : 0x03);
     if (sa.outer_family == IpFamily::v4) {
         const bool df = sa.df == DfMode::copy ? inner_df : sa.df == DfMode::set;
-        finish_outer_v4(outer, p.total, seq, out_tos, df);
+        finish_outer_v4(outer, sa.outer_v4_sum, p.total, seq, out_tos, df);
         if (sa.udp_encap) finish_udp(outer + sizeof(rte_ipv4_hdr), nullptr, p.total - sizeof(rte_ipv4_hdr));
     } else {
         finish_outer_v6(outer, p.total, out_tos);
@@ -198,9 +243,9 @@ DropReason encap_transport(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
     const Plan p = plan(sa, len, len - hl, sa.outer_len, proto);
     if (DropReason r = check_room(sa, m, p); r != DropReason::none) return r;
 
-    auto* nip = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, uint16_t(p.front)));
+    uint8_t* nip = prepend_checked(m, p.front);
     std::memmove(nip, nip + p.front, hl);
-    std::memcpy(nip + hl, sa.outer_template, sa.outer_len);   // UDP header or nothing
+    copy_outer(nip + hl, sa);   // UDP header or nothing
     seal_packet(ctx, sa, m, nip + hl + sa.outer_len, p);
     const uint8_t out_proto = sa.udp_encap ? ipproto_udp : ipproto_esp;
     if (v4) {

@@ -85,6 +85,15 @@ void build_template(DpSa& sa, const SaDescriptor& d)
         n += sizeof(rte_udp_hdr);
     }
     sa.outer_len = uint8_t(n);
+    if (d.mode == SaMode::tunnel && d.local.family == IpFamily::v4) {
+        // Per-packet fields (TOS, length, id, DF, checksum) are 0 here.
+        uint32_t sum = 0;
+        for (unsigned i = 0; i < sizeof(rte_ipv4_hdr); i += 2)
+            sum += uint32_t(sa.outer_template[i]) << 8 | sa.outer_template[i + 1];
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        sa.outer_v4_sum = uint16_t(sum);
+    }
 }
 
 const char* check_descriptor(const SaDescriptor& d)

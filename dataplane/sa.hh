@@ -57,6 +57,10 @@ struct alignas(64) DpSa {
     uint32_t slot = UINT32_MAX;   // index in the SA table, set before publication
     uint16_t outer_mtu = 1500;    // IP MTU of the path the ESP packets take
     uint8_t outer_len = 0;        // bytes of outer_template in use (tunnel mode)
+    // Tunnel mode over IPv4: one's-complement sum of the outer IPv4
+    // template's 16-bit words (network order, folded), so the per-packet
+    // header checksum only adds the fields that change (RFC 1071 / 1624).
+    uint16_t outer_v4_sum = 0;
     EspTransform xform;
     // Outer IPv4/IPv6 header (+UDP) with addresses, protocol and ports
     // filled in; length, id, checksum, TOS/TC and DF set per packet.
