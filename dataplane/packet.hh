@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include <rte_byteorder.h>
 #include <rte_ether.h>
@@ -34,24 +35,6 @@ struct IpInfo {
     bool fragment = false;    // IPv4 non-first fragment or with MF (ports unknown)
 };
 
-// Check the IP header at the start of the mbuf data: version, header length,
-// total length within the data (Ethernet padding is trimmed off). Returns
-// the drop reason or none.
-DropReason validate_ip(rte_mbuf* m, IpInfo& info) noexcept;
-
-// Fill a FlowKey (network byte order) from a validated packet. Ports are read
-// for TCP, UDP and SCTP when the first 4 bytes of the L4 header are present
-// and the packet is not a fragment; otherwise they are 0.
-void flow_key(const rte_mbuf* m, const IpInfo& info, FlowKey& key) noexcept;
-
-// Destination / source of a validated packet.
-IpAddress ip_dst(const rte_mbuf* m, const IpInfo& info) noexcept;
-IpAddress ip_src(const rte_mbuf* m, const IpInfo& info) noexcept;
-
-// Decrement TTL / hop limit of a packet being forwarded; IPv4 checksum is
-// updated incrementally (RFC 1624). Returns false if it reached zero.
-bool decrement_ttl(rte_mbuf* m, IpFamily family) noexcept;
-
 // Turn the packet (data at its IP header) into an ICMP "fragmentation
 // needed" (IPv4) or ICMPv6 "packet too big" error addressed to its source,
 // in place: the original header and the start of its payload are kept as
@@ -60,10 +43,134 @@ bool decrement_ttl(rte_mbuf* m, IpFamily family) noexcept;
 // itself, IPv4 without DF, not enough headroom).
 bool make_too_big(rte_mbuf* m, const IpInfo& info, const IpAddress& from, uint16_t mtu) noexcept;
 
+
 // Does the mbuf carry this many bytes contiguously from offset?
 inline bool has_bytes(const rte_mbuf* m, uint32_t offset, uint32_t len) noexcept
 {
     return uint32_t(m->data_len) >= offset && uint32_t(m->data_len) - offset >= len;
+}
+
+// The helpers below run for every packet, some twice; they are inline so
+// the worker's stages do not pay a call into another translation unit.
+
+namespace packet_detail {
+
+inline DropReason validate_v4(rte_mbuf* m, IpInfo& info) noexcept
+{
+    if (!has_bytes(m, 0, sizeof(rte_ipv4_hdr))) return DropReason::runt;
+    auto* ip = rte_pktmbuf_mtod(m, rte_ipv4_hdr*);
+    unsigned ihl = (ip->version_ihl & 0x0f) * 4u;
+    unsigned total = rte_be_to_cpu_16(ip->total_length);
+    if ((ip->version_ihl >> 4) != 4 || ihl < sizeof(rte_ipv4_hdr) || total < ihl)
+        return DropReason::bad_ip_header;
+    if (total > m->data_len) return DropReason::runt;
+    if (total < m->data_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - total));
+    uint16_t frag = rte_be_to_cpu_16(ip->fragment_offset);
+    info.family = IpFamily::v4;
+    info.proto = ip->next_proto_id;
+    info.l3_len = uint16_t(ihl);
+    info.fragment = (frag & (RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) != 0;
+    return DropReason::none;
+}
+
+inline DropReason validate_v6(rte_mbuf* m, IpInfo& info) noexcept
+{
+    if (!has_bytes(m, 0, sizeof(rte_ipv6_hdr))) return DropReason::runt;
+    auto* ip = rte_pktmbuf_mtod(m, rte_ipv6_hdr*);
+    if ((rte_be_to_cpu_32(ip->vtc_flow) >> 28) != 6) return DropReason::bad_ip_header;
+    unsigned total = sizeof(rte_ipv6_hdr) + rte_be_to_cpu_16(ip->payload_len);
+    if (total > m->data_len) return DropReason::runt;
+    if (total < m->data_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - total));
+    info.family = IpFamily::v6;
+    info.proto = ip->proto;
+    info.l3_len = sizeof(rte_ipv6_hdr);
+    // Extension headers are classified by their own next-header value; a
+    // fragment header (44) means the ports are not where we would look.
+    info.fragment = ip->proto == 44;
+    return DropReason::none;
+}
+
+inline IpAddress address_at(const rte_mbuf* m, const IpInfo& info, bool dst) noexcept
+{
+    IpAddress a;
+    a.family = info.family;
+    if (info.family == IpFamily::v4) {
+        auto* ip = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*);
+        std::memcpy(a.bytes.data(), dst ? &ip->dst_addr : &ip->src_addr, 4);
+    } else {
+        auto* ip = rte_pktmbuf_mtod(m, const rte_ipv6_hdr*);
+        std::memcpy(a.bytes.data(), dst ? ip->dst_addr : ip->src_addr, 16);
+    }
+    return a;
+}
+
+} // namespace packet_detail
+
+// Check the IP header at the start of the mbuf data: version, header length,
+// total length within the data (Ethernet padding is trimmed off). Returns
+// the drop reason or none.
+inline DropReason validate_ip(rte_mbuf* m, IpInfo& info) noexcept
+{
+    if (m->data_len < 1) return DropReason::runt;
+    uint8_t version = *rte_pktmbuf_mtod(m, uint8_t*) >> 4;
+    if (version == 4) return packet_detail::validate_v4(m, info);
+    if (version == 6) return packet_detail::validate_v6(m, info);
+    return DropReason::bad_ip_header;
+}
+
+// Fill a FlowKey (network byte order) from a validated packet. Ports are read
+// for TCP, UDP and SCTP when the first 4 bytes of the L4 header are present
+// and the packet is not a fragment; otherwise they are 0.
+inline void flow_key(const rte_mbuf* m, const IpInfo& info, FlowKey& key) noexcept
+{
+    std::memset(&key, 0, sizeof(key));
+    key.proto = info.proto;
+    if (info.family == IpFamily::v4) {
+        auto* ip = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*);
+        key.src[0] = ip->src_addr;
+        key.dst[0] = ip->dst_addr;
+    } else {
+        auto* ip = rte_pktmbuf_mtod(m, const rte_ipv6_hdr*);
+        std::memcpy(key.src, ip->src_addr, 16);
+        std::memcpy(key.dst, ip->dst_addr, 16);
+    }
+    bool has_ports = info.proto == proto_tcp || info.proto == proto_udp || info.proto == proto_sctp;
+    if (has_ports && !info.fragment && has_bytes(m, info.l3_len, 4)) {
+        auto* l4 = rte_pktmbuf_mtod_offset(m, const uint16_t*, info.l3_len);
+        key.sport = l4[0];
+        key.dport = l4[1];
+    }
+}
+
+// Destination / source of a validated packet.
+inline IpAddress ip_dst(const rte_mbuf* m, const IpInfo& info) noexcept
+{
+    return packet_detail::address_at(m, info, true);
+}
+inline IpAddress ip_src(const rte_mbuf* m, const IpInfo& info) noexcept
+{
+    return packet_detail::address_at(m, info, false);
+}
+
+// Decrement TTL / hop limit of a packet being forwarded; IPv4 checksum is
+// updated incrementally (RFC 1624). Returns false if it reached zero.
+inline bool decrement_ttl(rte_mbuf* m, IpFamily family) noexcept
+{
+    if (family == IpFamily::v6) {
+        auto* ip = rte_pktmbuf_mtod(m, rte_ipv6_hdr*);
+        if (ip->hop_limits <= 1) return false;
+        ip->hop_limits--;
+        return true;
+    }
+    auto* ip = rte_pktmbuf_mtod(m, rte_ipv4_hdr*);
+    if (ip->time_to_live <= 1) return false;
+    ip->time_to_live--;
+    // RFC 1624 incremental update: TTL is the high byte of its 16-bit word,
+    // so the header sum drops by 0x0100.
+    uint32_t sum = uint32_t(rte_be_to_cpu_16(ip->hdr_checksum)) + 0x0100;
+    sum = (sum & 0xffff) + (sum >> 16);
+    ip->hdr_checksum = rte_cpu_to_be_16(uint16_t(sum));
+    return true;
 }
 
 } // namespace ravelin::dp
