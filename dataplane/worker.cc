@@ -122,46 +122,50 @@ void Worker::classify(uint16_t port, rte_mbuf* m, Burst& out, Burst& in_esp, Bur
         rte_pktmbuf_prepend(m, sizeof(rte_ether_hdr));
         return punt(shared_.control, m, counters_.stats.punted_control);
     }
-    if (local_delivery(m, it.info, in_esp)) return;
+    if (is_local(m, it.info)) return local_delivery(m, it.info, in_esp);
     if (shared_.ports[port].role == PortRole::protected_side) out.add(it);
     else in_clear.add(it);
 }
 
-// Packets addressed to the gateway itself. Returns false if not ours.
+// Is the packet addressed to the gateway itself? IPv4 compares against
+// the few local addresses without branching on each; IPv6 asks the FIB.
+inline bool Worker::is_local(const rte_mbuf* m, const IpInfo& info) const noexcept
+{
+    if (likely(info.family == IpFamily::v4)) {
+        const uint32_t dst = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*)->dst_addr;
+        bool local = false;
+        for (uint32_t a : shared_.local_v4) local |= a == dst;
+        return local;
+    }
+    return shared_.fib->is_local(ip_dst(m, info));
+}
+
+// Packets addressed to the gateway itself (is_local() said so).
 //
 //  ESP in UDP (RFC 3948 §2.2):  | IP | UDP (4500) | SPI (non-zero) | ...
 //  IKE on 4500 (RFC 3948 §2.2): | IP | UDP (4500) | 0x00000000 (non-ESP marker) | IKE
-bool Worker::local_delivery(rte_mbuf* m, const IpInfo& info, Burst& in_esp) noexcept
+void Worker::local_delivery(rte_mbuf* m, const IpInfo& info, Burst& in_esp) noexcept
 {
-    bool local;
-    if (info.family == IpFamily::v4) {
-        uint32_t dst = rte_pktmbuf_mtod(m, rte_ipv4_hdr*)->dst_addr;
-        local = false;
-        for (uint32_t a : shared_.local_v4) local |= a == dst;
-    } else {
-        local = shared_.fib->is_local(ip_dst(m, info));
-    }
-    if (!local) return false;
-    if (info.fragment) return drop(m, DropReason::unsupported), true;
-    if (info.proto == proto_esp) return in_esp.add({m, info, info.l3_len, nullptr}), true;
+    if (info.fragment) return drop(m, DropReason::unsupported);
+    if (info.proto == proto_esp) return in_esp.add({m, info, info.l3_len, nullptr});
     if (info.proto == proto_udp && has_bytes(m, info.l3_len, 8)) {
         auto* udp = rte_pktmbuf_mtod_offset(m, const rte_udp_hdr*, info.l3_len);
         uint16_t dport = rte_be_to_cpu_16(udp->dst_port);
         if (dport == natt_port && has_bytes(m, info.l3_len + 8u, 4)) {
             uint32_t marker;
             std::memcpy(&marker, rte_pktmbuf_mtod_offset(m, const uint8_t*, info.l3_len + 8u), 4);
-            if (marker != 0) return in_esp.add({m, info, info.l3_len + 8u, nullptr}), true;
-            return punt(shared_.punt_ike, m, counters_.stats.punted_ike), true;
+            if (marker != 0) return in_esp.add({m, info, info.l3_len + 8u, nullptr});
+            return punt(shared_.punt_ike, m, counters_.stats.punted_ike);
         }
         if (dport == natt_port && m->data_len == info.l3_len + 9u)
-            return rte_pktmbuf_free(m), true;   // NAT-T keepalive (RFC 3948 §2.3): nothing to do
-        if (dport == ike_port) return punt(shared_.punt_ike, m, counters_.stats.punted_ike), true;
+            return (void)rte_pktmbuf_free(m);   // NAT-T keepalive (RFC 3948 §2.3): nothing to do
+        if (dport == ike_port) return punt(shared_.punt_ike, m, counters_.stats.punted_ike);
     }
     if (info.proto == proto_icmp || info.proto == proto_icmpv6) {
         rte_pktmbuf_prepend(m, sizeof(rte_ether_hdr));
-        return punt(shared_.control, m, counters_.stats.punted_control), true;
+        return punt(shared_.control, m, counters_.stats.punted_control);
     }
-    return drop(m, DropReason::not_for_us), true;
+    return drop(m, DropReason::not_for_us);
 }
 
 // One rte_acl call per family for the burst. A packet whose 5-tuple equals

@@ -10,6 +10,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include <rte_ether.h>
@@ -91,14 +92,23 @@ private:
         uint32_t esp_offset;
         DpSa* sa;
     };
+    // The items are left uninitialised (an anonymous union member is not
+    // constructed): a Burst lives on the stack for every burst, and
+    // value-initialising max_burst Items each time cost more than the
+    // packets' own work. Only items[0, n) are ever read.
     struct Burst {
-        std::array<Item, max_burst> items;
+        union {
+            std::array<Item, max_burst> items;
+        };
         uint16_t n = 0;
+        Burst() noexcept {}
         void add(const Item& it) noexcept { items[n++] = it; }
     };
+    static_assert(std::is_trivially_destructible_v<Item>);
 
     void classify(uint16_t port, rte_mbuf* m, Burst& out, Burst& in_esp, Burst& in_clear) noexcept;
-    bool local_delivery(rte_mbuf* m, const IpInfo& info, Burst& in_esp) noexcept;
+    bool is_local(const rte_mbuf* m, const IpInfo& info) const noexcept;
+    void local_delivery(rte_mbuf* m, const IpInfo& info, Burst& in_esp) noexcept;
     void outbound(Burst& b) noexcept;
     void outbound_protect(Item& it, uint32_t sa_slot) noexcept;
     void inbound_esp(Burst& b) noexcept;
