@@ -71,7 +71,7 @@ void ReplayWindow::reset(uint16_t window, bool esn) noexcept
     bits_[0] = 1;
 }
 
-bool ReplayWindow::check(uint32_t seq_lo, SeqNum& full) const noexcept
+bool ReplayWindow::check_slow(uint32_t seq_lo, SeqNum& full) const noexcept
 {
     if (window_ == 0) {
         // RFC 4303 §3.4.3: no checks when anti-replay is off, but ESN still
@@ -107,10 +107,10 @@ static void clear_slots(std::array<uint64_t, max_replay_window / 64>& bits, uint
     }
 }
 
-bool ReplayWindow::update(SeqNum full) noexcept
+bool ReplayWindow::update_slow(SeqNum full) noexcept
 {
     if (window_ == 0) {
-        // Only the top is kept, for ESN inference.
+        // Only the top is kept, for ESN inference (update() does this inline).
         if (full > top_) top_ = full;
         return true;
     }

@@ -24,17 +24,48 @@ public:
     // sequence number (the high half is inferred with ESN, RFC 4303 A2.2, and
     // is always 0 without it) and say whether it may be accepted. Does not
     // modify the window.
-    bool check(uint32_t seq_lo, SeqNum& full) const noexcept;
+    //
+    // Inline fast path: the number right after top (the in-order packet),
+    // which is top + 1 whatever the ESN and window settings, and always
+    // acceptable. Everything else goes to check_slow().
+    bool check(uint32_t seq_lo, SeqNum& full) const noexcept
+    {
+        if (__builtin_expect(seq_lo == uint32_t(top_) + 1u && seq_lo != 0, 1)) {
+            full = top_ + 1;
+            return true;
+        }
+        return check_slow(seq_lo, full);
+    }
 
     // Record `full` as received after its ICV verified. Returns false (and
     // changes nothing) if it is a replay after all.
-    bool update(SeqNum full) noexcept;
+    //
+    // Inline fast path: window off (only the top moves), or the number
+    // right after top, whose ring slot is the only one that enters the
+    // window (cleared and set again: just set). The rest is update_slow().
+    bool update(SeqNum full) noexcept
+    {
+        if (window_ == 0) {
+            if (full > top_) top_ = full;
+            return true;
+        }
+        if (__builtin_expect(full == top_ + 1 && full != 0, 1)) {
+            const uint32_t slot = uint32_t(full) & (max_replay_window - 1);
+            bits_[slot >> 6] |= uint64_t(1) << (slot & 63);
+            top_ = full;
+            return true;
+        }
+        return update_slow(full);
+    }
 
     SeqNum top() const noexcept { return top_; }
     uint16_t size() const noexcept { return window_; }
     bool esn() const noexcept { return esn_; }
 
 private:
+    bool check_slow(uint32_t seq_lo, SeqNum& full) const noexcept;
+    bool update_slow(SeqNum full) noexcept;
+
     static constexpr unsigned words = max_replay_window / 64;
     // bit (seq % max_replay_window) set = seen; positions above top_ are
     // cleared lazily when the window slides.
