@@ -15,6 +15,7 @@
 // Not handled here: IPv6 transport-mode packets with extension headers
 // before ESP (unsupported), and RFC 3948 §3.1.2 transport-mode checksum
 // fix-ups for NAT-T (the inner TCP/UDP checksum is left as received).
+#include <bit>
 #include <cstring>
 
 #include <rte_ip.h>
@@ -60,13 +61,36 @@ inline uint8_t ip_tos(const uint8_t* ip) noexcept
 //
 //   ... payload | 1 2 3 ... pad | pad length | next header | (ICV, verified)
 //                                              ^ esp + len - 1
-inline DropReason read_trailer(const uint8_t* esp, uint32_t len, uint32_t hdr, uint32_t esp_offset,
-                               Payload& out) noexcept
+//
+// The padding (at most 15 octets with the block sizes we use) is compared
+// with two 8-octet masked compares when 16 octets from its start are in
+// the packet, which they are whenever the ICV is 16 octets; else memcmp.
+inline bool padding_ok(const uint8_t* p, uint32_t pad, uint32_t readable) noexcept
+{
+    if constexpr (std::endian::native == std::endian::little) {
+        if (likely(pad <= 16 && readable >= 16)) {
+            uint64_t a0, a1, b0, b1;
+            std::memcpy(&a0, p, 8);
+            std::memcpy(&a1, p + 8, 8);
+            std::memcpy(&b0, pad_pattern.data(), 8);
+            std::memcpy(&b1, pad_pattern.data() + 8, 8);
+            // Octet i of memory is bits 8i..8i+7 of a little-endian word.
+            const uint64_t m0 = pad >= 8 ? ~uint64_t(0) : (uint64_t(1) << (pad * 8)) - 1;
+            const uint64_t m1 = pad <= 8 ? 0 : pad >= 16 ? ~uint64_t(0) : (uint64_t(1) << ((pad - 8) * 8)) - 1;
+            return (((a0 ^ b0) & m0) | ((a1 ^ b1) & m1)) == 0;
+        }
+    }
+    return std::memcmp(p, pad_pattern.data(), pad) == 0;
+}
+
+inline DropReason read_trailer(const uint8_t* esp, uint32_t len, uint32_t hdr, uint32_t icv_len,
+                               uint32_t esp_offset, Payload& out) noexcept
 {
     const uint32_t pad = esp[len - 2];
     if (unlikely(pad + trailer_fixed > len - hdr)) return DropReason::bad_padding;
     out.len = len - hdr - trailer_fixed - pad;
-    if (unlikely(std::memcmp(esp + hdr + out.len, pad_pattern.data(), pad) != 0)) return DropReason::bad_padding;
+    if (unlikely(!padding_ok(esp + hdr + out.len, pad, pad + trailer_fixed + icv_len)))
+        return DropReason::bad_padding;
     out.offset = esp_offset + hdr;
     out.next_header = esp[len - 1];
     return DropReason::none;
@@ -169,7 +193,7 @@ inline DropReason open_packet(EspContext& ctx, DpSa& sa, uint8_t* pkt, uint32_t 
     if (unlikely(!sa.replay.check(load_be32(esp + 4), seq))) return DropReason::replay;
     if (unlikely(!x.open(ctx.mgr, x, sa.keys, esp, len, uint32_t(seq >> 32)))) return DropReason::auth_failed;
     if (unlikely(!sa.replay.update(seq))) return DropReason::replay;
-    return read_trailer(esp, len, hdr, esp_offset, pl);
+    return read_trailer(esp, len, hdr, x.icv_len, esp_offset, pl);
 }
 
 } // namespace
