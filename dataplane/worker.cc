@@ -403,6 +403,7 @@ bool Worker::resolve_hop(rte_mbuf* m, const IpInfo& info, HopEntry& e) noexcept
         return drop(m, DropReason::neighbor_unresolved), false;
     }
     hop_key(m, info, e.key);
+    e.family = info.family;
     e.port = nh->port;
     e.generation = hop_generation_;
     return true;
@@ -421,7 +422,7 @@ void Worker::forward(rte_mbuf* m, const IpInfo& info) noexcept
     uint64_t key[2];
     hop_key(m, info, key);
     HopEntry& e = hop_cache_[hop_index(key, hop_cache_size)];
-    if (e.generation != hop_generation_ || e.key[0] != key[0] || e.key[1] != key[1])
+    if (e.generation != hop_generation_ || e.key[0] != key[0] || e.key[1] != key[1] || e.family != info.family)
         if (!resolve_hop(m, info, e)) return;
     auto* eth = reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_prepend(m, sizeof(rte_ether_hdr)));
     if (!eth) return drop(m, DropReason::no_buffer_space);

@@ -144,6 +144,7 @@ private:
     struct HopEntry {
         uint64_t key[2];        // destination address bytes (IPv4: key[0] low 32 bits)
         uint32_t generation;    // 0 = empty
+        IpFamily family;        // part of the key: ::a.b.c.d must not hit a.b.c.d
         uint16_t port;
         rte_ether_addr mac;
     };
