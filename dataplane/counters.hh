@@ -39,6 +39,7 @@ enum class DropReason : uint8_t {
     tx_full,
     not_for_us,
     ecn_not_ect,
+    l4_hidden,
     count
 };
 
@@ -77,6 +78,7 @@ inline constexpr std::array<DropReasonInfo, drop_reason_count> drop_reasons{{
     {DropReason::tx_full, "tx_full", "port TX queue full"},
     {DropReason::not_for_us, "not_for_us", "addressed to the gateway but no handler (not ESP, IKE, ICMP echo)"},
     {DropReason::ecn_not_ect, "ecn_not_ect", "outer header says CE but the inner packet is not ECN-capable (RFC 6040)"},
+    {DropReason::l4_hidden, "l4_hidden", "fragment or IPv6 extension header hides the ports a port/protocol policy needs (RFC 4301 7)"},
 }};
 
 constexpr bool drop_table_in_order()

@@ -32,8 +32,22 @@ struct IpInfo {
     IpFamily family = IpFamily::v4;
     uint8_t proto = 0;        // IPv4 protocol / IPv6 next header
     uint16_t l3_len = 0;      // IP header length (IPv6: 40, no extension headers)
-    bool fragment = false;    // IPv4 non-first fragment or with MF (ports unknown)
+    bool fragment = false;    // any fragment (IPv4 MF or offset, IPv6 fragment header)
+    // The L4 protocol and ports are not where we look: a non-initial IPv4
+    // fragment, or an IPv6 extension header we do not walk. Such a packet
+    // cannot be matched against port or protocol selectors (RFC 4301 §7).
+    bool l4_hidden = false;
 };
+
+// IPv6 extension headers (RFC 8200 §4, IANA): their presence hides the
+// upper-layer protocol from a look at the fixed header.
+constexpr bool is_ipv6_extension(uint8_t nh)
+{
+    switch (nh) {
+    case 0: case 43: case 44: case 60: case 135: case 139: case 140: case 253: case 254: return true;
+    default: return false;
+    }
+}
 
 // Turn the packet (data at its IP header) into an ICMP "fragmentation
 // needed" (IPv4) or ICMPv6 "packet too big" error addressed to its source,
@@ -70,6 +84,8 @@ inline DropReason validate_v4(rte_mbuf* m, IpInfo& info) noexcept
     info.proto = ip->next_proto_id;
     info.l3_len = uint16_t(ihl);
     info.fragment = (frag & (RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) != 0;
+    // The first fragment (offset 0) still carries the L4 header.
+    info.l4_hidden = (frag & RTE_IPV4_HDR_OFFSET_MASK) != 0;
     return DropReason::none;
 }
 
@@ -84,9 +100,8 @@ inline DropReason validate_v6(rte_mbuf* m, IpInfo& info) noexcept
     info.family = IpFamily::v6;
     info.proto = ip->proto;
     info.l3_len = sizeof(rte_ipv6_hdr);
-    // Extension headers are classified by their own next-header value; a
-    // fragment header (44) means the ports are not where we would look.
     info.fragment = ip->proto == 44;
+    info.l4_hidden = is_ipv6_extension(ip->proto);
     return DropReason::none;
 }
 
@@ -120,7 +135,7 @@ inline DropReason validate_ip(rte_mbuf* m, IpInfo& info) noexcept
 
 // Fill a FlowKey (network byte order) from a validated packet. Ports are read
 // for TCP, UDP and SCTP when the first 4 bytes of the L4 header are present
-// and the packet is not a fragment; otherwise they are 0.
+// and visible (not l4_hidden); otherwise they are 0.
 inline void flow_key(const rte_mbuf* m, const IpInfo& info, FlowKey& key) noexcept
 {
     std::memset(&key, 0, sizeof(key));
@@ -135,7 +150,7 @@ inline void flow_key(const rte_mbuf* m, const IpInfo& info, FlowKey& key) noexce
         std::memcpy(key.dst, ip->dst_addr, 16);
     }
     bool has_ports = info.proto == proto_tcp || info.proto == proto_udp || info.proto == proto_sctp;
-    if (has_ports && !info.fragment && has_bytes(m, info.l3_len, 4)) {
+    if (has_ports && !info.l4_hidden && has_bytes(m, info.l3_len, 4)) {
         auto* l4 = rte_pktmbuf_mtod_offset(m, const uint16_t*, info.l3_len);
         key.sport = l4[0];
         key.dport = l4[1];

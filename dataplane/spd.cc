@@ -239,6 +239,7 @@ std::unique_ptr<Spd> Spd::build(SaDirection direction, std::span<const SpdRule> 
         }
         chosen.push_back(i);
         spd->entries_.push_back({p.action, rules[i].sa_slot, rules[i].reqid, i});
+        spd->needs_l4_ |= p.protocol != 0 || !p.local_ports.any() || !p.remote_ports.any();
     }
     if (chosen.size() >= uint32_t(RTE_ACL_MAX_PRIORITY)) {
         error = "too many policies";

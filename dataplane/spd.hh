@@ -63,9 +63,10 @@ struct SaSelector {
 
 SaSelector make_selector(const PolicyDescriptor& inbound_policy) noexcept;
 
-inline bool selector_matches(const SaSelector& s, const FlowKey& k, IpFamily family) noexcept
+inline bool selector_matches(const SaSelector& s, const FlowKey& k, IpFamily family,
+                             bool l4_hidden = false) noexcept
 {
-    if (family != s.family) return false;
+    if (family != s.family || (l4_hidden && s.proto != 0)) return false;
     unsigned words = family == IpFamily::v4 ? 1 : 4;
     for (unsigned i = 0; i < words; ++i)
         if (((k.dst[i] & s.local_mask[i]) != s.local[i]) | ((k.src[i] & s.remote_mask[i]) != s.remote[i]))
@@ -93,12 +94,16 @@ public:
     void lookup_v6(const FlowKey* const* keys, uint32_t n, const SpdEntry** out) const noexcept;
 
     std::size_t size() const noexcept { return entries_.size(); }
+    // Does any rule select on protocol or ports? Then a packet whose L4
+    // header is hidden (IpInfo::l4_hidden) cannot be classified safely.
+    bool needs_l4() const noexcept { return needs_l4_; }
 
 private:
     Spd() = default;
     rte_acl_ctx* v4_ = nullptr;
     rte_acl_ctx* v6_ = nullptr;
     std::vector<SpdEntry> entries_;   // userdata of ACL rule i is i + 1
+    bool needs_l4_ = false;
 };
 
 } // namespace ravelin::dp

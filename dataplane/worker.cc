@@ -203,10 +203,12 @@ void Worker::spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out) noexcept
 
 void Worker::outbound(Burst& b) noexcept
 {
+    const Spd& spd = *shared_.spd_out.load(std::memory_order_acquire);
     const SpdEntry* e[max_burst];
-    spd_lookup(*shared_.spd_out.load(std::memory_order_acquire), b, e);
+    spd_lookup(spd, b, e);
     for (uint16_t i = 0; i < b.n; ++i) {
         Item& it = b.items[i];
+        if (it.info.l4_hidden && spd.needs_l4()) { drop(it.m, DropReason::l4_hidden); continue; }
         if (!e[i]) { drop(it.m, DropReason::no_policy); continue; }
         switch (e[i]->action) {
         case PolicyAction::discard: drop(it.m, DropReason::policy_discard); break;
@@ -298,18 +300,20 @@ void Worker::inbound_policy(Burst& b) noexcept
         }
         FlowKey key;
         flow_key(it.m, it.info, key);
-        if (!selector_matches(it.sa->selector, key, it.info.family)) {
+        if (!selector_matches(it.sa->selector, key, it.info.family, it.info.l4_hidden)) {
             drop(it.m, DropReason::policy_mismatch);
             continue;
         }
         forward_routed(it.m, it.info);
     }
     if (!ask_spd.n) return;
+    const Spd& spd = *shared_.spd_in.load(std::memory_order_acquire);
     const SpdEntry* e[max_burst];
-    spd_lookup(*shared_.spd_in.load(std::memory_order_acquire), ask_spd, e);
+    spd_lookup(spd, ask_spd, e);
     for (uint16_t i = 0; i < ask_spd.n; ++i) {
         Item& it = ask_spd.items[i];
-        if (!e[i] || e[i]->action != PolicyAction::protect || e[i]->reqid != it.sa->reqid) {
+        if (!e[i] || e[i]->action != PolicyAction::protect || e[i]->reqid != it.sa->reqid ||
+            (it.info.l4_hidden && spd.needs_l4())) {
             drop(it.m, DropReason::policy_mismatch);
             continue;
         }
@@ -319,10 +323,12 @@ void Worker::inbound_policy(Burst& b) noexcept
 
 void Worker::inbound_clear(Burst& b) noexcept
 {
+    const Spd& spd = *shared_.spd_in.load(std::memory_order_acquire);
     const SpdEntry* e[max_burst];
-    spd_lookup(*shared_.spd_in.load(std::memory_order_acquire), b, e);
+    spd_lookup(spd, b, e);
     for (uint16_t i = 0; i < b.n; ++i) {
         Item& it = b.items[i];
+        if (it.info.l4_hidden && spd.needs_l4()) { drop(it.m, DropReason::l4_hidden); continue; }
         if (!e[i]) { drop(it.m, DropReason::no_policy); continue; }
         if (e[i]->action == PolicyAction::discard) { drop(it.m, DropReason::policy_discard); continue; }
         // Clear traffic where the policy demands protection.

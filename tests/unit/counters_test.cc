@@ -16,7 +16,7 @@ TEST(Counters, EveryDropReasonHasAUniqueNameAndHelp)
         EXPECT_FALSE(r.help.empty()) << r.name;
         EXPECT_TRUE(names.insert(r.name).second) << "duplicate name " << r.name;
         // Names are used as JSON keys and Prometheus label values.
-        for (char c : r.name) EXPECT_TRUE((c >= 'a' && c <= 'z') || c == '_') << r.name;
+        for (char c : r.name) EXPECT_TRUE((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_') << r.name;
     }
     EXPECT_EQ(drop_reason_name(DropReason::replay), "replay");
     EXPECT_EQ(drop_reason_name(DropReason::count), "unknown");

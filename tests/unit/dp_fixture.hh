@@ -151,10 +151,11 @@ struct DataplaneFixture {
     rte_ether_addr host_mac{{0x02, 0, 0, 0, 0, 0x02}};
     rte_ether_addr peer_mac{{0x02, 0, 0, 0, 0, 0x03}};
 
-    explicit DataplaneFixture(const std::string& tag, unsigned window = 1024)
+    // `extra` is appended to the config (more [[policy]] or [[sa]] tables).
+    explicit DataplaneFixture(const std::string& tag, unsigned window = 1024, const std::string& extra = "")
         : inside((eal(), "rvl_in_" + tag)), outside("rvl_out_" + tag)
     {
-        auto cfg = dp::parse_config(fixture_config(inside.name, outside.name, window), "fixture.toml");
+        auto cfg = dp::parse_config(fixture_config(inside.name, outside.name, window) + extra, "fixture.toml");
         if (!cfg) {
             std::fprintf(stderr, "%s\n", cfg.error().to_string().c_str());
             std::abort();

@@ -113,8 +113,32 @@ TEST(Packet, FlowKeyReadsPortsOnlyWhenPresent)
     ip->fragment_offset = rte_cpu_to_be_16(10);
     ASSERT_EQ(validate_ip(m, info), DropReason::none);
     EXPECT_TRUE(info.fragment);
+    EXPECT_TRUE(info.l4_hidden);
     flow_key(m, info, k);
     EXPECT_EQ(k.dport, 0);
+    rte_pktmbuf_free(m);
+}
+
+TEST(Packet, OnlyLaterFragmentsAndExtensionHeadersHideL4)
+{
+    IpInfo info;
+    rte_mbuf* m = ipv4(8);
+    rte_pktmbuf_mtod(m, rte_ipv4_hdr*)->fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG);
+    ASSERT_EQ(validate_ip(m, info), DropReason::none);
+    EXPECT_TRUE(info.fragment);
+    EXPECT_FALSE(info.l4_hidden) << "the first fragment carries the ports";
+    FlowKey k;
+    flow_key(m, info, k);
+    EXPECT_EQ(k.dport, rte_cpu_to_be_16(2222));
+    rte_pktmbuf_free(m);
+
+    m = ipv6(16, 0);   // hop-by-hop options first
+    ASSERT_EQ(validate_ip(m, info), DropReason::none);
+    EXPECT_TRUE(info.l4_hidden);
+    rte_pktmbuf_free(m);
+    m = ipv6(16, 17);
+    ASSERT_EQ(validate_ip(m, info), DropReason::none);
+    EXPECT_FALSE(info.l4_hidden);
     rte_pktmbuf_free(m);
 }
 

@@ -8,6 +8,7 @@
 #include <set>
 
 #include <rte_arp.h>
+#include <rte_udp.h>
 
 #include "dp_fixture.hh"
 #include "esp.hh"
@@ -182,6 +183,48 @@ TEST(Worker, DropsHaveNamedReasons)
     ASSERT_EQ(got.size(), 1u);
     EXPECT_EQ(tag_of_clear(got[0]), 6u);
     rte_pktmbuf_free(got[0]);
+}
+
+// RFC 4301 §7: a non-initial fragment has no ports, so it must not slip
+// past a port-specific rule by matching a broader one (here: out in clear).
+TEST(Worker, FragmentsCannotBypassPortSpecificPolicy)
+{
+    DataplaneFixture f("frag", 1024, R"(
+[[policy]]
+direction = "out"
+local = "198.18.1.0/24"
+remote = "198.18.0.0/24"
+protocol = "udp"
+remote_port = 2049
+action = "discard"
+priority = 10
+
+[[policy]]
+direction = "out"
+local = "198.18.1.0/24"
+remote = "198.18.0.0/24"
+action = "bypass"
+priority = 20
+)");
+    const rte_ether_addr gw_in_mac = f.dp->shared().ports[f.inside.id].mac;
+    auto frame = [&](uint32_t tag, uint16_t dport, uint16_t frag) {
+        rte_mbuf* m = udp_frame(f.dp->pool(), host_a, peer, tag, 32, gw_in_mac);
+        auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, 14);
+        ip->fragment_offset = rte_cpu_to_be_16(frag);
+        reinterpret_cast<rte_udp_hdr*>(ip + 1)->dst_port = rte_cpu_to_be_16(dport);
+        return m;
+    };
+    f.inside.inject(0, frame(1, 2049, 0));                        // whole packet to the NFS port
+    f.inside.inject(0, frame(2, 2049, RTE_IPV4_HDR_MF_FLAG));     // first fragment: ports visible
+    f.inside.inject(0, frame(3, 2049, 185));                      // later fragment: ports hidden
+    f.inside.inject(0, frame(4, 5678, 0));                        // other traffic: bypass
+    f.poll_all(2);
+    EXPECT_EQ(f.drops(DropReason::policy_discard), 2u);
+    EXPECT_EQ(f.drops(DropReason::l4_hidden), 1u) << "a later fragment went by the bypass rule";
+    auto out = f.outside.take(0);
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(tag_of_clear(out[0]), 4u);
+    for (rte_mbuf* m : out) rte_pktmbuf_free(m);
 }
 
 // Next hops are cached per worker; a MAC learned later must still be used.
