@@ -70,10 +70,16 @@ bool NeighborTable::lookup(const IpAddress& ip, rte_ether_addr& mac) const noexc
     return true;
 }
 
-NeighborTable::Entry* NeighborTable::find_or_add(const IpAddress& ip, uint16_t port)
+NeighborTable::Entry* NeighborTable::find(const IpAddress& ip) const
 {
     void* data = nullptr;
-    if (rte_hash_lookup_data(hash_, &ip, &data) >= 0) return &entries_[uintptr_t(data)];
+    if (rte_hash_lookup_data(hash_, &ip, &data) < 0) return nullptr;
+    return &entries_[uintptr_t(data)];
+}
+
+NeighborTable::Entry* NeighborTable::find_or_add(const IpAddress& ip, uint16_t port)
+{
+    if (Entry* e = find(ip)) return e;
     uint32_t slot = used_.load(std::memory_order_relaxed);
     if (slot >= capacity_) return nullptr;
     Entry& e = entries_[slot];
@@ -85,14 +91,24 @@ NeighborTable::Entry* NeighborTable::find_or_add(const IpAddress& ip, uint16_t p
     return &e;
 }
 
-void NeighborTable::learn(const IpAddress& ip, uint16_t port, const rte_ether_addr& mac)
+void NeighborTable::set_mac(Entry& e, uint16_t port, const rte_ether_addr& mac)
 {
-    if (Entry* e = find_or_add(ip, port)) {
-        e->port = port;
-        uint64_t word = pack_mac(mac);
-        if (e->mac_word.exchange(word, std::memory_order_release) != word)
-            generation_.fetch_add(1, std::memory_order_release);
-    }
+    e.port = port;
+    uint64_t word = pack_mac(mac);
+    if (e.mac_word.exchange(word, std::memory_order_release) != word)
+        generation_.fetch_add(1, std::memory_order_release);
+}
+
+bool NeighborTable::learn(const IpAddress& ip, uint16_t port, const rte_ether_addr& mac)
+{
+    Entry* e = find(ip);
+    if (e) set_mac(*e, port, mac);
+    return e != nullptr;
+}
+
+void NeighborTable::add(const IpAddress& ip, uint16_t port, const rte_ether_addr& mac)
+{
+    if (Entry* e = find_or_add(ip, port)) set_mac(*e, port, mac);
 }
 
 bool NeighborTable::want(const IpAddress& ip, uint16_t port, uint64_t now, uint64_t interval)
@@ -116,6 +132,16 @@ std::vector<NeighborInfo> NeighborTable::snapshot() const
 
 namespace {
 
+// Believe a neighbour's MAC only from a sender that is on-link on the port
+// the frame came in on, and only if it is a unicast MAC: otherwise anyone on
+// one link could redirect traffic for hosts on another, or make us flood.
+bool may_learn(const Fib& fib, const IpAddress& sender, uint16_t port, const rte_ether_addr& mac)
+{
+    const NextHop* nh = fib.lookup(sender);
+    return nh && nh->on_link && nh->port == port && rte_is_unicast_ether_addr(&mac) &&
+           !rte_is_zero_ether_addr(&mac) && !fib.is_local(sender);
+}
+
 ControlAction handle_arp(rte_mbuf* m, const rte_ether_addr& port_mac, const Fib& fib,
                          NeighborTable& neighbors)
 {
@@ -129,9 +155,8 @@ ControlAction handle_arp(rte_mbuf* m, const rte_ether_addr& port_mac, const Fib&
     IpAddress sender = IpAddress::v4(rte_be_to_cpu_32(arp->arp_data.arp_sip));
     IpAddress target = IpAddress::v4(rte_be_to_cpu_32(arp->arp_data.arp_tip));
     bool for_us = fib.is_local(target);
-    // RFC 826: update a known sender; add it only if the packet is for us.
-    rte_ether_addr known;
-    if (for_us || neighbors.lookup(sender, known))
+    // RFC 826 merge: update the sender if we already have (or want) it.
+    if (may_learn(fib, sender, m->port, arp->arp_data.arp_sha))
         neighbors.learn(sender, m->port, arp->arp_data.arp_sha);
     if (!for_us || arp->arp_opcode != rte_cpu_to_be_16(RTE_ARP_OP_REQUEST))
         return ControlAction::consumed;
@@ -174,16 +199,20 @@ ControlAction handle_nd(rte_mbuf* m, rte_ipv6_hdr* ip, uint8_t* icmp, uint32_t i
     auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
     rte_ether_addr mac;
     std::memcpy(mac.addr_bytes, lladdr ? lladdr : eth->src_addr.addr_bytes, 6);
-    if (icmp[0] == 136) {   // advertisement: learn the target
-        neighbors.learn(target, m->port, mac);
+    if (icmp[0] == 136) {   // advertisement: update the target if we asked for it
+        if (may_learn(fib, target, m->port, mac)) neighbors.learn(target, m->port, mac);
         return ControlAction::consumed;
     }
     if (!fib.is_local(target)) return ControlAction::consumed;
     IpAddress sender = v6_at(ip->src_addr);
     bool unspecified = sender == IpAddress{IpFamily::v6, {}};
-    if (!unspecified) neighbors.learn(sender, m->port, mac);
-    // Answer with an NA carrying our MAC; trim any options the NS had.
-    rte_pktmbuf_trim(m, uint16_t(m->data_len - (sizeof(rte_ether_hdr) + sizeof(rte_ipv6_hdr) + 32)));
+    if (!unspecified && may_learn(fib, sender, m->port, mac)) neighbors.learn(sender, m->port, mac);
+    // Answer with an NA carrying our MAC: exactly 32 octets of ICMPv6, so
+    // drop the NS's options or, for an NS without any (DAD), make room.
+    constexpr uint16_t na_frame = sizeof(rte_ether_hdr) + sizeof(rte_ipv6_hdr) + 32;
+    if (m->data_len > na_frame) rte_pktmbuf_trim(m, uint16_t(m->data_len - na_frame));
+    else if (m->data_len < na_frame && !rte_pktmbuf_append(m, uint16_t(na_frame - m->data_len)))
+        return ControlAction::consumed;
     ip->payload_len = rte_cpu_to_be_16(32);
     // RFC 4861 §7.2.4: answer the sender, or all-nodes if it has no address yet (DAD).
     static const uint8_t all_nodes[16] = {0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};

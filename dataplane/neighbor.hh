@@ -51,8 +51,12 @@ public:
     // Worker side: the MAC of `ip` if resolved.
     bool lookup(const IpAddress& ip, rte_ether_addr& mac) const noexcept;
 
-    // Main lcore: record a MAC (from an ARP/NA we received).
-    void learn(const IpAddress& ip, uint16_t port, const rte_ether_addr& mac);
+    // Main lcore: a MAC from an ARP or ND message. Updates only an entry
+    // that exists (one we asked for with want(), or add()ed): frames from
+    // the link cannot create entries, so they cannot fill the table.
+    bool learn(const IpAddress& ip, uint16_t port, const rte_ether_addr& mac);
+    // Main lcore: create or update an entry (static neighbours, tests).
+    void add(const IpAddress& ip, uint16_t port, const rte_ether_addr& mac);
     // Main lcore: should we send a request for `ip` now? Creates the entry
     // and rate-limits requests to one per `interval` TSC ticks per address.
     bool want(const IpAddress& ip, uint16_t port, uint64_t now, uint64_t interval);
@@ -71,7 +75,9 @@ private:
         uint64_t requested_tsc = 0;
     };
     NeighborTable() = default;
+    Entry* find(const IpAddress& ip) const;
     Entry* find_or_add(const IpAddress& ip, uint16_t port);
+    void set_mac(Entry& e, uint16_t port, const rte_ether_addr& mac);
 
     rte_hash* hash_ = nullptr;
     std::unique_ptr<Entry[]> entries_;

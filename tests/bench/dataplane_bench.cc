@@ -194,8 +194,8 @@ struct Gateway {
         SharedState& s = dp->shared();
         rte_rcu_qsbr_thread_register(s.rcu, 0);
         rte_rcu_qsbr_thread_online(s.rcu, 0);
-        s.neighbors->learn(IpAddress::v4(host_a), inside.id, host_mac);
-        s.neighbors->learn(IpAddress::v4(peer_ip), outside.id, peer_mac);
+        s.neighbors->add(IpAddress::v4(host_a), inside.id, host_mac);
+        s.neighbors->add(IpAddress::v4(peer_ip), outside.id, peer_mac);
         worker = &dp->worker(0);
         inside_mac = s.ports[inside.id].mac;
         outside_mac = s.ports[outside.id].mac;

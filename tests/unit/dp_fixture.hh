@@ -171,8 +171,8 @@ struct DataplaneFixture {
             rte_rcu_qsbr_thread_register(s.rcu, w);
             rte_rcu_qsbr_thread_online(s.rcu, w);
         }
-        s.neighbors->learn(IpAddress::v4(0xc6120102), inside.id, host_mac);   // 198.18.1.2
-        s.neighbors->learn(IpAddress::v4(0xc6120002), outside.id, peer_mac);  // 198.18.0.2
+        s.neighbors->add(IpAddress::v4(0xc6120102), inside.id, host_mac);   // 198.18.1.2
+        s.neighbors->add(IpAddress::v4(0xc6120002), outside.id, peer_mac);  // 198.18.0.2
     }
     ~DataplaneFixture()
     {

@@ -38,7 +38,7 @@ TEST(NeighborTable, FullTableRefusesNewEntries)
     test::eal();
     auto t = NeighborTable::create("nt_2", 2);
     rte_ether_addr mac{{2, 0, 0, 0, 0, 1}}, got;
-    for (uint32_t i = 0; i < 5; ++i) t->learn(IpAddress::v4(0xc6120010 + i), 0, mac);
+    for (uint32_t i = 0; i < 5; ++i) t->add(IpAddress::v4(0xc6120010 + i), 0, mac);
     EXPECT_TRUE(t->lookup(IpAddress::v4(0xc6120010), got));
     EXPECT_TRUE(t->lookup(IpAddress::v4(0xc6120011), got));
     EXPECT_FALSE(t->lookup(IpAddress::v4(0xc6120012), got));
@@ -67,7 +67,9 @@ address = ["198.18.0.1/24"]
     auto table = NeighborTable::create("nt_nd", 16);
     rte_ether_addr host{{2, 0, 0, 0, 0, 2}}, gw{{2, 0, 0, 0, 0, 1}};
     IpAddress host_ip = *parse_ip("2001:db8:1::2"), gw_ip = *parse_ip("2001:db8:1::1");
-    // The host solicits the gateway's address: the same builder we use.
+    // The gateway wants the host's MAC (say, traffic is waiting for it) ...
+    EXPECT_TRUE(table->want(host_ip, 0, 1, 1));
+    // ... and the host solicits the gateway's address: the same builder we use.
     rte_mbuf* m = make_solicitation(test::test_pool(), host, host_ip, gw_ip);
     ASSERT_NE(m, nullptr);
     m->port = 0;
@@ -81,7 +83,26 @@ address = ["198.18.0.1/24"]
     EXPECT_EQ(std::memcmp(icmp + 26, gw.addr_bytes, 6), 0);
     EXPECT_EQ(std::memcmp(ip->dst_addr, host_ip.bytes.data(), 16), 0);
     rte_ether_addr learned;
-    EXPECT_TRUE(table->lookup(host_ip, learned)) << "the solicitor's address is learned";
+    EXPECT_TRUE(table->lookup(host_ip, learned)) << "the solicitor's wanted address is learned";
+    rte_pktmbuf_free(m);
+
+    // A solicitor we never asked for is answered but not remembered: frames
+    // from the link cannot fill the table.
+    IpAddress stranger = *parse_ip("2001:db8:1::99");
+    m = make_solicitation(test::test_pool(), host, stranger, gw_ip);
+    m->port = 0;
+    ASSERT_EQ(handle_control(m, gw, *fib, *table), ControlAction::reply);
+    EXPECT_FALSE(table->lookup(stranger, learned));
+    EXPECT_EQ(table->snapshot().size(), 1u);
+    rte_pktmbuf_free(m);
+
+    // A wanted address claimed from the wrong port is not believed.
+    IpAddress other = *parse_ip("2001:db8:1::77");
+    table->want(other, 0, 1, 1);
+    m = make_solicitation(test::test_pool(), host, other, gw_ip);
+    m->port = 1;
+    handle_control(m, gw, *fib, *table);
+    EXPECT_FALSE(table->lookup(other, learned)) << "learned from a port the sender is not on";
     rte_pktmbuf_free(m);
 }
 
@@ -113,6 +134,9 @@ address = ["198.18.0.1/24"]
     unspecified.family = IpFamily::v6;
     rte_mbuf* m = make_solicitation(test::test_pool(), host, unspecified, *parse_ip("2001:db8:1::1"));
     ASSERT_NE(m, nullptr);
+    // A DAD probe carries no source link-layer option (RFC 4861 §7.1.1).
+    rte_pktmbuf_trim(m, 8);
+    rte_pktmbuf_mtod_offset(m, rte_ipv6_hdr*, 14)->payload_len = rte_cpu_to_be_16(24);
     m->port = 0;
     ASSERT_EQ(handle_control(m, gw, *fib, *table), ControlAction::reply);
     auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
@@ -122,6 +146,8 @@ address = ["198.18.0.1/24"]
     EXPECT_EQ(ip->dst_addr[0], 0xff);
     EXPECT_EQ(ip->dst_addr[15], 1);
     EXPECT_EQ(reinterpret_cast<uint8_t*>(ip + 1)[4], 0x20) << "not solicited, override set";
+    EXPECT_EQ(m->data_len, 14 + 40 + 32) << "a full advertisement with our MAC option";
+    EXPECT_EQ(rte_be_to_cpu_16(ip->payload_len), 32);
     rte_pktmbuf_free(m);
 }
 

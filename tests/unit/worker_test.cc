@@ -244,7 +244,7 @@ TEST(Worker, NeighborChangeReachesCachedNextHop)
     rte_ether_addr first = send_one(1);
     EXPECT_TRUE(rte_is_same_ether_addr(&first, &f.peer_mac));
     rte_ether_addr moved{{0x02, 0, 0, 0, 0, 0x77}};
-    f.dp->shared().neighbors->learn(IpAddress::v4(peer), f.outside.id, moved);
+    f.dp->shared().neighbors->add(IpAddress::v4(peer), f.outside.id, moved);
     rte_ether_addr second = send_one(2);
     EXPECT_TRUE(rte_is_same_ether_addr(&second, &moved)) << "stale cached MAC used";
 }
