@@ -170,7 +170,9 @@ bool Dataplane::setup_ports(const DataplaneConfig& config, std::string& error)
             error = where + "start failed: " + rte_strerror(-rc);
             return false;
         }
-        rte_eth_promiscuous_enable(id);   // for ND multicast; harmless where unsupported
+        // Neighbour discovery needs multicast; where a PMD has no all-multicast
+        // mode, promiscuous will do: the workers check the destination MAC.
+        if (rte_eth_allmulticast_enable(id) != 0) rte_eth_promiscuous_enable(id);
         if (s.ports.size() <= id) s.ports.resize(id + 1u);
         PortInfo& p = s.ports[id];
         p.id = id;

@@ -108,19 +108,32 @@ void Worker::classify(uint16_t port, rte_mbuf* m, Burst& out, Burst& in_esp, Bur
 {
     if (m->nb_segs != 1) return drop(m, DropReason::multi_segment);
     if (m->data_len < sizeof(rte_ether_hdr)) return drop(m, DropReason::runt);
-    uint16_t type = rte_pktmbuf_mtod(m, rte_ether_hdr*)->ether_type;
+    const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
+    uint16_t type = eth->ether_type;
     if (type == rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP))
         return punt(shared_.control, m, counters_.stats.punted_control);
     if (type != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4) && type != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6))
         return drop(m, DropReason::unsupported);
+    // Route only what was sent to us: a port may be promiscuous (some PMDs
+    // have no all-multicast mode), and a gateway must not forward frames
+    // between other hosts. Group MACs are only for neighbour discovery.
+    bool group = rte_is_multicast_ether_addr(&eth->dst_addr);
+    if (!group && !rte_is_same_ether_addr(&eth->dst_addr, &shared_.ports[port].mac))
+        return drop(m, DropReason::not_for_us);
     rte_pktmbuf_adj(m, sizeof(rte_ether_hdr));
     Item it{m, {}, 0, nullptr};
     if (DropReason r = validate_ip(m, it.info); r != DropReason::none) return drop(m, r);
-    if (it.info.family == IpFamily::v6 && is_v6_multicast(m)) {
+    if (it.info.family == IpFamily::v4) {
+        // Neither link broadcast nor IPv4 multicast/broadcast is routed.
+        uint32_t dst = rte_be_to_cpu_32(rte_pktmbuf_mtod(m, const rte_ipv4_hdr*)->dst_addr);
+        if (group || dst >= 0xe0000000u) return drop(m, DropReason::not_for_us);
+    } else if (is_v6_multicast(m)) {
         // Neighbour discovery: the main lcore wants the whole frame.
         if (it.info.proto != proto_icmpv6) return drop(m, DropReason::not_for_us);
         rte_pktmbuf_prepend(m, sizeof(rte_ether_hdr));
         return punt(shared_.control, m, counters_.stats.punted_control);
+    } else if (group) {
+        return drop(m, DropReason::not_for_us);
     }
     if (is_local(m, it.info)) return local_delivery(m, it.info, in_esp);
     if (shared_.ports[port].role == PortRole::protected_side) out.add(it);
@@ -230,7 +243,10 @@ void Worker::outbound_protect(Item& it, uint32_t sa_slot) noexcept
     DropReason r = esp_encap(esp_, *sa, it.m);
     if (r == DropReason::mtu_exceeded) return mtu_error(it, *sa);
     if (r != DropReason::none) return drop(it.m, r);
-    IpInfo outer{sa->outer_family, proto_esp, 0, false};
+    // Transport mode keeps the packet's own IP header, whatever the config's
+    // (optional) endpoint family says.
+    IpFamily family = sa->mode == SaMode::transport ? it.info.family : sa->outer_family;
+    IpInfo outer{family, proto_esp, 0, false};
     forward(it.m, outer);
 }
 

@@ -2,7 +2,9 @@
 //
 // The first input byte picks a mode:
 //   even: the rest is a raw Ethernet frame (classification, IP checks, SPI
-//         lookup, replay pre-check, ICV rejection);
+//         lookup, replay pre-check, ICV rejection); unless bit 1 is set its
+//         destination MAC is overwritten with the gateway's, so mutations
+//         get past the "addressed to us" check;
 //   odd:  the rest is the *decrypted content* of an ESP packet for the
 //         fixture's inbound SA: payload, padding, pad length and next header
 //         as the fuzzer likes. The harness seals it with the peer's key and
@@ -33,12 +35,15 @@ struct Harness {
 
     Harness() { peer_out = test::fixture_peer_sa(mgr, 0x2002, SaDirection::outbound); }
 
-    rte_mbuf* frame(const uint8_t* data, size_t size)
+    rte_mbuf* frame(const uint8_t* data, size_t size, bool keep_mac)
     {
         rte_mbuf* m = rte_pktmbuf_alloc(fixture.dp->pool());
         if (!m) std::abort();
         size = std::min<size_t>(size, rte_pktmbuf_tailroom(m));
-        std::memcpy(rte_pktmbuf_append(m, uint16_t(size)), data, size);
+        auto* p = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, uint16_t(size)));
+        std::memcpy(p, data, size);
+        if (!keep_mac && size >= 6)
+            std::memcpy(p, fixture.dp->shared().ports[fixture.outside.id].mac.addr_bytes, 6);
         return m;
     }
 
@@ -91,7 +96,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
     static Harness* h = new Harness();   // one EAL per process; never torn down
     if (size < 1) return 0;
     unsigned before = rte_mempool_avail_count(h->fixture.dp->pool());
-    h->run(data[0] & 1 ? h->sealed(data + 1, size - 1) : h->frame(data + 1, size - 1));
+    h->run(data[0] & 1 ? h->sealed(data + 1, size - 1) : h->frame(data + 1, size - 1, data[0] & 2));
     // Nothing may be lost: every mbuf is back (forwarded frames were freed
     // above, dropped ones by the worker; ARP/ND replies went out and were freed).
     if (rte_mempool_avail_count(h->fixture.dp->pool()) != before) std::abort();

@@ -167,7 +167,7 @@ TEST(Worker, DropsHaveNamedReasons)
     f.outside.inject(0, p.seal(f.dp->pool(), 7, gw_out_mac));
     p.inner_src = host_b;
     // A runt: Ethernet header only.
-    rte_mbuf* runt = udp_frame(f.dp->pool(), host_b, host_a, 5);
+    rte_mbuf* runt = udp_frame(f.dp->pool(), host_b, host_a, 5, 32, gw_out_mac);
     rte_pktmbuf_trim(runt, runt->data_len - 14);
     f.outside.inject(0, runt);
     // And one good packet, which must still arrive.
@@ -179,6 +179,7 @@ TEST(Worker, DropsHaveNamedReasons)
     EXPECT_EQ(f.drops(DropReason::no_sa), 1u);
     EXPECT_EQ(f.drops(DropReason::auth_failed), 1u);
     EXPECT_EQ(f.drops(DropReason::runt), 1u);
+    EXPECT_EQ(f.drops(DropReason::not_for_us), 0u);
     auto got = f.inside.take(0);
     ASSERT_EQ(got.size(), 1u);
     EXPECT_EQ(tag_of_clear(got[0]), 6u);
@@ -225,6 +226,29 @@ priority = 20
     ASSERT_EQ(out.size(), 1u);
     EXPECT_EQ(tag_of_clear(out[0]), 4u);
     for (rte_mbuf* m : out) rte_pktmbuf_free(m);
+}
+
+// A gateway routes only frames sent to it, and never broadcast/multicast.
+TEST(Worker, RoutesOnlyFramesAddressedToIt)
+{
+    DataplaneFixture f("l2");
+    Peer p;
+    const rte_ether_addr gw_out_mac = f.dp->shared().ports[f.outside.id].mac;
+    const rte_ether_addr other{{0x02, 0, 0, 0, 0, 0x55}}, bcast{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
+    // Valid ESP, but to another host's MAC (a flood, or a promiscuous port).
+    rte_mbuf* m = p.seal(f.dp->pool(), 1, gw_out_mac);
+    rte_pktmbuf_mtod(m, rte_ether_hdr*)->dst_addr = other;
+    f.outside.inject(0, m);
+    // The same as a link broadcast.
+    m = p.seal(f.dp->pool(), 2, gw_out_mac);
+    rte_pktmbuf_mtod(m, rte_ether_hdr*)->dst_addr = bcast;
+    f.outside.inject(0, m);
+    // IPv4 broadcast to our MAC from the inside.
+    f.inside.inject(0, udp_frame(f.dp->pool(), host_a, 0xffffffff, 3, 32, f.dp->shared().ports[f.inside.id].mac));
+    f.poll_all(2);
+    EXPECT_EQ(f.drops(DropReason::not_for_us), 3u);
+    EXPECT_TRUE(f.inside.take(0).empty());
+    EXPECT_TRUE(f.outside.take(0).empty());
 }
 
 // Next hops are cached per worker; a MAC learned later must still be used.
