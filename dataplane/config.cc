@@ -798,7 +798,10 @@ const PortConfig* read_sa_endpoints(const Section& s, SaDescriptor& sa, const Da
     for (auto key : {"encap_local_port", "encap_remote_port"})
         if (!sa.udp_encap && s.find(key))
             s.fail(s.find(key), fmt::format("{} is set but encap is not true", key));
-    sa.encap_local_port = uint16_t(s.number("encap_local_port", 1, 65535, 4500));
+    // The workers recognise ESP-in-UDP on 4500 only (RFC 3948; the port
+    // IKE floats to), so another local port would send ESP that the peer
+    // answers where nothing listens.
+    sa.encap_local_port = uint16_t(s.number("encap_local_port", 4500, 4500, 4500));
     sa.encap_remote_port = uint16_t(s.number("encap_remote_port", 1, 65535, 4500));
     return owner;
 }

@@ -175,7 +175,7 @@ key = "0x)" + key_hex(36) + R"("
 local = "198.18.0.1"
 remote = "198.18.0.2"
 encap = true
-encap_local_port = 4501
+encap_local_port = 4500
 encap_remote_port = 4502
 esn = true
 replay_window = 64
@@ -303,7 +303,7 @@ TEST(ParseConfig, FullExampleSas)
     EXPECT_EQ(gcm.local, ip("198.18.0.1"));
     EXPECT_EQ(gcm.remote, ip("198.18.0.2"));
     EXPECT_TRUE(gcm.udp_encap);
-    EXPECT_EQ(gcm.encap_local_port, 4501);
+    EXPECT_EQ(gcm.encap_local_port, 4500);
     EXPECT_EQ(gcm.encap_remote_port, 4502);
     EXPECT_TRUE(gcm.esn);
     EXPECT_EQ(gcm.replay_window, 64);
@@ -721,6 +721,8 @@ std::vector<Bad> sa_cases()
         {"encap port without encap", gcm_sa("encap_local_port = 4501 #!"),
          "encap_local_port is set but encap is not true"},
         {"encap port zero", gcm_sa("encap = true\nencap_remote_port = 0 #!"), "encap_remote_port = 0 is out of range"},
+        {"local encap port not 4500", gcm_sa("encap = true\nencap_local_port = 4501 #!"),
+         "encap_local_port = 4501 is out of range"},
         {"worker", gcm_sa("worker = 1 #!"), "worker = 1 but workers are numbered 0..0"},
         {"df", gcm_sa("df = \"maybe\" #!"), "df = \"maybe\" is not one of: copy, set, clear"},
         {"mode", gcm_sa("mode = \"tunel\" #!"), "(did you mean 'tunnel'?)"},
