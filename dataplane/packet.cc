@@ -19,6 +19,23 @@ bool is_icmp_error(const rte_mbuf* m, const IpInfo& info) noexcept
     return false;
 }
 
+// RFC 1812 §4.3.2.7 / RFC 4443 §2.4(e): no error to a source that cannot be
+// one host (unspecified, loopback, multicast, broadcast, class E), about a
+// packet sent to a group, or about a later fragment.
+bool may_get_error(const rte_mbuf* m, const IpInfo& info) noexcept
+{
+    if (info.family == IpFamily::v4) {
+        auto* ip = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*);
+        uint32_t src = rte_be_to_cpu_32(ip->src_addr), dst = rte_be_to_cpu_32(ip->dst_addr);
+        uint8_t first = uint8_t(src >> 24);
+        return first != 0 && first != 127 && src < 0xe0000000u && dst < 0xe0000000u && !info.l4_hidden;
+    }
+    auto* ip = rte_pktmbuf_mtod(m, const rte_ipv6_hdr*);
+    static constexpr uint8_t unspecified[16] = {}, loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    return ip->src_addr[0] != 0xff && std::memcmp(ip->src_addr, unspecified, 16) != 0 &&
+           std::memcmp(ip->src_addr, loopback, 16) != 0;
+}
+
 bool too_big_v4(rte_mbuf* m, const IpInfo& info, const IpAddress& from, uint16_t mtu) noexcept
 {
     auto* orig = rte_pktmbuf_mtod(m, rte_ipv4_hdr*);
@@ -75,7 +92,9 @@ bool too_big_v6(rte_mbuf* m, const IpInfo&, const IpAddress& from, uint16_t mtu)
 
 bool make_too_big(rte_mbuf* m, const IpInfo& info, const IpAddress& from, uint16_t mtu) noexcept
 {
-    if (is_icmp_error(m, info) || from.family != info.family) return false;
+    if (is_icmp_error(m, info) || from.family != info.family || !may_get_error(m, info)) return false;
+    // An IPv6 link's MTU is never below 1280 (RFC 8200 §5).
+    if (info.family == IpFamily::v6) mtu = std::max<uint16_t>(mtu, 1280);
     return info.family == IpFamily::v4 ? too_big_v4(m, info, from, mtu)
                                        : too_big_v6(m, info, from, mtu);
 }

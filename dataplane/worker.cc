@@ -45,6 +45,7 @@ Worker::Worker(SharedState& shared, WorkerId id) : shared_(shared), id_(id)
     esp_.mgr = crypto_manager_create();
     esp_.events = shared.events;
     esp_.counters = &counters_;
+    icmp_window_tsc_ = rte_get_tsc_hz() / 10;
 }
 
 Worker::~Worker() { crypto_manager_free(esp_.mgr); }
@@ -256,6 +257,14 @@ void Worker::outbound_protect(Item& it, uint32_t sa_slot) noexcept
 void Worker::mtu_error(Item& it, const DpSa& sa) noexcept
 {
     counters_.drop(DropReason::mtu_exceeded);
+    // Rate limit (RFC 4443 §2.4(f), RFC 1812 §4.3.2.8): a flood of oversized
+    // packets must not become a flood of errors.
+    if (esp_.now_tsc - icmp_window_start_ > icmp_window_tsc_) {
+        icmp_window_start_ = esp_.now_tsc;
+        icmp_in_window_ = 0;
+    }
+    if (icmp_in_window_ >= icmp_errors_per_window) return (void)rte_pktmbuf_free(it.m);
+    ++icmp_in_window_;
     const IpAddress* from = shared_.fib->address_on(it.m->port, it.info.family);
     uint16_t room = uint16_t(sa.outer_mtu - std::min<unsigned>(sa.outer_mtu, sa_overhead(sa)));
     if (!from || !make_too_big(it.m, it.info, *from, room)) return (void)rte_pktmbuf_free(it.m);

@@ -151,6 +151,13 @@ private:
     static constexpr unsigned hop_cache_size = 256;
     std::array<HopEntry, hop_cache_size> hop_cache_{};
     uint32_t hop_generation_ = 0;   // neighbour generation, read once per burst
+
+    // ICMP errors this worker may send: at most icmp_errors_per_window per
+    // 100 ms window.
+    static constexpr uint32_t icmp_errors_per_window = 100;
+    uint64_t icmp_window_tsc_ = 0;
+    uint64_t icmp_window_start_ = 0;
+    uint32_t icmp_in_window_ = 0;
 };
 
 } // namespace ravelin::dp

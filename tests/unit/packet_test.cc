@@ -6,6 +6,7 @@
 #include <rte_icmp.h>
 #include <rte_ip.h>
 
+#include "config.hh"
 #include "eal_env.hh"
 #include "packet.hh"
 
@@ -215,6 +216,30 @@ TEST(Packet, TooBigV6FitsMinimumMtu)
     std::memcpy(&stored, icmp + 2, 2);
     icmp[2] = icmp[3] = 0;
     EXPECT_EQ(stored, rte_ipv6_udptcp_cksum(ip, icmp));
+    rte_pktmbuf_free(m);
+}
+
+TEST(Packet, NoErrorToGroupOrUnspecifiedSources)
+{
+    IpInfo info;
+    for (uint32_t src : {0xe0000001u, 0xffffffffu, 0x00000000u, 0x7f000001u}) {
+        rte_mbuf* m = ipv4(1400);
+        auto* ip = rte_pktmbuf_mtod(m, rte_ipv4_hdr*);
+        ip->src_addr = rte_cpu_to_be_32(src);
+        ASSERT_EQ(validate_ip(m, info), DropReason::none);
+        EXPECT_FALSE(make_too_big(m, info, IpAddress::v4(0xc6120101), 1400)) << std::hex << src;
+        rte_pktmbuf_free(m);
+    }
+    rte_mbuf* m = ipv4(1400);   // a later fragment
+    rte_pktmbuf_mtod(m, rte_ipv4_hdr*)->fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG | 100);
+    ASSERT_EQ(validate_ip(m, info), DropReason::none);
+    EXPECT_FALSE(make_too_big(m, info, IpAddress::v4(0xc6120101), 1400));
+    rte_pktmbuf_free(m);
+    m = ipv6(1400);
+    rte_pktmbuf_mtod(m, rte_ipv6_hdr*)->src_addr[0] = 0xff;   // multicast source
+    ASSERT_EQ(validate_ip(m, info), DropReason::none);
+    IpAddress gw = *parse_ip("2001:db8::1");
+    EXPECT_FALSE(make_too_big(m, info, gw, 1400));
     rte_pktmbuf_free(m);
 }
 

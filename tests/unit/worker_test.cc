@@ -8,6 +8,7 @@
 #include <set>
 
 #include <rte_arp.h>
+#include <rte_icmp.h>
 #include <rte_udp.h>
 
 #include "dp_fixture.hh"
@@ -249,6 +250,39 @@ TEST(Worker, RoutesOnlyFramesAddressedToIt)
     EXPECT_EQ(f.drops(DropReason::not_for_us), 3u);
     EXPECT_TRUE(f.inside.take(0).empty());
     EXPECT_TRUE(f.outside.take(0).empty());
+}
+
+// A DF packet too big for the tunnel comes back to its sender as ICMP
+// "fragmentation needed" with the MTU that fits; a flood is rate limited.
+TEST(Worker, TooBigForTunnelAnswersWithRateLimitedIcmp)
+{
+    DataplaneFixture f("mtu");
+    const rte_ether_addr gw_in_mac = f.dp->shared().ports[f.inside.id].mac;
+    constexpr unsigned sent = 150;
+    for (unsigned i = 0; i < sent; ++i) {
+        rte_mbuf* m = udp_frame(f.dp->pool(), host_a, host_b, i, 1452, gw_in_mac);   // 1480-byte IP packet
+        auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, 14);
+        ip->fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
+        ip->hdr_checksum = 0;
+        ip->hdr_checksum = rte_ipv4_cksum(ip);
+        f.inside.inject(1, m);   // worker 1 owns the outbound SA: no hand-off
+        if (i % 32 == 31) f.poll_all(1);
+    }
+    f.poll_all(2);
+    EXPECT_EQ(f.drops(DropReason::mtu_exceeded), sent);
+    auto errors = f.inside.take(1);
+    EXPECT_EQ(errors.size(), 100u) << "at most 100 errors per 100 ms per worker";
+    ASSERT_FALSE(errors.empty());
+    auto* ip = rte_pktmbuf_mtod_offset(errors[0], rte_ipv4_hdr*, 14);
+    EXPECT_EQ(ip->dst_addr, rte_cpu_to_be_32(host_a));
+    auto* icmp = reinterpret_cast<rte_icmp_hdr*>(ip + 1);
+    EXPECT_EQ(icmp->icmp_type, 3);
+    EXPECT_EQ(icmp->icmp_code, 4);
+    uint16_t mtu = rte_be_to_cpu_16(icmp->icmp_seq_nb);
+    EXPECT_GT(mtu, 1400);
+    EXPECT_LT(mtu, 1480) << "the MTU offered must leave room for ESP";
+    for (rte_mbuf* m : errors) rte_pktmbuf_free(m);
+    EXPECT_TRUE(f.outside.take(1).empty());
 }
 
 // Next hops are cached per worker; a MAC learned later must still be used.
