@@ -54,8 +54,9 @@ void ControlServer::serve()
         if (poll(&p, 1, 200) <= 0) continue;
         int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
         if (c < 0) continue;
-        timeval tv{2, 0};   // a client that sends nothing must not hang us
+        timeval tv{2, 0};   // a client that sends nothing, or reads nothing, must not hang us
         setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
         char buf[256];
         ssize_t n = recv(c, buf, sizeof buf - 1, 0);
         std::string cmd = n > 0 ? std::string(buf, size_t(n)) : "";

@@ -94,8 +94,13 @@ std::unique_ptr<Dataplane> Dataplane::create(const DataplaneConfig& config, std:
     }
     s.neighbors = dp->neighbors_.get();
     if (!dp->install_sas(config, error) || !dp->build_spds(config, error)) return nullptr;
-    for (unsigned w = 0; w < s.workers; ++w)
+    for (unsigned w = 0; w < s.workers; ++w) {
         dp->workers_.push_back(std::make_unique<Worker>(s, WorkerId(uint16_t(w))));
+        if (!dp->workers_.back()->crypto_ready()) {
+            error = "cannot initialise Intel IPsec-MB for worker " + std::to_string(w);
+            return nullptr;
+        }
+    }
     // Ask for the static next hops right away so the first packets find them.
     for (const auto& r : config.routes)
         if (r.via) {
@@ -180,6 +185,7 @@ bool Dataplane::setup_ports(const DataplaneConfig& config, std::string& error)
         p.mtu = pc.mtu;
         rte_eth_macaddr_get(id, &p.mac);
         port_ids_.push_back(id);
+        s.port_ids.push_back(id);
         port_names_.push_back(pc.name);
     }
     return true;

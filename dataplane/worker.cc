@@ -62,9 +62,9 @@ void Worker::run() noexcept
 void Worker::poll_once() noexcept
 {
     rte_mbuf* pkts[max_burst];
-    for (const PortInfo& p : shared_.ports) {
-        uint16_t n = rte_eth_rx_burst(p.id, id_.value, pkts, uint16_t(shared_.burst));
-        if (n) process_rx(p.id, pkts, n);
+    for (uint16_t port : shared_.port_ids) {
+        uint16_t n = rte_eth_rx_burst(port, id_.value, pkts, uint16_t(shared_.burst));
+        if (n) process_rx(port, pkts, n);
     }
     for (unsigned from = 0; from < shared_.workers; ++from) {
         rte_ring* r = shared_.handoff[from][id_.value];
@@ -478,10 +478,10 @@ void Worker::send_control_frames() noexcept
 
 void Worker::flush_tx() noexcept
 {
-    for (const PortInfo& p : shared_.ports) {
-        TxBuffer& tx = tx_[p.id];
+    for (uint16_t port : shared_.port_ids) {
+        TxBuffer& tx = tx_[port];
         if (!tx.n) continue;
-        uint16_t sent = rte_eth_tx_burst(p.id, id_.value, tx.pkts.data(), tx.n);
+        uint16_t sent = rte_eth_tx_burst(port, id_.value, tx.pkts.data(), tx.n);
         counters_.stats.tx_packets.inc(sent);
         for (uint16_t i = sent; i < tx.n; ++i) drop(tx.pkts[i], DropReason::tx_full);
         tx.n = 0;

@@ -44,7 +44,8 @@ struct PortInfo {
 // State shared by all workers and the main lcore. Immutable after start
 // except where a member says otherwise.
 struct SharedState {
-    std::vector<PortInfo> ports;            // indexed by DPDK port id
+    std::vector<PortInfo> ports;            // indexed by DPDK port id (may have gaps)
+    std::vector<uint16_t> port_ids;         // the configured ports, the ones workers poll
     const Fib* fib = nullptr;
     std::vector<uint32_t> local_v4;         // our IPv4 addresses, network order
     NeighborTable* neighbors = nullptr;     // lock-free readers
@@ -83,6 +84,8 @@ public:
     void flush_tx() noexcept;
 
     WorkerId id() const noexcept { return id_; }
+    // False if the worker's IPsec-MB manager could not be set up.
+    bool crypto_ready() const noexcept { return esp_.mgr != nullptr; }
     const WorkerCounters& counters() const noexcept { return counters_; }
 
 private:
