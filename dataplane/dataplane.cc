@@ -341,7 +341,7 @@ void Dataplane::drain_punt_and_events()
     rte_mbuf* pkts[max_burst];
     unsigned n = rte_ring_sc_dequeue_burst(shared_.punt_ike, reinterpret_cast<void**>(pkts), max_burst, nullptr);
     rte_pktmbuf_free_bulk(pkts, n);
-    ike_drained_ += n;
+    ike_drained_.store(ike_drained_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
     DataplaneEvent ev[16];
     n = rte_ring_sc_dequeue_burst_elem(shared_.events, ev, sizeof(DataplaneEvent), 16, nullptr);
     if (!n) return;
@@ -400,7 +400,7 @@ nlohmann::json Dataplane::stats_json()
                            {"packets", sa->state.packets.get()},
                            {"bytes", sa->state.bytes.get()},
                            {"idle_seconds", last ? double(now - last) / double(hz) : -1.0},
-                           {"expired", sa->state.hard_reached}});
+                           {"expired", sa->state.hard_reached.load(std::memory_order_relaxed)}});
         }
     }
     out["sas"] = sas;
@@ -421,7 +421,7 @@ nlohmann::json Dataplane::stats_json()
                               {"packets", e.packets}, {"bytes", e.bytes}});
     }
     out["events"] = events;
-    out["punted_ike_drained"] = ike_drained_;
+    out["punted_ike_drained"] = ike_drained_.load(std::memory_order_relaxed);
     json ports = json::array();
     for (std::size_t i = 0; i < port_ids_.size(); ++i) {
         rte_eth_stats es{};

@@ -44,7 +44,7 @@ public:
     SharedState& shared() noexcept { return shared_; }
     Worker& worker(unsigned i) { return *workers_.at(i); }
     rte_mempool* pool() noexcept { return pool_; }
-    uint64_t punted_ike_total() const noexcept { return ike_drained_; }
+    uint64_t punted_ike_total() const noexcept { return ike_drained_.load(std::memory_order_relaxed); }
 
 private:
     Dataplane() = default;
@@ -68,7 +68,7 @@ private:
     std::vector<rte_ring*> rings_;
     std::vector<uint16_t> port_ids_;
     std::vector<std::string> port_names_;
-    uint64_t ike_drained_ = 0;
+    std::atomic<uint64_t> ike_drained_{0};   // main lcore writes, stats thread reads
     std::mutex events_lock_;
     std::deque<DataplaneEvent> recent_events_;
 };

@@ -86,7 +86,7 @@ inline bool raise_event(EspContext& ctx, const DpSa& sa, EventType type) noexcep
     const uint64_t p = s.packets.get(), b = s.bytes.get();
     auto over = [](uint64_t v, uint64_t limit) { return limit != 0 && v >= limit; };
     if (over(p, l.hard_packets) || over(b, l.hard_bytes)) {
-        s.hard_reached = true;
+        s.hard_reached.store(true, std::memory_order_relaxed);
         if (raise_event(ctx, sa, EventType::hard_lifetime)) s.next_packet_limit = s.next_byte_limit = UINT64_MAX;
         return;
     }

@@ -218,7 +218,7 @@ bool ecn_decapsulate(uint8_t outer_tos, uint8_t& inner_tos) noexcept
 
 DropReason esp_decap(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset) noexcept
 {
-    if (unlikely(sa.state.hard_reached)) return sa_stopped(ctx, sa);
+    if (unlikely(sa.state.hard_reached.load(std::memory_order_relaxed))) return sa_stopped(ctx, sa);
     if (unlikely(m->nb_segs != 1)) return DropReason::multi_segment;
     uint8_t* pkt = rte_pktmbuf_mtod(m, uint8_t*);
     const uint32_t data_len = m->data_len;

@@ -270,7 +270,7 @@ DropReason encap_transport(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
 // control plane has been told; until then keep dropping and retrying.
 [[gnu::cold, gnu::noinline]] DropReason seq_exhausted(EspContext& ctx, DpSa& sa) noexcept
 {
-    if (raise_event(ctx, sa, EventType::seq_exhausted)) sa.state.hard_reached = true;
+    if (raise_event(ctx, sa, EventType::seq_exhausted)) sa.state.hard_reached.store(true, std::memory_order_relaxed);
     return DropReason::seq_exhausted;
 }
 
@@ -278,7 +278,7 @@ DropReason encap_transport(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
 
 DropReason esp_encap(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
 {
-    if (unlikely(sa.state.hard_reached)) return sa_stopped(ctx, sa);
+    if (unlikely(sa.state.hard_reached.load(std::memory_order_relaxed))) return sa_stopped(ctx, sa);
     if (unlikely(m->nb_segs != 1)) return DropReason::multi_segment;
     // Without ESN the last usable number is 2^32 - 1, with ESN 2^64 - 1.
     const SeqNum last = sa.xform.esn ? UINT64_MAX : UINT32_MAX;

@@ -12,6 +12,7 @@
 // atomics) so the telemetry thread can read them while the owner writes.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -38,7 +39,9 @@ struct alignas(64) DpSaState {
     uint64_t next_packet_limit = UINT64_MAX;
     uint64_t next_byte_limit = UINT64_MAX;
     bool soft_raised = false;     // soft-lifetime event already raised
-    bool hard_reached = false;    // hard limit or sequence exhaustion: drop everything
+    // Hard limit or sequence exhaustion: drop everything. Atomic only so the
+    // stats thread may read it; the owner's stores are rare (once per SA).
+    std::atomic<bool> hard_reached{false};
 };
 static_assert(sizeof(DpSaState) == 64);
 
