@@ -52,7 +52,7 @@ bool too_big_v4(rte_mbuf* m, const IpInfo& info, const IpAddress& from, uint16_t
     ip->time_to_live = 64;
     ip->next_proto_id = proto_icmp;
     ip->total_length = rte_cpu_to_be_16(uint16_t(m->data_len));
-    std::memcpy(&ip->src_addr, from.bytes.data(), 4);
+    ip->src_addr = rte_cpu_to_be_32(from.v4_host());
     ip->dst_addr = orig_src;
     ip->hdr_checksum = rte_ipv4_cksum(ip);
     icmp->icmp_type = 3;     // destination unreachable

@@ -57,8 +57,8 @@ unsigned build_ipv4(uint8_t* p, const SaDescriptor& d)
     ip->version_ihl = 0x45;
     ip->time_to_live = outer_ttl;
     ip->next_proto_id = d.udp_encap ? ipproto_udp : ipproto_esp;
-    std::memcpy(&ip->src_addr, d.local.bytes.data(), 4);
-    std::memcpy(&ip->dst_addr, d.remote.bytes.data(), 4);
+    ip->src_addr = rte_cpu_to_be_32(d.local.v4_host());
+    ip->dst_addr = rte_cpu_to_be_32(d.remote.v4_host());
     return sizeof(rte_ipv4_hdr);
 }
 

@@ -22,7 +22,6 @@ using test::udp_frame;
 
 constexpr uint32_t host_a = 0xc6120102;   // 198.18.1.2, behind the gateway
 constexpr uint32_t host_b = 0xc6120202;   // 198.18.2.2, behind the peer
-constexpr uint32_t gw_out = 0xc6120001;   // 198.18.0.1
 constexpr uint32_t peer = 0xc6120002;     // 198.18.0.2
 
 // The far end of the fixture's tunnel: the mirror of its SAs.
