@@ -29,9 +29,9 @@ namespace ravelin::dp {
 
 namespace {
 
-// Hand-off kinds, stored in the mbuf's hash.fdir.hi while on a ring.
-constexpr uint32_t handoff_outbound = 1;
-constexpr uint32_t handoff_inbound = 2;
+// Hand-off kinds, stored in the low byte of the mbuf's hash.fdir.hi.
+constexpr uint32_t handoff_outbound_kind = 1;
+constexpr uint32_t handoff_inbound_kind = 2;
 
 bool is_v6_multicast(const rte_mbuf* m) noexcept
 {
@@ -230,16 +230,20 @@ void Worker::outbound(Burst& b) noexcept
             counters_.stats.bypassed.inc();
             forward_routed(it.m, it.info);
             break;
-        case PolicyAction::protect: outbound_protect(it, e[i]->sa_slot); break;
+        case PolicyAction::protect: outbound_protect(it, e[i]->sa_slot, e[i]->reqid); break;
         }
     }
 }
 
-void Worker::outbound_protect(Item& it, uint32_t sa_slot) noexcept
+// `reqid` is the Child SA the policy (or the hand-off) meant. A rekey puts a
+// new SA of the same reqid into the slot, and traffic moves to it; an SA of
+// another tunnel that took over a freed slot must never seal this traffic.
+void Worker::outbound_protect(Item& it, uint32_t sa_slot, uint32_t reqid) noexcept
 {
     DpSa* sa = shared_.sas->get(sa_slot);
-    if (!sa) return drop(it.m, DropReason::no_sa);
-    if (sa->owner != id_) return handoff(it.m, sa->owner, handoff_outbound, sa_slot, 0);
+    if (!sa || sa->reqid != reqid || sa->direction != SaDirection::outbound)
+        return drop(it.m, DropReason::no_sa);
+    if (sa->owner != id_) return handoff_outbound(it.m, sa->owner, sa_slot, reqid);
     if (!decrement_ttl(it.m, it.info.family)) return drop(it.m, DropReason::ttl_expired);
     DropReason r = esp_encap(esp_, *sa, it.m);
     if (r == DropReason::mtu_exceeded) return mtu_error(it, *sa);
@@ -299,7 +303,7 @@ void Worker::inbound_esp(Burst& b) noexcept
         if (!sas[i]) { drop(it.m, DropReason::no_sa); continue; }
         it.sa = sas[i];
         if (it.sa->owner != id_) {
-            handoff(it.m, it.sa->owner, handoff_inbound, it.sa->slot, it.esp_offset);
+            handoff_inbound(it.m, it.sa->owner, it.sa->slot, it.esp_offset);
             continue;
         }
         DropReason r = esp_decap(esp_, *it.sa, it.m, it.esp_offset);
@@ -363,13 +367,27 @@ void Worker::inbound_clear(Burst& b) noexcept
     }
 }
 
-void Worker::handoff(rte_mbuf* m, WorkerId owner, uint32_t kind, uint32_t slot, uint32_t esp_offset) noexcept
+// What travels with a handed-off packet, in the mbuf's hash.fdir words
+// (free once the packet is received): the kind in the low byte of `hi`;
+// outbound: the slot above it and the expected reqid in `lo`; inbound: the
+// ESP offset above it and the slot in `lo` (the owner re-checks the SPI).
+void Worker::handoff(rte_mbuf* m, WorkerId owner, uint32_t lo, uint32_t hi) noexcept
 {
-    m->hash.fdir.lo = slot;
-    m->hash.fdir.hi = kind | esp_offset << 8;
+    m->hash.fdir.lo = lo;
+    m->hash.fdir.hi = hi;
     if (rte_ring_sp_enqueue(shared_.handoff[id_.value][owner.value], m) != 0)
         return drop(m, DropReason::handoff_full);
     counters_.stats.handoff_out.inc();
+}
+
+void Worker::handoff_outbound(rte_mbuf* m, WorkerId owner, uint32_t slot, uint32_t reqid) noexcept
+{
+    handoff(m, owner, reqid, handoff_outbound_kind | slot << 8);
+}
+
+void Worker::handoff_inbound(rte_mbuf* m, WorkerId owner, uint32_t slot, uint32_t esp_offset) noexcept
+{
+    handoff(m, owner, slot, handoff_inbound_kind | esp_offset << 8);
 }
 
 void Worker::process_handoff(rte_mbuf** pkts, uint16_t n) noexcept
@@ -380,12 +398,17 @@ void Worker::process_handoff(rte_mbuf** pkts, uint16_t n) noexcept
     Burst clear;
     for (uint16_t i = 0; i < n; ++i) {
         rte_mbuf* m = pkts[i];
-        uint32_t slot = m->hash.fdir.lo, kind = m->hash.fdir.hi & 0xff;
-        Item it{m, {}, m->hash.fdir.hi >> 8, shared_.sas->get(slot)};
+        const uint32_t lo = m->hash.fdir.lo, hi = m->hash.fdir.hi;
+        Item it{m, {}, 0, nullptr};
+        if (DropReason r = validate_ip(m, it.info); r != DropReason::none) { drop(m, r); continue; }
+        if ((hi & 0xff) == handoff_outbound_kind) {
+            outbound_protect(it, hi >> 8, lo);   // checks the SA is still this tunnel's
+            continue;
+        }
+        it.esp_offset = hi >> 8;
+        it.sa = shared_.sas->get(lo);
         // The SA may have been replaced or removed while the packet waited.
         if (!it.sa || it.sa->owner != id_) { drop(m, DropReason::no_sa); continue; }
-        if (DropReason r = validate_ip(m, it.info); r != DropReason::none) { drop(m, r); continue; }
-        if (kind == handoff_outbound) { outbound_protect(it, slot); continue; }
         uint32_t spi = 0;
         if (has_bytes(m, it.esp_offset, 4)) std::memcpy(&spi, rte_pktmbuf_mtod_offset(m, const uint8_t*, it.esp_offset), 4);
         if (spi != it.sa->spi_be) {

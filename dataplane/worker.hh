@@ -113,14 +113,16 @@ private:
     bool is_local(const rte_mbuf* m, const IpInfo& info) const noexcept;
     void local_delivery(rte_mbuf* m, const IpInfo& info, Burst& in_esp) noexcept;
     void outbound(Burst& b) noexcept;
-    void outbound_protect(Item& it, uint32_t sa_slot) noexcept;
+    void outbound_protect(Item& it, uint32_t sa_slot, uint32_t reqid) noexcept;
     void inbound_esp(Burst& b) noexcept;
     void inbound_decap(Item& it) noexcept;
     void inbound_clear(Burst& b) noexcept;
     void inbound_policy(Burst& b) noexcept;
     void spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out) noexcept;
     void process_handoff(rte_mbuf** pkts, uint16_t n) noexcept;
-    void handoff(rte_mbuf* m, WorkerId owner, uint32_t kind, uint32_t slot, uint32_t esp_offset) noexcept;
+    void handoff(rte_mbuf* m, WorkerId owner, uint32_t lo, uint32_t hi) noexcept;
+    void handoff_outbound(rte_mbuf* m, WorkerId owner, uint32_t slot, uint32_t reqid) noexcept;
+    void handoff_inbound(rte_mbuf* m, WorkerId owner, uint32_t slot, uint32_t esp_offset) noexcept;
     void mtu_error(Item& it, const DpSa& sa) noexcept;
     void forward(rte_mbuf* m, const IpInfo& info) noexcept;
     void forward_routed(rte_mbuf* m, const IpInfo& info) noexcept;

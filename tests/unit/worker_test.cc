@@ -186,6 +186,61 @@ TEST(Worker, DropsHaveNamedReasons)
     rte_pktmbuf_free(got[0]);
 }
 
+// Outbound SAs are found through a slot. A rekey replaces the SA in the
+// slot with one of the same reqid, and traffic, including packets waiting
+// in a hand-off ring, moves to it; an SA of another tunnel in that slot
+// must never seal them.
+TEST(Worker, SlotReuseNeverSealsWithAnotherTunnelsSa)
+{
+    DataplaneFixture f("slot");
+    auto& s = f.dp->shared();
+    const rte_ether_addr gw_in_mac = s.ports[f.inside.id].mac;
+    uint32_t slot = s.sas->find(Spi(0x1001), SaDirection::outbound);
+    DpSa* old = s.sas->get(slot);
+    ASSERT_NE(old, nullptr);
+    IMB_MGR* mgr = crypto_manager_create();
+    auto replace_with = [&](uint32_t spi, uint32_t reqid) {
+        SaDescriptor d;   // the gateway's side of the tunnel, as in the fixture
+        d.spi = Spi(spi);
+        d.direction = SaDirection::outbound;
+        d.cipher = EspCipher::aes_gcm16;
+        d.cipher_key_len = 32;
+        d.local = IpAddress::v4(0xc6120001);
+        d.remote = IpAddress::v4(peer);
+        d.reqid = reqid;
+        const char* why = "?";
+        DpSa* sa = sa_create(mgr, d, 1500, WorkerId(1), &why);
+        ASSERT_NE(sa, nullptr) << why;
+        // The test thread is every worker: take them offline so the grace
+        // period does not wait for a quiescent state nobody will report.
+        for (unsigned w = 0; w < s.workers; ++w) rte_rcu_qsbr_thread_offline(s.rcu, w);
+        ASSERT_TRUE(s.sas->replace(slot, sa));
+        for (unsigned w = 0; w < s.workers; ++w) rte_rcu_qsbr_thread_online(s.rcu, w);
+    };
+    auto queue_on_worker0 = [&](uint32_t tag) {   // worker 0 hands them to worker 1, the owner
+        f.inside.inject(0, udp_frame(f.dp->pool(), host_a, host_b, tag, 32, gw_in_mac));
+        f.dp->worker(0).poll_once();
+    };
+    // Rekey: same reqid, new SPI. The waiting packet goes out under the new SA.
+    queue_on_worker0(1);
+    replace_with(0x3003, old->reqid);
+    f.dp->worker(1).poll_once();
+    auto out = f.outside.take(1);
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(rte_be_to_cpu_32(*rte_pktmbuf_mtod_offset(out[0], uint32_t*, 14 + 20)), 0x3003u);
+    rte_pktmbuf_free(out[0]);
+    // Another tunnel takes the slot: neither the waiting packet nor new
+    // traffic of this policy may be sealed with it.
+    queue_on_worker0(2);
+    replace_with(0x4004, old->reqid + 1000);
+    f.dp->worker(1).poll_once();
+    f.inside.inject(1, udp_frame(f.dp->pool(), host_a, host_b, 3, 32, gw_in_mac));
+    f.dp->worker(1).poll_once();
+    EXPECT_TRUE(f.outside.take(1).empty());
+    EXPECT_EQ(f.drops(DropReason::no_sa), 2u);
+    crypto_manager_free(mgr);
+}
+
 // RFC 4301 §7: a non-initial fragment has no ports, so it must not slip
 // past a port-specific rule by matching a broader one (here: out in clear).
 TEST(Worker, FragmentsCannotBypassPortSpecificPolicy)
