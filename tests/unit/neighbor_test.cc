@@ -44,9 +44,10 @@ TEST(NeighborTable, FullTableRefusesNewEntries)
     EXPECT_FALSE(t->lookup(IpAddress::v4(0xc6120012), got));
 }
 
-TEST(Neighbor, AnswersNeighborSolicitation)
+// A FIB with an IPv6 protected port (2001:db8:1::1/64, port 0) and an
+// IPv4 unprotected one (port 1).
+std::unique_ptr<Fib> nd_fib(const std::string& name)
 {
-    test::eal();
     auto cfg = parse_config(R"([dataplane]
 lcores = "0,1"
 [[port]]
@@ -59,11 +60,19 @@ name = "outside"
 role = "unprotected"
 device = "net_null1"
 address = ["198.18.0.1/24"]
-)", "nd.toml");
-    ASSERT_TRUE(cfg) << cfg.error().to_string();
+)", name + ".toml");
+    if (!cfg) ADD_FAILURE() << cfg.error().to_string();
     std::string error;
-    auto fib = Fib::build(cfg.value(), {0, 1}, "fib_nd", error);
-    ASSERT_TRUE(fib) << error;
+    auto fib = cfg ? Fib::build(cfg.value(), {0, 1}, name, error) : nullptr;
+    if (!fib) ADD_FAILURE() << error;
+    return fib;
+}
+
+TEST(Neighbor, AnswersNeighborSolicitation)
+{
+    test::eal();
+    auto fib = nd_fib("fib_nd");
+    ASSERT_TRUE(fib);
     auto table = NeighborTable::create("nt_nd", 16);
     rte_ether_addr host{{2, 0, 0, 0, 0, 2}}, gw{{2, 0, 0, 0, 0, 1}};
     IpAddress host_ip = *parse_ip("2001:db8:1::2"), gw_ip = *parse_ip("2001:db8:1::1");
@@ -111,23 +120,8 @@ address = ["198.18.0.1/24"]
 TEST(Neighbor, AnswersDadProbeToAllNodes)
 {
     test::eal();
-    auto cfg = parse_config(R"([dataplane]
-lcores = "0,1"
-[[port]]
-name = "inside"
-role = "protected"
-device = "net_null0"
-address = ["2001:db8:1::1/64"]
-[[port]]
-name = "outside"
-role = "unprotected"
-device = "net_null1"
-address = ["198.18.0.1/24"]
-)", "dad.toml");
-    ASSERT_TRUE(cfg) << cfg.error().to_string();
-    std::string error;
-    auto fib = Fib::build(cfg.value(), {0, 1}, "fib_dad", error);
-    ASSERT_TRUE(fib) << error;
+    auto fib = nd_fib("fib_dad");
+    ASSERT_TRUE(fib);
     auto table = NeighborTable::create("nt_dad", 16);
     rte_ether_addr host{{2, 0, 0, 0, 0, 2}}, gw{{2, 0, 0, 0, 0, 1}};
     IpAddress unspecified;
