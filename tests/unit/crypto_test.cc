@@ -12,6 +12,7 @@
 
 #include "crypto.hh"
 #include "crypto_test_hooks.hh"
+#include "test_algorithms.hh"
 #include "vectors.hh"
 
 namespace ravelin::dp {
@@ -236,26 +237,8 @@ TEST(GeneratedVectors, OpenAcceptsAndSealReproduces)
 
 // --- properties ----------------------------------------------------------------
 
-struct Alg {
-    const char* name;
-    EspCipher c;
-    unsigned key;
-    EspInteg i;
-};
-
-const Alg all_algs[] = {
-    {"gcm128", EspCipher::aes_gcm16, 16, EspInteg::none},
-    {"gcm256", EspCipher::aes_gcm16, 32, EspInteg::none},
-    {"gmac128", EspCipher::null_aes_gmac, 16, EspInteg::none},
-    {"gmac256", EspCipher::null_aes_gmac, 32, EspInteg::none},
-    {"chacha", EspCipher::chacha20_poly1305, 32, EspInteg::none},
-    {"cbc128-sha1", EspCipher::aes_cbc, 16, EspInteg::hmac_sha1_96},
-    {"cbc128-sha256", EspCipher::aes_cbc, 16, EspInteg::hmac_sha256_128},
-    {"cbc256-sha384", EspCipher::aes_cbc, 32, EspInteg::hmac_sha384_192},
-    {"cbc256-sha512", EspCipher::aes_cbc, 32, EspInteg::hmac_sha512_256},
-    {"3des-sha1", EspCipher::des3_cbc, 24, EspInteg::hmac_sha1_96},
-    {"null-sha256", EspCipher::null, 0, EspInteg::hmac_sha256_128},
-};
+using test::Alg;
+using test::all_algs;
 
 // An ESP packet of `payload` octets padded for `t`, laid out for seal().
 Bytes esp_packet(const EspTransform& t, uint32_t seq_lo, uint32_t payload, uint32_t& len)

@@ -19,6 +19,7 @@
 #include "eal_env.hh"
 #include "esp.hh"
 #include "sa.hh"
+#include "test_algorithms.hh"
 #include "vectors.hh"
 
 namespace ravelin::dp {
@@ -55,26 +56,8 @@ struct RingDeleter {
 };
 using RingPtr = std::unique_ptr<rte_ring, RingDeleter>;
 
-struct Alg {
-    const char* name;
-    EspCipher c;
-    unsigned key;
-    EspInteg i;
-};
-
-const Alg all_algs[] = {
-    {"gcm128", EspCipher::aes_gcm16, 16, EspInteg::none},
-    {"gcm256", EspCipher::aes_gcm16, 32, EspInteg::none},
-    {"gmac128", EspCipher::null_aes_gmac, 16, EspInteg::none},
-    {"gmac256", EspCipher::null_aes_gmac, 32, EspInteg::none},
-    {"chacha", EspCipher::chacha20_poly1305, 32, EspInteg::none},
-    {"cbc128-sha1", EspCipher::aes_cbc, 16, EspInteg::hmac_sha1_96},
-    {"cbc128-sha256", EspCipher::aes_cbc, 16, EspInteg::hmac_sha256_128},
-    {"cbc256-sha384", EspCipher::aes_cbc, 32, EspInteg::hmac_sha384_192},
-    {"cbc256-sha512", EspCipher::aes_cbc, 32, EspInteg::hmac_sha512_256},
-    {"3des-sha1", EspCipher::des3_cbc, 24, EspInteg::hmac_sha1_96},
-    {"null-sha256", EspCipher::null, 0, EspInteg::hmac_sha256_128},
-};
+using test::Alg;
+using test::all_algs;
 const Alg& gcm128 = all_algs[0];
 
 struct Opts {
