@@ -44,7 +44,6 @@ public:
     SharedState& shared() noexcept { return shared_; }
     Worker& worker(unsigned i) { return *workers_.at(i); }
     rte_mempool* pool() noexcept { return pool_; }
-    uint64_t punted_ike_total() const noexcept { return ike_drained_.load(std::memory_order_relaxed); }
 
 private:
     Dataplane() = default;

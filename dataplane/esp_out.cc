@@ -27,6 +27,7 @@
 
 #include "esp.hh"
 #include "esp_common.hh"
+#include "packet.hh"
 
 namespace ravelin::dp {
 namespace {
@@ -203,16 +204,12 @@ DropReason encap_tunnel(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
     return DropReason::none;
 }
 
-// IPv6 extension headers we would have to walk to find where ESP goes
-// (RFC 8200 §4, IANA "IPv6 Extension Header Types"). Transport mode only
-// takes packets without them.
-constexpr bool is_ipv6_ext_header(uint8_t nh)
+// Transport mode inserts ESP right after the IPv6 header, so it only takes
+// packets with no extension header to walk (RFC 8200 §4) and no ESP or AH
+// already there.
+constexpr bool ipv6_needs_walk(uint8_t nh)
 {
-    switch (nh) {
-    case 0: case 43: case 44: case 50: case 51: case 60: case 135: case 139: case 140: case 253: case 254:
-        return true;
-    default: return false;
-    }
+    return is_ipv6_extension(nh) || nh == 50 || nh == 51;
 }
 
 // Transport mode (RFC 4303 §3.1.1): ESP goes after the packet's IP header.
@@ -236,7 +233,7 @@ DropReason encap_transport(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
     } else if (ip[0] >> 4 == 6 && len >= sizeof(rte_ipv6_hdr)) {
         hl = sizeof(rte_ipv6_hdr);
         proto = ip[6];
-        if (unlikely(is_ipv6_ext_header(proto))) return DropReason::unsupported;
+        if (unlikely(ipv6_needs_walk(proto))) return DropReason::unsupported;
     } else {
         return DropReason::bad_ip_header;
     }

@@ -99,11 +99,4 @@ const IpAddress* Fib::address_on(uint16_t port, IpFamily family) const noexcept
     return nullptr;
 }
 
-const IpAddress* Fib::any_address(IpFamily family) const noexcept
-{
-    for (const auto& l : locals_)
-        if (l.ifaddr.addr.family == family) return &l.ifaddr.addr;
-    return nullptr;
-}
-
 } // namespace ravelin::dp

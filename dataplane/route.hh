@@ -50,8 +50,6 @@ public:
     // Our first address of `family` on `port` (source of ICMP errors and of
     // ARP/ND requests), or nullptr.
     const IpAddress* address_on(uint16_t port, IpFamily family) const noexcept;
-    // Our first address of `family` on any port.
-    const IpAddress* any_address(IpFamily family) const noexcept;
 
     const std::vector<LocalAddress>& locals() const noexcept { return locals_; }
 
