@@ -1,0 +1,2 @@
+// Written in progress; see cert.hh.
+#include "cert.hh"

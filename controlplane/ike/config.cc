@@ -1,0 +1,2 @@
+// Written in progress; see config.hh.
+#include "config.hh"

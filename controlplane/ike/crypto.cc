@@ -1,0 +1,2 @@
+// Written in progress; see crypto.hh.
+#include "crypto.hh"

@@ -1,0 +1,2 @@
+// Written in progress; see message.hh.
+#include "message.hh"

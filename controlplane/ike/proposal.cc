@@ -1,0 +1,2 @@
+// Written in progress; see proposal.hh.
+#include "proposal.hh"

@@ -1,0 +1,3 @@
+#include <gtest/gtest.h>
+
+TEST(Ike_message, NotWrittenYet) { GTEST_FAIL() << "placeholder: tests for message.cc are being written"; }
