@@ -25,6 +25,14 @@ packages=(
     # test tools
     python3-scapy python3-cryptography python3-pytest
     iperf3 iproute2 iputils-ping procps nftables ethtool tcpdump valgrind
+    # the IKE interop peer: strongSwan 5.9.8 with user-space ESP
+    # (kernel-libipsec, in libcharon-extra-plugins), x25519, openssl and gcm
+    strongswan-charon strongswan-swanctl strongswan-pki
+    libcharon-extra-plugins libstrongswan-extra-plugins
+    libstrongswan-standard-plugins
+    # the benchmark against ipsec-secgw builds it from dpdk-doc's sources;
+    # its plot needs matplotlib
+    dpdk-doc python3-matplotlib
 )
 
 missing=()
