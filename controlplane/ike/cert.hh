@@ -51,6 +51,7 @@ public:
 private:
     explicit Certificate(void* x509) : x509_(x509) {}
     void* x509_ = nullptr;
+    Bytes der_;                             // what der() returns, encoded once
 };
 
 class PrivateKey {
