@@ -380,7 +380,7 @@ ParseError parse_selector(Reader& r, TrafficSelector& ts)
     uint8_t type = r.u8();
     ts.protocol = r.u8();
     uint16_t len = r.u16();
-    if (len < 4 || len - 4u > r.remaining()) return ParseError::truncated;
+    if (len >= 4 && len - 4u > r.remaining()) return ParseError::truncated;
     IpFamily family;
     if (type == uint8_t(TsType::ipv4_range)) {
         family = IpFamily::v4;

@@ -501,6 +501,8 @@ TEST(IkeMessage, BadLength)
          payload(0, proposal(0, 1, cat({{0, 0}, be16(7), {1, 0, 0, 12}}))), sa},
         {"IPv4 selector of IPv6 length", uint8_t(PT::tsi),
          payload(0, cat({{1, 0, 0, 0}, {7, 0}, be16(40), Bytes(36, 0)})), uint8_t(PT::tsi)},
+        {"selector length 3", uint8_t(PT::tsi),
+         payload(0, cat({{1, 0, 0, 0}, {7, 0}, be16(3), Bytes(12, 0)})), uint8_t(PT::tsi)},
         {"IPv6 selector of IPv4 length", uint8_t(PT::tsi),
          payload(0, cat({{1, 0, 0, 0}, selector_v4(8, 16)})), uint8_t(PT::tsi)},
         {"bytes after the last payload", uint8_t(PT::vendor), cat({payload(0, {1}), {0, 0}}),
