@@ -1,0 +1,1 @@
+"""strongSwan interop harness for ravelin-iked (see README.md)."""
