@@ -60,7 +60,10 @@ std::size_t integ_icv_len(uint16_t integ_id);   // truncated output
 std::size_t prf_output_len(uint16_t prf_id);    // also its preferred key length
 bool dh_supported(uint16_t group);
 
-// Human names in strongSwan's style, for logs and list-sas ("AES_GCM_16_256").
+// Human names in strongSwan's spelling, as swanctl --list-sas --raw prints
+// encr-alg=, prf-alg=, dh-group=: encr_name(20) is "AES_GCM_16"; the key size
+// is the caller's to add ("AES_GCM_16-256" in swanctl --list-sas,
+// "AES_GCM_16_256" in strongSwan's proposal strings). "UNKNOWN" otherwise.
 std::string_view encr_name(uint16_t id);
 std::string_view prf_name(uint16_t id);
 std::string_view integ_name(uint16_t id);
