@@ -113,6 +113,17 @@ struct SharedSecret {
     int line = 0;
 };
 
+// secrets.private-<name> { file = ..., secret = ... }: a private key for
+// pubkey authentication (optionally encrypted with `secret`). Connections
+// whose local section names no private_key use the one matching their
+// certificate.
+struct PrivateKeyConfig {
+    std::string name;
+    std::string file;
+    Bytes passphrase;               // empty = not encrypted
+    int line = 0;
+};
+
 struct Authority {
     std::string name;
     std::string cacert;
@@ -146,6 +157,7 @@ struct IkeConfig {
     DaemonConfig daemon;
     std::vector<ConnectionConfig> connections;
     std::vector<SharedSecret> secrets;
+    std::vector<PrivateKeyConfig> private_keys;
     std::vector<Authority> authorities;
     std::string path;                        // file it came from
 
