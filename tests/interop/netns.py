@@ -98,7 +98,7 @@ def owner() -> str:
     """This process's owner token: '<pid>.<start ticks>'."""
     global _OWNER
     if _OWNER is None:
-        _OWNER = f"{os.getpid()}.{_start_ticks(os.getpid())}"
+        _OWNER = owner_token(os.getpid())
     return _OWNER
 
 
@@ -109,6 +109,12 @@ def owner_env(extra: dict | None = None) -> dict:
     if extra:
         env.update(extra)
     return env
+
+
+def owner_token(pid: int) -> str | None:
+    """The owner token of a running process (None if it is gone)."""
+    ticks = _start_ticks(pid)
+    return f"{pid}.{ticks}" if ticks is not None else None
 
 
 def owner_alive(token: str) -> bool:
@@ -182,16 +188,16 @@ def netns_list() -> list[str]:
 _NAME_RE = re.compile(rf"^{PREFIX}-(\d+\.\d+)-")
 
 
-def cleanup_stale(log=print) -> list[str]:
+def cleanup_stale(log=print, only: set[str] | None = None) -> list[str]:
     """Delete the namespaces of harness runs whose process is gone, after
-    ending (by PID) the processes in them that such a run started. Processes
-    not started by this harness are reported and left alone. Returns the
-    names deleted."""
+    ending (by PID) the processes that such a run started. Processes not
+    started by this harness are reported and left alone. `only` limits it to
+    these owner tokens. Returns the names deleted."""
     leftovers = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             tok = process_owner(int(d.name))
-            if tok and not owner_alive(tok):
+            if tok and not owner_alive(tok) and (only is None or tok in only):
                 leftovers.append(int(d.name))
     if leftovers:
         log(f"interop: ending leftover processes of dead harness runs: {leftovers}")
@@ -199,7 +205,7 @@ def cleanup_stale(log=print) -> list[str]:
     removed = []
     for name in netns_list():
         m = _NAME_RE.match(name)
-        if not m or owner_alive(m.group(1)):
+        if not m or owner_alive(m.group(1)) or (only is not None and m.group(1) not in only):
             continue
         pids = [int(p) for p in run(["ip", "netns", "pids", name], check=False).stdout.split()
                 if p.isdigit()]

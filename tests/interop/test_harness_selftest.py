@@ -162,25 +162,31 @@ def test_gateway_pair_topology(lab):
 
 
 def test_cleanup_stale_removes_only_dead_runs(lab):
-    dead = "1.1"                                   # pid 1 never has start time 1
-    assert not netns.owner_alive(dead) and netns.owner_alive(netns.owner())
-    name = f"{netns.PREFIX}-{dead}-9-stale"
+    # a "run" of our own that dies: a process whose token names a namespace
+    # and marks a process started in it
+    fake_run = subprocess.Popen(["sleep", "30"], preexec_fn=netns.die_with_parent)
+    dead = netns.owner_token(fake_run.pid)
+    name = f"{netns.PREFIX}-{dead}-1-stale"
     netns.run(["ip", "netns", "add", name])
-    proc = subprocess.Popen(["ip", "netns", "exec", name, "sleep", "30"],
-                            env=dict(os.environ, RVIX_OWNER=dead),
-                            preexec_fn=netns.die_with_parent)
+    marked = subprocess.Popen(["ip", "netns", "exec", name, "sleep", "30"],
+                              env=dict(os.environ, RVIX_OWNER=dead),
+                              preexec_fn=netns.die_with_parent)
     try:
-        assert netns.wait_until(lambda: str(proc.pid) in
+        assert netns.wait_until(lambda: str(marked.pid) in
                                 netns.run(["ip", "netns", "pids", name]).stdout.split(), 3)
         live = lab.add_ns("live")
-        removed = netns.cleanup_stale(log=lambda m: None)
-        assert name in removed and live not in removed
+        fake_run.kill()
+        fake_run.wait()
+        assert not netns.owner_alive(dead) and netns.owner_alive(netns.owner())
+        removed = netns.cleanup_stale(log=lambda m: None, only={dead, netns.owner()})
+        assert removed == [name]
         assert name not in netns.netns_list() and live in netns.netns_list()
-        assert proc.wait(timeout=3) is not None
+        assert marked.wait(timeout=3) is not None       # ended by its PID
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        for p in (fake_run, marked):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
         netns.run(["ip", "netns", "del", name], check=False)
 
 
