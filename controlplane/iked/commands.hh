@@ -1,0 +1,60 @@
+// The daemon's control commands (control.hh carries them): what each one
+// asks of the engine, and the JSON the replies carry. ravelinctl renders
+// these replies; scripts can read them with --json.
+//
+//   list-sas                       {"sas":[IKE SA ...]}
+//   list-conns                     {"connections":[connection ...]}
+//   initiate {connection, child?}  {"ok":true}
+//   terminate {connection}         {"ok":true}
+//   rekey {connection, child?}     {"ok":true}   (no child: the IKE SA)
+//   reload                         {"ok":true,"touched":[names]}
+//   log-level {subsystem, level}   {"ok":true,"levels":{...}}
+//   diagnose {connection?}         {"diagnoses":[...]}
+//   stats                          {"engine":{...},"log":{...}, ...}
+//
+// Any failure: {"error":"..."}.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "control.hh"
+#include "engine.hh"
+#include "logging.hh"
+
+namespace ravelin::iked {
+
+// --- replies as JSON (pure, tested on their own) -------------------------------
+
+nlohmann::json suite_json(const ike::SelectedSuite& s, bool ike);
+nlohmann::json sas_json(const std::vector<ike::IkeSaInfo>& sas);
+nlohmann::json connections_json(const ike::IkeConfig& config);
+nlohmann::json diagnoses_json(const std::vector<ike::Diagnosis>& list);
+nlohmann::json engine_stats_json(const ike::EngineStats& s);
+
+// --- the handler ----------------------------------------------------------------
+
+struct CommandHooks {
+    // Re-reads the config file and hands it to the engine: the touched
+    // connection names, or false with "file:line: reason".
+    std::function<bool(std::vector<std::string>& touched, std::string& error)> reload;
+    // Daemon counters to add to "stats" (transport, control socket, sinks).
+    std::function<void(nlohmann::json& out)> stats;
+};
+
+class Commands final : public ControlHandler {
+public:
+    Commands(ike::Engine& engine, Logging& logging, CommandHooks hooks)
+        : engine_(engine), logging_(logging), hooks_(std::move(hooks)) {}
+    nlohmann::json handle(const nlohmann::json& request) override;
+
+private:
+    ike::Engine& engine_;
+    Logging& logging_;
+    CommandHooks hooks_;
+};
+
+} // namespace ravelin::iked
