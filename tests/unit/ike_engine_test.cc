@@ -1,0 +1,750 @@
+// Two IKE engines talking over an in-memory wire: deterministic nonces, SPIs
+// and DH keys, a hand-driven clock, and a recording SA sink on each side.
+// Every test checks state after the exchanges it drives, and the SAs each
+// side installed against the other's.
+#include <deque>
+#include <random>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <gtest/gtest.h>
+
+#include "engine.hh"
+
+namespace ravelin::ike {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Datagram {
+    Endpoint from, to;
+    Bytes data;
+};
+
+class Wire final : public Transport {
+public:
+    std::deque<Datagram> out;
+    unsigned keepalives = 0;
+    void send(const Endpoint& local, const Endpoint& remote, ByteView m) override
+    {
+        out.push_back({local, remote, Bytes(m.begin(), m.end())});
+    }
+    void send_keepalive(const Endpoint&, const Endpoint&) override { ++keepalives; }
+};
+
+// Records what the engine installs, and the order of events, so tests can
+// check make-before-break.
+class Sink final : public SaSink {
+public:
+    std::map<uint32_t, ChildSaRecord> in, out;
+    std::vector<std::string> events;
+    void install_inbound(const ChildSaRecord& r) override
+    {
+        in[r.inbound.spi.value] = r;
+        events.push_back(fmt::format("+in {:08x}", r.inbound.spi.value));
+    }
+    void install_outbound(const ChildSaRecord& r) override
+    {
+        out[r.outbound.spi.value] = r;
+        events.push_back(fmt::format("+out {:08x}", r.outbound.spi.value));
+    }
+    void remove_inbound(const ChildSaRecord& r) override
+    {
+        in.erase(r.inbound.spi.value);
+        events.push_back(fmt::format("-in {:08x}", r.inbound.spi.value));
+    }
+    void remove_outbound(const ChildSaRecord& r) override
+    {
+        out.erase(r.outbound.spi.value);
+        events.push_back(fmt::format("-out {:08x}", r.outbound.spi.value));
+    }
+};
+
+class TestRng final : public Rng {
+public:
+    explicit TestRng(uint64_t seed) : g_(seed) {}
+    void fill(std::span<uint8_t> o) override
+    {
+        for (auto& b : o) b = uint8_t(g_());
+    }
+    bool deterministic() const override { return true; }
+
+private:
+    std::mt19937_64 g_;
+};
+
+IkeConfig config_from(const std::string& text)
+{
+    std::string err;
+    auto c = parse_ike_config(text, "test.conf", err);
+    EXPECT_TRUE(c) << err;
+    return c ? *c : IkeConfig{};
+}
+
+struct Options {
+    std::string ike_a = "aes256gcm16-prfsha256-x25519";
+    std::string ike_b = "aes256gcm16-prfsha256-x25519";
+    std::string esp_a = "aes256gcm16-x25519";
+    std::string esp_b = "aes256gcm16-x25519";
+    std::string psk_a = "a shared secret of some length";
+    std::string psk_b = "a shared secret of some length";
+    std::string ts_a_local = "198.19.1.0/24", ts_a_remote = "198.19.2.0/24";
+    std::string ts_b_local = "198.19.2.0/24", ts_b_remote = "198.19.1.0/24";
+    std::string remote_id_a = "gw-b";
+    std::string start_a = "none";
+    std::string extra_daemon;
+    std::string extra_conn_a;
+    std::string extra_conn_b;
+};
+
+std::string side_config(const std::string& me, const std::string& peer, const std::string& my_id,
+                        const std::string& peer_id, const std::string& ike, const std::string& esp,
+                        const std::string& psk, const std::string& lts, const std::string& rts,
+                        const std::string& start, const std::string& daemon, const std::string& conn_extra)
+{
+    return fmt::format(R"(
+iked {{
+  retransmit_timeout = 1s
+  retransmit_tries = 3
+  {daemon}
+}}
+connections {{
+  gw {{
+    local_addrs = {me}
+    remote_addrs = {peer}
+    proposals = {ike}
+    rekey_time = 0
+    {extra}
+    local {{
+      auth = psk
+      id = {my_id}
+    }}
+    remote {{
+      auth = psk
+      id = {peer_id}
+    }}
+    children {{
+      net {{
+        local_ts = {lts}
+        remote_ts = {rts}
+        esp_proposals = {esp}
+        start_action = {start}
+        rekey_time = 0
+      }}
+    }}
+  }}
+}}
+secrets {{
+  ike-gw {{
+    id-a = {my_id}
+    id-b = {peer_id}
+    secret = "{psk}"
+  }}
+}}
+)",
+                       fmt::arg("me", me), fmt::arg("peer", peer), fmt::arg("ike", ike), fmt::arg("esp", esp),
+                       fmt::arg("my_id", my_id), fmt::arg("peer_id", peer_id), fmt::arg("psk", psk),
+                       fmt::arg("lts", lts), fmt::arg("rts", rts), fmt::arg("start", start),
+                       fmt::arg("daemon", daemon), fmt::arg("extra", conn_extra));
+}
+
+struct Side {
+    Wire wire;
+    Sink sink;
+    TestRng rng;
+    Engine engine;
+    Side(IkeConfig c, uint64_t seed) : rng(seed), engine(std::move(c), wire, sink, rng) {}
+};
+
+class Pair {
+public:
+    explicit Pair(const Options& o = {})
+        : a(config_from(side_config("198.18.0.1", "198.18.0.2", "gw-a", o.remote_id_a, o.ike_a, o.esp_a, o.psk_a,
+                                    o.ts_a_local, o.ts_a_remote, o.start_a, o.extra_daemon, o.extra_conn_a)),
+            1),
+          b(config_from(side_config("198.18.0.2", "198.18.0.1", "gw-b", "gw-a", o.ike_b, o.esp_b, o.psk_b,
+                                    o.ts_b_local, o.ts_b_remote, "none", o.extra_daemon, o.extra_conn_b)),
+            2)
+    {
+    }
+
+    // Delivers queued datagrams both ways until the wire is quiet. `filter`
+    // may drop (false) a datagram; returns how many were delivered.
+    unsigned pump(std::function<bool(const Datagram&, bool from_a)> filter = {})
+    {
+        unsigned n = 0;
+        for (unsigned round = 0; round < 200 && (!a.wire.out.empty() || !b.wire.out.empty()); ++round) {
+            while (!a.wire.out.empty()) {
+                Datagram d = std::move(a.wire.out.front());
+                a.wire.out.pop_front();
+                if (filter && !filter(d, true)) continue;
+                b.engine.receive(now, d.to, d.from, d.data);
+                ++n;
+            }
+            while (!b.wire.out.empty()) {
+                Datagram d = std::move(b.wire.out.front());
+                b.wire.out.pop_front();
+                if (filter && !filter(d, false)) continue;
+                a.engine.receive(now, d.to, d.from, d.data);
+                ++n;
+            }
+        }
+        return n;
+    }
+
+    void advance(Duration d)
+    {
+        TimePoint end = now + d;
+        while (now < end) {
+            now = std::min(end, now + 500ms);
+            a.engine.tick(now);
+            b.engine.tick(now);
+            pump();
+        }
+    }
+
+    void up()
+    {
+        std::string err;
+        ASSERT_TRUE(a.engine.initiate(now, "gw", "net", err)) << err;
+        pump();
+    }
+
+    TimePoint now = TimePoint{} + 1000s;
+    Side a, b;
+};
+
+// Each side's inbound SA is the other's outbound SA, with the same keys.
+void expect_matching_children(const Sink& x, const Sink& y, std::size_t count)
+{
+    ASSERT_EQ(x.in.size(), count);
+    ASSERT_EQ(x.out.size(), count);
+    ASSERT_EQ(y.in.size(), count);
+    ASSERT_EQ(y.out.size(), count);
+    for (const auto& [spi, r] : x.out) {
+        auto it = y.in.find(spi);
+        ASSERT_NE(it, y.in.end()) << fmt::format("{:08x}", spi);
+        const SaDescriptor& o = r.outbound;
+        const SaDescriptor& i = it->second.inbound;
+        EXPECT_EQ(o.cipher, i.cipher);
+        EXPECT_EQ(o.integ, i.integ);
+        EXPECT_EQ(o.cipher_key_len, i.cipher_key_len);
+        EXPECT_EQ(o.esn, i.esn);
+        EXPECT_EQ(o.local, i.remote);
+        EXPECT_EQ(o.remote, i.local);
+    }
+}
+
+const IkeSaInfo* only_sa(const std::vector<IkeSaInfo>& v)
+{
+    return v.size() == 1 ? &v[0] : nullptr;
+}
+
+TEST(IkeEngine, PskTunnelWithChildInIkeAuth)
+{
+    Pair p;
+    // Keys are wiped in the descriptors after install: capture them at install time.
+    struct KeySink final : SaSink {
+        std::map<uint32_t, std::pair<std::array<uint8_t, max_cipher_key_len>, uint8_t>> in, out;
+        void install_inbound(const ChildSaRecord& r) override { in[r.inbound.spi.value] = {r.inbound.cipher_key, r.inbound.cipher_key_len}; }
+        void install_outbound(const ChildSaRecord& r) override { out[r.outbound.spi.value] = {r.outbound.cipher_key, r.outbound.cipher_key_len}; }
+        void remove_inbound(const ChildSaRecord&) override {}
+        void remove_outbound(const ChildSaRecord&) override {}
+    };
+    Wire wa, wb;
+    KeySink ka, kb;
+    TestRng ra(11), rb(12);
+    Options o;
+    Engine a(config_from(side_config("198.18.0.1", "198.18.0.2", "gw-a", "gw-b", o.ike_a, o.esp_a, o.psk_a,
+                                     o.ts_a_local, o.ts_a_remote, "none", "", "")),
+             wa, ka, ra);
+    Engine b(config_from(side_config("198.18.0.2", "198.18.0.1", "gw-b", "gw-a", o.ike_b, o.esp_b, o.psk_b,
+                                     o.ts_b_local, o.ts_b_remote, "none", "", "")),
+             wb, kb, rb);
+    std::string err;
+    TimePoint now{};
+    ASSERT_TRUE(a.initiate(now, "gw", "", err)) << err;
+    for (int i = 0; i < 10 && (!wa.out.empty() || !wb.out.empty()); ++i) {
+        while (!wa.out.empty()) { auto d = wa.out.front(); wa.out.pop_front(); b.receive(now, d.to, d.from, d.data); }
+        while (!wb.out.empty()) { auto d = wb.out.front(); wb.out.pop_front(); a.receive(now, d.to, d.from, d.data); }
+    }
+    ASSERT_EQ(ka.out.size(), 1u);
+    ASSERT_EQ(kb.in.size(), 1u);
+    EXPECT_EQ(ka.out.begin()->first, kb.in.begin()->first);
+    EXPECT_EQ(ka.out.begin()->second, kb.in.begin()->second);   // same key and salt
+    EXPECT_EQ(kb.out.begin()->second, ka.in.begin()->second);
+    EXPECT_NE(ka.out.begin()->second, ka.in.begin()->second);   // directions differ
+    EXPECT_EQ(ka.out.begin()->second.second, 32);
+    auto sas = a.list_sas(now);
+    ASSERT_EQ(sas.size(), 1u);
+    EXPECT_EQ(sas[0].state, "ESTABLISHED");
+    EXPECT_TRUE(sas[0].initiator);
+    EXPECT_EQ(sas[0].remote_id, "gw-b");
+    EXPECT_EQ(sas[0].suite.encr, encr::aes_gcm_16);
+    EXPECT_EQ(sas[0].suite.dh, dh::curve25519);
+    ASSERT_EQ(sas[0].children.size(), 1u);
+    EXPECT_EQ(sas[0].children[0].state, "INSTALLED");
+    auto bsas = b.list_sas(now);
+    ASSERT_EQ(bsas.size(), 1u);
+    EXPECT_EQ(bsas[0].spi_i, sas[0].spi_i);
+    EXPECT_EQ(bsas[0].spi_r, sas[0].spi_r);
+    EXPECT_EQ(bsas[0].children[0].spi_in, sas[0].children[0].spi_out);
+}
+
+TEST(IkeEngine, SelectorsAndAddressesOfTheInstalledChild)
+{
+    Pair p;
+    p.up();
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+    const auto& r = p.a.sink.out.begin()->second;
+    ASSERT_EQ(r.local_ts.size(), 1u);
+    EXPECT_EQ(r.local_ts[0].start, IpAddress::v4(0xc6130100));
+    EXPECT_EQ(r.local_ts[0].end, IpAddress::v4(0xc61301ff));
+    EXPECT_EQ(r.remote_ts[0].start, IpAddress::v4(0xc6130200));
+    EXPECT_EQ(r.outbound.local, IpAddress::v4(0xc6120001));
+    EXPECT_EQ(r.outbound.remote, IpAddress::v4(0xc6120002));
+    EXPECT_EQ(r.connection, "gw");
+    EXPECT_EQ(r.child, "net");
+    EXPECT_FALSE(r.outbound.udp_encap);
+    EXPECT_EQ(p.a.engine.stats().ike_established, 1u);
+    EXPECT_EQ(p.b.engine.stats().child_installed, 1u);
+}
+
+TEST(IkeEngine, WrongPskFailsAuthenticationOnBothSides)
+{
+    Options o;
+    o.psk_b = "another secret entirely";
+    Pair p(o);
+    p.up();
+    EXPECT_TRUE(p.a.engine.list_sas(p.now).empty());
+    EXPECT_TRUE(p.b.engine.list_sas(p.now).empty());
+    EXPECT_TRUE(p.a.sink.in.empty());
+    EXPECT_TRUE(p.b.sink.in.empty());
+    auto da = p.a.engine.diagnose();
+    auto db = p.b.engine.diagnose();
+    ASSERT_EQ(da.size(), 1u);
+    EXPECT_EQ(da[0].failed_phase, Phase::ike_auth);
+    EXPECT_EQ(da[0].failure, "AUTHENTICATION_FAILED");
+    EXPECT_EQ(db[0].failed_phase, Phase::ike_auth);
+    EXPECT_EQ(db[0].failure, "AUTHENTICATION_FAILED");
+    EXPECT_FALSE(db[0].hint.empty());
+    EXPECT_EQ(p.b.engine.stats().auth_failures, 1u);
+}
+
+TEST(IkeEngine, WrongRemoteIdentityIsRefused)
+{
+    Options o;
+    o.remote_id_a = "somebody-else";
+    Pair p(o);
+    p.up();
+    EXPECT_TRUE(p.a.sink.in.empty());
+    auto da = p.a.engine.diagnose();
+    EXPECT_NE(da[0].failed_phase, Phase::none);
+}
+
+TEST(IkeEngine, NoCommonIkeProposal)
+{
+    Options o;
+    o.ike_a = "aes128-sha256-modp2048";
+    Pair p(o);
+    p.up();
+    EXPECT_TRUE(p.a.engine.list_sas(p.now).empty());
+    auto da = p.a.engine.diagnose();
+    EXPECT_EQ(da[0].failed_phase, Phase::ike_sa_init);
+    EXPECT_EQ(da[0].failure, "NO_PROPOSAL_CHOSEN");
+    auto db = p.b.engine.diagnose();
+    EXPECT_EQ(db[0].failed_phase, Phase::ike_sa_init);
+    EXPECT_NE(db[0].peer_proposals.find("AES_CBC"), std::string::npos) << db[0].peer_proposals;
+}
+
+TEST(IkeEngine, NoCommonEspProposalLeavesTheIkeSaUp)
+{
+    Options o;
+    o.esp_a = "aes128-sha256";
+    Pair p(o);
+    p.up();
+    auto sas = p.a.engine.list_sas(p.now);
+    ASSERT_EQ(sas.size(), 1u);
+    EXPECT_EQ(sas[0].state, "ESTABLISHED");
+    EXPECT_TRUE(sas[0].children.empty());
+    EXPECT_TRUE(p.b.sink.in.empty());
+    auto da = p.a.engine.diagnose();
+    EXPECT_EQ(da[0].failed_phase, Phase::child);
+    EXPECT_EQ(da[0].failure, "NO_PROPOSAL_CHOSEN");
+    EXPECT_EQ(p.b.engine.diagnose()[0].failed_phase, Phase::child);
+}
+
+TEST(IkeEngine, DisjointSelectorsAreTsUnacceptable)
+{
+    Options o;
+    o.ts_b_remote = "198.19.9.0/24";
+    Pair p(o);
+    p.up();
+    ASSERT_EQ(p.a.engine.list_sas(p.now).size(), 1u);
+    EXPECT_TRUE(p.a.sink.in.empty());
+    auto da = p.a.engine.diagnose();
+    EXPECT_EQ(da[0].failed_phase, Phase::child);
+    EXPECT_EQ(da[0].failure, "TS_UNACCEPTABLE");
+    auto db = p.b.engine.diagnose();
+    EXPECT_EQ(db[0].failure, "TS_UNACCEPTABLE");
+    EXPECT_NE(db[0].peer_ts.find("198.19.1.0/24"), std::string::npos) << db[0].peer_ts;
+}
+
+TEST(IkeEngine, SelectorsAreNarrowed)
+{
+    Options o;
+    o.ts_a_local = "198.19.0.0/16";   // A asks for more than B allows
+    Pair p(o);
+    p.up();
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+    const auto& r = p.a.sink.out.begin()->second;
+    ASSERT_EQ(r.local_ts.size(), 1u);
+    EXPECT_EQ(r.local_ts[0].start, IpAddress::v4(0xc6130100));
+    EXPECT_EQ(r.local_ts[0].end, IpAddress::v4(0xc61301ff));
+}
+
+TEST(IkeEngine, InvalidKeRetriesInTheResponderGroup)
+{
+    Options o;
+    o.ike_a = "aes256gcm16-prfsha256-ecp256-x25519";
+    o.ike_b = "aes256gcm16-prfsha256-x25519";
+    Pair p(o);
+    p.up();
+    auto sas = p.a.engine.list_sas(p.now);
+    ASSERT_EQ(sas.size(), 1u);
+    EXPECT_EQ(sas[0].suite.dh, dh::curve25519);
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+}
+
+TEST(IkeEngine, ClassicSuiteWithModp)
+{
+    Options o;
+    o.ike_a = o.ike_b = "aes128-sha256-modp2048";
+    o.esp_a = o.esp_b = "aes128-sha256-modp2048";
+    Pair p(o);
+    p.up();
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+    const auto& r = p.a.sink.out.begin()->second;
+    EXPECT_EQ(r.outbound.cipher, EspCipher::aes_cbc);
+    EXPECT_EQ(r.outbound.integ, EspInteg::hmac_sha256_128);
+    EXPECT_EQ(r.outbound.cipher_key_len, 16);
+    EXPECT_EQ(r.outbound.integ_key_len, 32);
+}
+
+TEST(IkeEngine, ChaChaWithEcp384)
+{
+    Options o;
+    o.ike_a = o.ike_b = "chacha20poly1305-prfsha256-ecp384";
+    o.esp_a = o.esp_b = "chacha20poly1305-ecp384";
+    Pair p(o);
+    p.up();
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+    EXPECT_EQ(p.a.sink.out.begin()->second.outbound.cipher, EspCipher::chacha20_poly1305);
+}
+
+TEST(IkeEngine, LostIkeAuthRequestIsRetransmitted)
+{
+    Pair p;
+    std::string err;
+    ASSERT_TRUE(p.a.engine.initiate(p.now, "gw", "net", err));
+    int auth_seen = 0;
+    p.pump([&](const Datagram& d, bool from_a) {
+        Header h;
+        if (from_a && parse_header(d.data, h) && h.exchange == ExchangeType::ike_auth) return ++auth_seen > 1;
+        return true;
+    });
+    EXPECT_TRUE(p.a.sink.in.empty());
+    p.advance(2s);
+    EXPECT_GE(p.a.engine.stats().retransmits, 1u);
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+}
+
+TEST(IkeEngine, LostIkeAuthResponseIsAnsweredFromTheCache)
+{
+    Pair p;
+    std::string err;
+    ASSERT_TRUE(p.a.engine.initiate(p.now, "gw", "net", err));
+    int auth_seen = 0;
+    p.pump([&](const Datagram& d, bool from_a) {
+        Header h;
+        if (!from_a && parse_header(d.data, h) && h.exchange == ExchangeType::ike_auth) return ++auth_seen > 1;
+        return true;
+    });
+    EXPECT_TRUE(p.a.sink.in.empty());
+    EXPECT_EQ(p.b.sink.in.size(), 1u);
+    p.advance(2s);
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+    EXPECT_EQ(p.b.engine.stats().child_installed, 1u);   // not a second time
+}
+
+TEST(IkeEngine, DuplicatedAndReorderedMessages)
+{
+    Pair p;
+    std::string err;
+    ASSERT_TRUE(p.a.engine.initiate(p.now, "gw", "net", err));
+    // Deliver every datagram twice.
+    for (int round = 0; round < 10; ++round) {
+        auto da = std::move(p.a.wire.out);
+        auto db = std::move(p.b.wire.out);
+        p.a.wire.out.clear();
+        p.b.wire.out.clear();
+        for (int rep = 0; rep < 2; ++rep)
+            for (auto& d : da) p.b.engine.receive(p.now, d.to, d.from, d.data);
+        for (int rep = 0; rep < 2; ++rep)
+            for (auto it = db.rbegin(); it != db.rend(); ++it) p.a.engine.receive(p.now, it->to, it->from, it->data);
+    }
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+    EXPECT_EQ(p.b.engine.stats().child_installed, 1u);
+    EXPECT_EQ(p.a.engine.list_sas(p.now).size(), 1u);
+    EXPECT_EQ(p.b.engine.list_sas(p.now).size(), 1u);
+}
+
+// Make-before-break: at no point is there no outbound SA, and a new inbound
+// SA is always installed before the peer's matching outbound one.
+void check_make_before_break(const std::vector<std::string>& events)
+{
+    int outs = 0;
+    bool started = false;
+    for (const auto& e : events) {
+        if (e.starts_with("+out")) { ++outs; started = true; }
+        if (e.starts_with("-out")) --outs;
+        if (started) EXPECT_GT(outs, 0) << "no outbound SA after " << e;
+    }
+}
+
+void rekey_child_from(Pair& p, bool from_a)
+{
+    std::string err;
+    Engine& e = from_a ? p.a.engine : p.b.engine;
+    ASSERT_TRUE(e.rekey_child(p.now, "gw", "net", err)) << err;
+    p.pump();
+}
+
+TEST(IkeEngine, ChildRekeyWithPfsFromEitherSide)
+{
+    Pair p;
+    p.up();
+    auto old_spi = p.a.sink.in.begin()->first;
+    rekey_child_from(p, true);
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+    EXPECT_NE(p.a.sink.in.begin()->first, old_spi);
+    rekey_child_from(p, false);
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+    EXPECT_EQ(p.a.engine.stats().child_rekeys, 2u);
+    check_make_before_break(p.a.sink.events);
+    check_make_before_break(p.b.sink.events);
+    auto sas = p.a.engine.list_sas(p.now);
+    ASSERT_EQ(sas[0].children.size(), 1u);
+    EXPECT_EQ(sas[0].children[0].suite.dh, dh::curve25519);
+}
+
+TEST(IkeEngine, ResponderInstallsOutboundOnlyAfterTheOldSaIsDeleted)
+{
+    Pair p;
+    p.up();
+    p.b.sink.events.clear();
+    std::string err;
+    ASSERT_TRUE(p.a.engine.rekey_child(p.now, "gw", "net", err)) << err;
+    // Hold back A's INFORMATIONAL (the delete of the old SA).
+    std::vector<Datagram> held;
+    p.pump([&](const Datagram& d, bool from_a) {
+        Header h;
+        if (from_a && parse_header(d.data, h) && h.exchange == ExchangeType::informational) {
+            held.push_back(d);
+            return false;
+        }
+        return true;
+    });
+    ASSERT_EQ(held.size(), 1u);
+    // B answered the rekey: new inbound SA only; the old outbound one still in use.
+    ASSERT_EQ(p.b.sink.events.size(), 1u) << fmt::format("{}", fmt::join(p.b.sink.events, ", "));
+    EXPECT_TRUE(p.b.sink.events[0].starts_with("+in"));
+    EXPECT_EQ(p.b.sink.out.size(), 1u);
+    for (auto& d : held) p.b.engine.receive(p.now, d.to, d.from, d.data);
+    p.pump();
+    // On A's delete: +out new, then -out old, -in old.
+    const auto& ev = p.b.sink.events;
+    ASSERT_EQ(ev.size(), 4u) << fmt::format("{}", fmt::join(ev, ", "));
+    EXPECT_TRUE(ev[1].starts_with("+out"));
+    EXPECT_TRUE(ev[2].starts_with("-out"));
+    EXPECT_TRUE(ev[3].starts_with("-in"));
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+}
+
+TEST(IkeEngine, ChildRekeyCollisionLeavesOneSa)
+{
+    Pair p;
+    p.up();
+    std::string err;
+    ASSERT_TRUE(p.a.engine.rekey_child(p.now, "gw", "net", err));
+    ASSERT_TRUE(p.b.engine.rekey_child(p.now, "gw", "net", err));
+    p.pump();
+    p.advance(3s);
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+    auto sas = p.a.engine.list_sas(p.now);
+    ASSERT_EQ(sas[0].children.size(), 1u);
+    EXPECT_EQ(sas[0].children[0].state, "INSTALLED");
+    check_make_before_break(p.a.sink.events);
+    check_make_before_break(p.b.sink.events);
+}
+
+TEST(IkeEngine, IkeRekeyKeepsChildrenFromEitherSide)
+{
+    Pair p;
+    p.up();
+    auto before = p.a.engine.list_sas(p.now)[0];
+    auto child_spi = p.a.sink.in.begin()->first;
+    std::string err;
+    ASSERT_TRUE(p.a.engine.rekey_ike(p.now, "gw", err)) << err;
+    p.pump();
+    auto after = p.a.engine.list_sas(p.now);
+    ASSERT_EQ(after.size(), 1u);
+    EXPECT_NE(after[0].spi_i, before.spi_i);
+    ASSERT_EQ(after[0].children.size(), 1u);
+    EXPECT_EQ(after[0].children[0].spi_in, child_spi);
+    ASSERT_EQ(p.b.engine.list_sas(p.now).size(), 1u);
+    EXPECT_EQ(p.b.engine.list_sas(p.now)[0].spi_r, after[0].spi_r);
+    ASSERT_TRUE(p.b.engine.rekey_ike(p.now, "gw", err)) << err;
+    p.pump();
+    ASSERT_EQ(p.a.engine.list_sas(p.now).size(), 1u);
+    EXPECT_FALSE(p.a.engine.list_sas(p.now)[0].initiator);
+    // The rekeyed IKE SA still works: rekey the child through it.
+    rekey_child_from(p, true);
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+    EXPECT_EQ(p.a.engine.stats().ike_rekeys, 2u);
+}
+
+TEST(IkeEngine, IkeRekeyCollisionLeavesOneIkeSa)
+{
+    Pair p;
+    p.up();
+    std::string err;
+    ASSERT_TRUE(p.a.engine.rekey_ike(p.now, "gw", err));
+    ASSERT_TRUE(p.b.engine.rekey_ike(p.now, "gw", err));
+    p.pump();
+    p.advance(3s);
+    auto a = p.a.engine.list_sas(p.now);
+    auto b = p.b.engine.list_sas(p.now);
+    ASSERT_EQ(a.size(), 1u);
+    ASSERT_EQ(b.size(), 1u);
+    EXPECT_EQ(a[0].spi_i, b[0].spi_i);
+    EXPECT_EQ(a[0].children.size(), 1u);
+    EXPECT_EQ(b[0].children.size(), 1u);
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+    rekey_child_from(p, false);
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+}
+
+TEST(IkeEngine, TerminateDeletesEverywhere)
+{
+    Pair p;
+    p.up();
+    std::string err;
+    ASSERT_TRUE(p.b.engine.terminate(p.now, "gw", err)) << err;
+    p.pump();
+    EXPECT_TRUE(p.a.engine.list_sas(p.now).empty());
+    EXPECT_TRUE(p.b.engine.list_sas(p.now).empty());
+    EXPECT_TRUE(p.a.sink.in.empty());
+    EXPECT_TRUE(p.a.sink.out.empty());
+    EXPECT_TRUE(p.b.sink.in.empty());
+}
+
+TEST(IkeEngine, DeadPeerDetectionRemovesSas)
+{
+    Options o;
+    o.extra_conn_a = "dpd_delay = 5s";
+    Pair p(o);
+    p.up();
+    ASSERT_EQ(p.a.sink.in.size(), 1u);
+    // B goes silent.
+    for (int i = 0; i < 60; ++i) {
+        p.now += 1s;
+        p.a.engine.tick(p.now);
+        p.a.wire.out.clear();
+    }
+    EXPECT_TRUE(p.a.engine.list_sas(p.now).empty());
+    EXPECT_TRUE(p.a.sink.in.empty());
+    EXPECT_TRUE(p.a.sink.out.empty());
+    EXPECT_EQ(p.a.engine.diagnose()[0].phase1, "down");
+}
+
+TEST(IkeEngine, CookieUnderLoad)
+{
+    Options o;
+    o.extra_daemon = "cookie_threshold = 0";
+    Pair p(o);
+    p.up();
+    EXPECT_GE(p.b.engine.stats().cookies_sent, 1u);
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+}
+
+TEST(IkeEngine, FragmentedIkeAuth)
+{
+    Options o;
+    o.extra_daemon = "fragment_size = 576";
+    // 40 selectors make IKE_AUTH bigger than 576 bytes.
+    o.ts_a_local.clear();
+    for (int i = 1; i <= 40; ++i) o.ts_a_local += fmt::format("{}198.19.1.{}", i > 1 ? ", " : "", i);
+    Pair p(o);
+    unsigned skf = 0;
+    std::string err;
+    ASSERT_TRUE(p.a.engine.initiate(p.now, "gw", "net", err));
+    p.pump([&](const Datagram& d, bool) {
+        Header h;
+        if (parse_header(d.data, h) && h.next_payload == uint8_t(PayloadType::skf)) ++skf;
+        EXPECT_LE(d.data.size(), 576u);
+        return true;
+    });
+    EXPECT_GE(skf, 2u);
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+    EXPECT_EQ(p.b.sink.in.begin()->second.remote_ts.size(), 40u);
+}
+
+TEST(IkeEngine, ForcedEncapsulationFloatsToNatT)
+{
+    Options o;
+    o.extra_conn_a = "encap = yes";
+    Pair p(o);
+    p.up();
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+    const auto& ra = p.a.sink.out.begin()->second.outbound;
+    const auto& rb = p.b.sink.out.begin()->second.outbound;
+    EXPECT_TRUE(ra.udp_encap);
+    EXPECT_TRUE(rb.udp_encap);
+    EXPECT_EQ(ra.encap_remote_port, 4500);
+    EXPECT_EQ(rb.encap_remote_port, 4500);
+    auto sa = p.b.engine.list_sas(p.now);
+    EXPECT_TRUE(sa[0].nat_remote);
+}
+
+TEST(IkeEngine, StartActionStartInitiatesOnFirstTick)
+{
+    Options o;
+    o.start_a = "start";
+    Pair p(o);
+    p.a.engine.tick(p.now);
+    p.pump();
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+}
+
+TEST(IkeEngine, HostileInputIsCountedNotFatal)
+{
+    Pair p;
+    p.up();
+    Endpoint a{IpAddress::v4(0xc6120001), 500}, b{IpAddress::v4(0xc6120002), 500};
+    auto before = p.b.engine.stats().rx_invalid;
+    Bytes junk(40, 0xab);
+    p.b.engine.receive(p.now, b, a, junk);                            // bad header
+    Bytes unknown_spi(28, 0);
+    unknown_spi[0] = 1;
+    unknown_spi[17] = 0x20;
+    unknown_spi[18] = 37;
+    unknown_spi[27] = 28;
+    p.b.engine.receive(p.now, b, a, unknown_spi);                     // unknown SPI
+    p.b.engine.receive(p.now, b, a, Bytes(10, 0));                    // truncated
+    EXPECT_EQ(p.b.engine.stats().rx_invalid, before + 3);
+    EXPECT_EQ(p.b.engine.list_sas(p.now).size(), 1u);
+}
+
+} // namespace
+} // namespace ravelin::ike
