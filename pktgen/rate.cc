@@ -98,19 +98,19 @@ void Pacer::start(uint64_t now_tsc, double units_per_second, uint64_t tsc_hz, ui
     spent_ = forgiven_ = 0;
     max_credit_ = max_credit;
     if (units_per_second <= 0 || tsc_hz == 0) {
-        rate_q32_ = 0;
+        rate_q_ = 0;
         return;
     }
-    const double q = units_per_second / double(tsc_hz) * 4294967296.0;
+    const double q = units_per_second / double(tsc_hz) * double(uint64_t(1) << frac_bits);
     // At least 1: a rate so low it rounds to zero must not become "unlimited".
-    rate_q32_ = q < 1 ? 1 : q > 1.8e19 ? UINT64_MAX : uint64_t(q);
+    rate_q_ = q < 1 ? 1 : q > 1.8e19 ? UINT64_MAX : uint64_t(q);
 }
 
 uint64_t Pacer::available(uint64_t now_tsc) noexcept
 {
-    if (rate_q32_ == 0) return UINT64_MAX / 2;
+    if (rate_q_ == 0) return UINT64_MAX / 2;
     const unsigned __int128 elapsed = now_tsc > t0_ ? now_tsc - t0_ : 0;
-    const unsigned __int128 earned128 = (elapsed * rate_q32_) >> 32;
+    const unsigned __int128 earned128 = (elapsed * rate_q_) >> frac_bits;
     const uint64_t earned = earned128 > UINT64_MAX / 2 ? UINT64_MAX / 2 : uint64_t(earned128);
     if (earned <= spent_) return 0;
     uint64_t credit = earned - spent_;
