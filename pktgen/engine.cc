@@ -314,6 +314,8 @@ void Engine::Impl::prepare_trial(const TrialSpec& spec)
         s.tx_clear_bytes.reset();
         s.build_failed.reset();
     }
+    if (esp && cfg.esp_seq_restart)
+        for (dp::DpSa* sa : esp->sealing_sas()) sa->state.seq = (cfg.esp_seq_start ? cfg.esp_seq_start : 1) - 1;
     for (auto& r : rx) {
         r.tracker.reset();
         r.latency.reset();

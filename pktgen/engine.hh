@@ -48,6 +48,7 @@ struct EngineConfig {
     std::vector<ArpAnswer> arp;        // answer ARP requests for these addresses
     std::string sa_config;             // gateway TOML with the SAs ("" = no ESP)
     uint64_t esp_seq_start = 1;
+    bool esp_seq_restart = false;      // every trial starts the sealing SAs at esp_seq_start again
     double line_bps = 0;               // 0: the ports' link speed
     unsigned burst = 32;
     unsigned mbufs = 32767;

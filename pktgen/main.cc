@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,10 @@ struct Cli {
     std::string json;
     bool histogram = false;
     bool rx_count_only = false;
+    bool esp_seq_restart = false;
+    double warmup = 0;
+    std::string warmup_rate;
+    bool wait_stdin = false;
     bool rfc2544 = false;
     std::vector<std::string> sizes;
     double trial = 5, loss_ratio = -1, resolution = 0.005;
@@ -123,6 +128,10 @@ int main(int argc, char** argv)
     app.add_option("-n,--count", o.count, "packets per stream (0: until --duration)");
     app.add_option("--sa-config", o.sa_config, "gateway TOML whose [[sa]] keys the ESP streams and opens received ESP");
     app.add_option("--esp-seq-start", o.esp_seq_start, "first ESP sequence number of each sealing SA (e.g. 0xfffffff0 to cross into ESN's high half)");
+    app.add_flag("--esp-seq-restart", o.esp_seq_restart, "every trial (warm-up, run, RFC 2544 trial) starts at --esp-seq-start again");
+    app.add_option("--warmup", o.warmup, "seconds of warm-up traffic before the run (ARP, caches); reported apart");
+    app.add_option("--warmup-rate", o.warmup_rate, "rate of the warm-up (default: --rate)");
+    app.add_flag("--wait-stdin", o.wait_stdin, "before the run and before exiting, print 'ravelin-pktgen: waiting' and wait for a line or EOF on stdin (lets a harness read the device's counters in between, and stop a memif peer first)");
     app.add_option("--dst-mac", o.dst_mac, "PORT=MAC: destination MAC for streams on PORT without dmac= (repeat)");
     app.add_option("--arp", o.arp, "PORT=PREFIX: answer ARP requests for these IPv4 addresses on PORT (repeat)");
     app.add_option("--line-rate", o.line_rate, "line rate for % rates when the port reports none, e.g. 10Gbps");
@@ -193,6 +202,7 @@ int main(int argc, char** argv)
     cfg.link_wait_s = o.link_wait;
     cfg.progress = !o.no_progress;
     cfg.rx_count_only = o.rx_count_only;
+    cfg.esp_seq_restart = o.esp_seq_restart;
     if (o.rfc2544 && o.sizes.empty()) o.sizes.push_back("64");
     for (auto& s : o.sizes)
         if (!SizeSchedule::parse(s, &why)) return usage_error("--size: " + why);
@@ -213,8 +223,30 @@ int main(int argc, char** argv)
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
 
+    std::optional<RateSpec> warm_rate;
+    if (!o.warmup_rate.empty()) {
+        warm_rate = RateSpec::parse(o.warmup_rate, &why);
+        if (!warm_rate) return usage_error("--warmup-rate: " + why);
+    }
+    auto wait_step = [&](const char* what) {
+        if (!o.wait_stdin) return;
+        std::printf("ravelin-pktgen: waiting (%s)\n", what);
+        std::fflush(stdout);
+        std::string line;
+        std::getline(std::cin, line);
+    };
+
     nlohmann::json out = {{"tool", "ravelin-pktgen"}, {"setup", engine->setup_json()}};
     int rc = 0;
+    if (o.warmup > 0) {
+        TrialSpec w;
+        w.duration_s = o.warmup;
+        w.rate_override = warm_rate;
+        TrialResult r = engine->run_trial(w);
+        out["warmup"] = trial_json(r, engine->line_bps(), false, false);
+        out["warmup"]["ports"] = engine->ports_json();
+    }
+    wait_step("run");
     if (!o.rfc2544) {
         TrialSpec t;
         t.duration_s = o.duration;
@@ -299,6 +331,7 @@ int main(int argc, char** argv)
                             e.contains("pdr") ? (" PDR " + std::to_string(e["pdr"]["mpps"].get<double>()) + " Mpps").c_str() : "");
         }
     }
+    wait_step("exit");
     g_engine = nullptr;
     engine.reset();
     rte_eal_cleanup();
