@@ -14,6 +14,8 @@
 #include <random>
 
 #include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
 #include <spdlog/spdlog.h>
 
 #include "cert.hh"
@@ -675,9 +677,19 @@ void Engine::Impl::load_credentials()
             if (!conn.local.private_key.empty()) {
                 cr.key = PrivateKey::load(conn.local.private_key, err);
                 if (!cr.key) cr.error = "private key " + conn.local.private_key + ": " + err;
-            } else if (cr.error.empty()) {
-                cr.error = "no private key configured";
+            } else if (cr.cert) {
+                // secrets.private-*: the key that belongs to our certificate.
+                for (const auto& pk : config.private_keys) {
+                    auto k = PrivateKey::load(pk.file, err);
+                    if (k && X509_check_private_key(static_cast<X509*>(cr.cert->native()),
+                                                    static_cast<EVP_PKEY*>(k->native())) == 1) {
+                        cr.key = std::move(k);
+                        break;
+                    }
+                }
+                ERR_clear_error();
             }
+            if (!cr.key && cr.error.empty()) cr.error = "no private key for the local certificate";
         }
         if (conn.remote.auth == AuthKind::pubkey) {
             std::vector<std::string> cas = conn.remote.cacerts;
@@ -1717,6 +1729,12 @@ void Engine::Impl::established(TimePoint now, IkeSa& sa)
 {
     sa.state = IkeState::established;
     sa.established_at = now;
+    // What only IKE_AUTH needed (RFC 7296 §2.15 signed octets, DH) goes.
+    Bytes().swap(sa.init_request);
+    Bytes().swap(sa.init_response);
+    Bytes().swap(sa.ke_public);
+    Bytes().swap(sa.cookie);
+    sa.dh.reset();
     sa.last_rx = now;
     sa.expire_at = TimePoint::max();
     uint64_t over = sa.conn.over_time_s ? sa.conn.over_time_s : sa.conn.rekey_time_s / 10;
