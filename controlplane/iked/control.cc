@@ -196,16 +196,17 @@ bool ControlServer::on_readable(Client& c)
         }
         c.in.append(buf, std::size_t(n));
         auto nl = c.in.find('\n');
-        if (nl != std::string::npos) {
-            c.in.resize(nl);
-            answer(c);
-            return on_writable(c);
-        }
-        if (c.in.size() > options_.max_request) {
+        std::size_t len = nl == std::string::npos ? c.in.size() : nl;
+        if (len > options_.max_request) {
             ++stats_.bad_requests;
             c.out = nlohmann::json{{"error", "request longer than " + std::to_string(options_.max_request) +
                                                  " bytes"}}.dump() + "\n";
             c.replying = true;
+            return on_writable(c);
+        }
+        if (nl != std::string::npos) {
+            c.in.resize(nl);
+            answer(c);
             return on_writable(c);
         }
     }

@@ -202,6 +202,7 @@ void Standalone::add_stats(nlohmann::json& out) const
     if (keylog_) out["keylog"] = {{"written", keylog_->written()}, {"skipped", keylog_->skipped()}};
     out["reloads"] = {{"ok", reloads_}, {"failed", reload_failures_}};
     out["mode"] = "standalone";
+    out["pid"] = getpid();
     out["uptime_s"] = std::chrono::duration_cast<std::chrono::seconds>(ike::Clock::now() - started_).count();
 }
 

@@ -229,6 +229,11 @@ void UdpTransport::receive(int fd, const Deliver& deliver, unsigned budget)
             }
             data = data.subspan(marker_len);
         }
+        if (data.size() < ike::header_len) {
+            // Not even an IKE header: nothing the engine could answer.
+            ++stats_.rx_malformed;
+            continue;
+        }
         ++stats_.rx_ike;
         deliver(local, remote, data);
     }

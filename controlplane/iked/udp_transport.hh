@@ -11,6 +11,7 @@
 //   exactly one byte 0xff  -> NAT-keepalive: count, drop
 //   anything else          -> ESP in UDP: no data plane here, count, drop
 //
+// An IKE datagram shorter than the 28-byte IKE header is counted and dropped.
 // send() adds the marker when it sends from the NAT-T port.
 #pragma once
 
@@ -29,7 +30,7 @@ struct TransportStats {
     uint64_t rx_ike = 0;            // delivered to the engine
     uint64_t rx_keepalive = 0;
     uint64_t rx_esp_dropped = 0;    // ESP-in-UDP on the NAT-T port (no data plane)
-    uint64_t rx_malformed = 0;      // NAT-T datagram shorter than the marker, or truncated
+    uint64_t rx_malformed = 0;      // shorter than marker + IKE header, or truncated
     uint64_t rx_errors = 0;         // recvmsg failures other than "nothing to read"
     uint64_t tx_ike = 0;
     uint64_t tx_keepalive = 0;
