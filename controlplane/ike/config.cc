@@ -44,6 +44,9 @@ std::string_view trim(std::string_view s)
     return s;
 }
 
+// strchr() also "finds" the terminating NUL; a NUL byte is never in `set`.
+bool one_of(char c, const char* set) { return c != '\0' && std::strchr(set, c) != nullptr; }
+
 std::string where(const std::string& file, int line) { return file + ":" + std::to_string(line) + ": "; }
 
 std::string dir_of(const std::string& file)
@@ -155,7 +158,7 @@ public:
             if (c == '"') {
                 if (!quoted(part, err)) return false;
             } else {
-                while (pos_ < s_.size() && !std::strchr("#}\"\r\n\t ", s_[pos_])) part += s_[pos_++];
+                while (pos_ < s_.size() && !one_of(s_[pos_], "#}\"\r\n\t ")) part += s_[pos_++];
             }
             if (!out.empty()) out += ' ';
             out += part;
@@ -194,7 +197,7 @@ private:
     Token name()
     {
         std::string n;
-        while (pos_ < s_.size() && !std::strchr("#{}=\"\r\n\t ", s_[pos_])) n += s_[pos_++];
+        while (pos_ < s_.size() && !one_of(s_[pos_], "#{}=\"\r\n\t ")) n += s_[pos_++];
         if (n == "include" && pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\t')) {
             std::size_t p = pos_;
             while (p < s_.size() && (s_[p] == ' ' || s_[p] == '\t')) ++p;
@@ -210,12 +213,12 @@ private:
     Token include_pattern()
     {
         std::string pattern, err;
-        while (pos_ < s_.size() && !std::strchr("#}\r\n\t ", s_[pos_])) {
+        while (pos_ < s_.size() && !one_of(s_[pos_], "#}\r\n\t ")) {
             if (s_[pos_] == '"') {
                 std::string part;
                 if (!quoted(part, err)) return make(Tok::error, err);
                 pattern += part;
-            } else if (s_[pos_] == '\\' && pos_ + 1 < s_.size() && std::strchr("\"#} ", s_[pos_ + 1])) {
+            } else if (s_[pos_] == '\\' && pos_ + 1 < s_.size() && one_of(s_[pos_ + 1], "\"#} ")) {
                 pattern += s_[pos_ + 1];
                 pos_ += 2;
             } else {
@@ -280,6 +283,9 @@ public:
             return fail(file, 1, "file is larger than " + std::to_string(max_file_bytes) + " bytes");
         if (++files_ > max_files)
             return fail(file, 1, "more than " + std::to_string(max_files) + " configuration files");
+        if (const auto nul = text.find('\0'); nul != std::string_view::npos)
+            return fail(file, 1 + int(std::count(text.begin(), text.begin() + long(nul), '\n')),
+                        "NUL byte in a text file");
         Lexer lex(text);
         return block(lex, file, into, 0, include_depth);
     }
@@ -650,7 +656,7 @@ bool as_secret(std::string_view v, Bytes& out, std::string& msg)
 bool printable(std::string_view v)
 {
     return std::all_of(v.begin(), v.end(), [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) || std::strchr(" '()+,-./:=?", c);
+        return std::isalnum(static_cast<unsigned char>(c)) || one_of(c, " '()+,-./:=?");
     });
 }
 

@@ -575,6 +575,9 @@ TEST(IkeConfig, SyntaxDetails)
               "t.conf:5: unknown key 'secrets.ike-c.bad'");
     // A key named include is a key, not an include.
     EXPECT_EQ(parse_err("include = x\n"), "t.conf:1: unknown key 'include'");
+    // Binary junk is refused, not looped over.
+    EXPECT_EQ(parse_err(std::string_view("iked {\n port = 5\0\n}\n", 19)), "t.conf:2: NUL byte in a text file");
+    EXPECT_EQ(parse_err("\x01\x02 = 1\n"), "t.conf:1: unknown key '\x01\x02'");
     // Empty input and comments only are an empty configuration.
     EXPECT_TRUE(parse_ok("").connections.empty());
     EXPECT_TRUE(parse_ok("# nothing\n\n   # here\n").connections.empty());
