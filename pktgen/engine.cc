@@ -20,6 +20,7 @@
 #include <deque>
 
 #include <rte_cycles.h>
+#include <rte_branch_prediction.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_launch.h>
@@ -569,7 +570,21 @@ void Engine::Impl::rx_poll() noexcept
         p.c.rx_packets.inc(n);
         p.c.rx_bytes.inc(bytes);
         if (cfg.rx_count_only) {
-            rte_pktmbuf_free_bulk(pkts, n);
+            // Only ARP is looked at (a gateway must resolve us); the rest
+            // is counted above and freed.
+            unsigned keep = 0;
+            for (uint16_t i = 0; i < n; ++i) {
+                const uint8_t* d = rte_pktmbuf_mtod(pkts[i], const uint8_t*);
+                if (unlikely(pkts[i]->data_len >= eth_len && d[12] == 0x08 && d[13] == 0x06)) {
+                    p.c.rx_arp.inc();
+                    if (arp_reply(p, pkts[i])) {
+                        p.c.rx_arp_replied.inc();
+                        continue;
+                    }
+                }
+                pkts[keep++] = pkts[i];
+            }
+            rte_pktmbuf_free_bulk(pkts, keep);
             continue;
         }
         const uint64_t now = rte_rdtsc();

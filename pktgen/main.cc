@@ -143,7 +143,7 @@ int main(int argc, char** argv)
     app.add_flag("--no-progress", o.no_progress, "no live line on a terminal");
     app.add_option("--json", o.json, "write results as JSON to this file ('-': stdout)");
     app.add_flag("--histogram", o.histogram, "include latency histogram buckets in the JSON");
-    app.add_flag("--rx-count-only", o.rx_count_only, "RX only counts and frees (a cheap sink; no stamps, no ESP, no ARP)");
+    app.add_flag("--rx-count-only", o.rx_count_only, "RX only counts, answers ARP and frees (a cheap sink: no stamps, no ESP, no latency)");
     app.add_flag("--rfc2544", o.rfc2544, "RFC 2544 throughput search per --size (NDR, and PDR with --loss-ratio)");
     app.add_option("--size", o.sizes, "frame size spec for --rfc2544 (repeat): 64, imix, 64:7,570:4,1420:1");
     app.add_option("--trial", o.trial, "seconds per RFC 2544 trial");

@@ -1,0 +1,387 @@
+#!/usr/bin/env bash
+# Ravelin next to DPDK's ipsec-secgw, in one run, on this 2-core machine
+# (docs/performance.md, "ravelin-pktgen and ipsec-secgw").
+#
+#   CPU 0  ravelin-pktgen -l 0 (TX, RX, clock in one loop)
+#            port 0 net_memif client ==== protected / clear side ====+
+#            port 1 net_memif client ==== unprotected / ESP side ===+|
+#   CPU 1  the device under test, one worker lcore, both memif servers:
+#            ravelin-dataplane  lcores 0,1 (main lcore 0 on CPU 0 sleeps
+#                               between housekeeping passes; worker on CPU 1)
+#            ipsec-secgw        -l 1 (main lcore = the only worker), legacy
+#                               path, lookaside crypto_aesni_mb (IPsec-MB)
+#            dpdk-testpmd       io forwarding, lcores 0@1,1@1: the I/O floor
+#
+# Same generator, same traffic, same SA keys for every device: one AES-256-GCM
+# tunnel 198.18.0.1 <-> 198.18.0.2, SPI 0x1001 out, 0x2002 in; clear traffic
+# 198.18.1.2+16 <-> 198.18.2.2+64, 1024 flows. Directions: out (clear in,
+# ESP out) and in (ESP in, clear out). Ravelin inbound twice: replay window
+# 1024 + ESN (its normal setting) and both off (like ipsec-secgw's default
+# path); ipsec-secgw runs with both off. Outbound SAs have no ESN on either.
+#
+# The generator offers as much as the memif ring takes (rate "max"); the
+# device's rate is the rate at which its output comes back to the generator
+# over the measured seconds. "bp" is the share of the generator's bursts the
+# device's ring refused at the first try: above 0 means the device, not the
+# generator, set the pace. The device's output port is memif back to the
+# generator (counted and freed, ARP answered), not net_null: Ravelin
+# resolves next hops with ARP and has no static neighbours yet, so it cannot
+# send into a sink that never answers. Every device gets the same ports.
+#
+# Options:
+#   -r N        repetitions (default 3); the order of the devices rotates
+#   -d SECONDS  measured seconds per cell (default 5), -w SECONDS warm-up (2)
+#   -s "SIZES"  clear-text frame sizes incl. FCS (default "64 imix 1420";
+#               imix = 7x64:4x570:1x1420)
+#   --dirs "out in"   --no-floor   --no-secgw   --no-ravelin
+#   -b DIR      Ravelin build directory (default build-bench, release)
+#   -o FILE     results JSON (default /tmp/ravelin-bench-secgw/results.json);
+#               scripts/plot-bench.py draws it
+#
+# Needs root, 300 free 2 MB hugepages, and no other DPDK app on the memif
+# sockets. Run it with the machine as quiet as possible; the numbers are
+# compared within one run (ratios), not with other runs.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+exec /usr/bin/python3 - "$here" "$@" <<'PY'
+import argparse, json, os, re, shutil, signal, statistics, subprocess, sys, threading, time
+from pathlib import Path
+
+REPO = Path(sys.argv[1])
+ap = argparse.ArgumentParser(prog="bench-secgw.sh")
+ap.add_argument("-r", type=int, default=3)
+ap.add_argument("-d", type=float, default=5)
+ap.add_argument("-w", type=float, default=2)
+ap.add_argument("-s", default="64 imix 1420")
+ap.add_argument("--dirs", default="out in")
+ap.add_argument("--no-floor", action="store_true")
+ap.add_argument("--no-secgw", action="store_true")
+ap.add_argument("--no-ravelin", action="store_true")
+ap.add_argument("-b", default="build-bench")
+ap.add_argument("-o", default="/tmp/ravelin-bench-secgw/results.json")
+a = ap.parse_args(sys.argv[2:])
+
+WORK = Path("/tmp/ravelin-bench-secgw")
+BUILD = REPO / a.b
+PKTGEN = BUILD / "pktgen/ravelin-pktgen"
+DATAPLANE = BUILD / "dataplane/ravelin-dataplane"
+TESTPMD = shutil.which("dpdk-testpmd")
+SOCK_P, SOCK_U = WORK / "protected.sock", WORK / "unprotected.sock"
+MAC_P, MAC_U = "02:00:00:00:01:01", "02:00:00:00:00:01"
+# Test keys (AES-256 key + 4-byte salt); never use them for real traffic.
+KEY_OUT = "101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f30313233"
+KEY_IN = "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9fa0a1a2a3"
+PREFIXES = ["rvb-gen", "rvb-dut"]
+
+
+def die(msg):
+    print(f"bench-secgw: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def preflight():
+    if os.geteuid() != 0:
+        die("needs root (hugepages, DPDK)")
+    free = int(Path("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages").read_text())
+    if free < 300:
+        die(f"only {free} free 2 MB hugepages, need 300 (stale /dev/hugepages files of dead runs?)")
+    for b in (PKTGEN, DATAPLANE):
+        if not os.access(b, os.X_OK):
+            die(f"{b} missing: ninja -C {BUILD} pktgen/ravelin-pktgen dataplane/ravelin-dataplane")
+    if not a.no_floor and not TESTPMD:
+        die("dpdk-testpmd missing (apt-get install dpdk), or pass --no-floor")
+
+
+def cleanup_prefix(p):
+    shutil.rmtree(f"/var/run/dpdk/{p}", ignore_errors=True)
+    for f in Path("/dev/hugepages").glob(f"{p}map_*"):
+        f.unlink(missing_ok=True)
+
+
+def ravelin_config(inbound: str) -> Path:
+    """inbound: 'esn' (window 1024 + ESN) or 'off' (window 0, no ESN)."""
+    esn, window = ("true", 1024) if inbound == "esn" else ("false", 0)
+    text = f"""# generated by scripts/bench-secgw.sh
+[dataplane]
+lcores = "0,1"
+file_prefix = "rvb-dut"
+hugepages = true
+burst = 32
+
+[[port]]
+name = "inside"
+role = "protected"
+device = "net_memif0,role=server,socket={SOCK_P},id=0,mac={MAC_P}"
+address = ["198.18.1.1/24"]
+
+[[port]]
+name = "outside"
+role = "unprotected"
+device = "net_memif1,role=server,socket={SOCK_U},id=0,mac={MAC_U}"
+address = ["198.18.0.1/24"]
+
+[[route]]
+prefix = "198.18.2.0/24"
+via = "198.18.0.2"
+port = "outside"
+
+[[sa]]
+spi = 0x1001
+direction = "out"
+encryption = "aes256gcm16"
+key = "0x{KEY_OUT}"
+local = "198.18.0.1"
+remote = "198.18.0.2"
+esn = false
+
+[[sa]]
+spi = 0x2002
+direction = "in"
+encryption = "aes256gcm16"
+key = "0x{KEY_IN}"
+local = "198.18.0.1"
+remote = "198.18.0.2"
+esn = {esn}
+replay_window = {window}
+
+[[policy]]
+direction = "out"
+local = "198.18.1.0/24"
+remote = "198.18.2.0/24"
+action = "protect"
+sa = 0x1001
+
+[[policy]]
+direction = "in"
+local = "198.18.1.0/24"
+remote = "198.18.2.0/24"
+action = "protect"
+sa = 0x2002
+"""
+    p = WORK / f"ravelin-{inbound}.toml"
+    p.write_text(text)
+    return p
+
+
+def secgw_config() -> Path:
+    colon = lambda k: ":".join(k[i:i + 2] for i in range(0, len(k), 2))
+    text = f"""# generated by scripts/bench-secgw.sh: the same tunnel and keys as Ravelin's
+sp ipv4 out esp protect 4097 pri 1 dst 198.18.2.0/24 sport 0:65535 dport 0:65535
+sp ipv4 in esp protect 8194 pri 1 dst 198.18.1.0/24 sport 0:65535 dport 0:65535
+sa out 4097 aead_algo aes-256-gcm aead_key {colon(KEY_OUT)} mode ipv4-tunnel src 198.18.0.1 dst 198.18.0.2
+sa in 8194 aead_algo aes-256-gcm aead_key {colon(KEY_IN)} mode ipv4-tunnel src 198.18.0.2 dst 198.18.0.1
+rt ipv4 dst 198.18.0.2/32 port 1
+rt ipv4 dst 198.18.1.0/24 port 0
+"""
+    p = WORK / "secgw.cfg"
+    p.write_text(text)
+    return p
+
+
+def streams(direction: str, size: str):
+    if direction == "out":
+        return [f"port=0 src=198.18.1.2+16 dst=198.18.2.2+64 sport=1024+16 dport=4791 flows=1024 size={size} dmac={MAC_P}"]
+    return [f"port=1 src=198.18.2.2+64 dst=198.18.1.2+16 sport=1024+16 dport=4791 flows=1024 size={size} dmac={MAC_U} esp=0x2002"]
+
+
+class Proc:
+    def __init__(self, cmd, log: Path, stdin=False):
+        self.log = log
+        self.f = open(log, "w")
+        self.lines = []
+        self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, text=True,
+                                  start_new_session=True)
+        self.cv = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            self.f.write(line)
+            self.f.flush()
+            with self.cv:
+                self.lines.append(line)
+                self.cv.notify_all()
+        with self.cv:
+            self.cv.notify_all()
+
+    def wait_for(self, text, timeout):
+        end = time.monotonic() + timeout
+        with self.cv:
+            while not any(text in l for l in self.lines):
+                if self.p.poll() is not None or time.monotonic() > end:
+                    return False
+                self.cv.wait(0.2)
+        return True
+
+    def stop(self, sig=signal.SIGINT, timeout=15):
+        if self.p.poll() is None:
+            os.kill(self.p.pid, sig)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.p.pid, signal.SIGKILL)
+                self.p.wait(10)
+        return self.p.returncode
+
+
+def start_dut(kind: str, inbound: str):
+    cleanup_prefix("rvb-dut")
+    log = WORK / f"dut-{kind}.log"
+    if kind == "ravelin":
+        cfg = ravelin_config(inbound)
+        d = Proc([str(DATAPLANE), "--config", str(cfg), "--log-level", "warn"], log)
+        if not d.wait_for("ravelin-dataplane: ready", 60):
+            d.stop()
+            die(f"ravelin-dataplane did not start:\n{log.read_text()[-2000:]}")
+        return d, cfg
+    ports = ["--vdev", f"net_memif0,role=server,socket={SOCK_P},id=0,mac={MAC_P}",
+             "--vdev", f"net_memif1,role=server,socket={SOCK_U},id=0,mac={MAC_U}"]
+    eal = ["-n", "1", "--no-pci", "--no-telemetry", "--file-prefix", "rvb-dut", "--log-level=lib.eal:error"]
+    if kind == "secgw":
+        cmd = [SECGW, "-l", "1", *eal, "--vdev", "crypto_aesni_mb0", *ports, "--",
+               "-p", "0x3", "-u", "0x2", "--config", "(0,0,1),(1,0,1)", "-f", str(secgw_config())]
+    else:  # floor
+        cmd = [TESTPMD, "--lcores", "0@1,1@1", *eal, *ports, "--", "--forward-mode=io", "--port-topology=paired",
+               "--nb-cores=1", "--rxq=1", "--txq=1", "--burst=32", "--rxd=1024", "--txd=1024",
+               "--total-num-mbufs=32768", "--no-lsc-interrupt", "--stats-period=1"]
+    d = Proc(cmd, log)
+    # memif sockets are abstract (no file): wait for the app to say it polls.
+    if not d.wait_for("entering main loop" if kind == "secgw" else "forwards packets on", 60):
+        d.stop()
+        die(f"{kind} did not start:\n{log.read_text()[-2000:]}")
+    time.sleep(0.3)
+    return d, ravelin_config("off")   # the generator takes the SA keys from here
+
+
+def run_cell(kind, direction, size, inbound):
+    dut, sa_cfg = start_dut(kind, inbound)
+    cleanup_prefix("rvb-gen")
+    out = WORK / "pktgen.json"
+    out.unlink(missing_ok=True)
+    cmd = [str(PKTGEN), "-l", "0", "--no-pci", "--no-telemetry", "--file-prefix", "rvb-gen",
+           "--single-file-segments", "--log-level=lib.eal:error",
+           "--vdev", f"net_memif0,role=client,socket={SOCK_P},id=0,zero-copy=yes",
+           "--vdev", f"net_memif1,role=client,socket={SOCK_U},id=0,zero-copy=yes", "--",
+           "--sa-config", str(sa_cfg), "--arp", "0=198.18.1.0/24", "--arp", "1=198.18.0.2/32",
+           "--rx-count-only", "--no-progress", "--wait-stdin", "--json", str(out), "--mbufs", "65535",
+           "--warmup", str(a.w), "--warmup-rate", "max", "-r", "max", "-d", str(a.d), "--drain", "0.3"]
+    for s in streams(direction, size):
+        cmd += ["-s", s]
+    g = Proc(cmd, WORK / "pktgen.log", stdin=True)
+    res = stats = None
+    try:
+        if not g.wait_for("waiting (run)", a.w + 40):
+            raise RuntimeError(f"pktgen did not finish its warm-up:\n{(WORK / 'pktgen.log').read_text()[-2000:]}")
+        g.p.stdin.write("\n")
+        g.p.stdin.flush()
+        if not g.wait_for("waiting (exit)", a.d + 40):
+            raise RuntimeError(f"pktgen did not finish:\n{(WORK / 'pktgen.log').read_text()[-2000:]}")
+        res = json.loads(out.read_text())
+        if kind == "ravelin":
+            p = subprocess.run([str(BUILD / "controlplane/ravelinctl"), "--file-prefix", "rvb-dut", "stats", "--json"],
+                               capture_output=True, text=True, timeout=20)
+            stats = json.loads(p.stdout) if p.returncode == 0 else None
+    finally:
+        # The device first: a memif client leaving under a polling server can crash it.
+        rc = dut.stop()
+        try:
+            g.p.stdin.close()
+        except BrokenPipeError:
+            pass
+        try:
+            g.p.wait(20)
+        except subprocess.TimeoutExpired:
+            g.stop(signal.SIGTERM)
+        cleanup_prefix("rvb-gen")
+        cleanup_prefix("rvb-dut")
+    return summarize(res, stats, rc)
+
+
+def summarize(res, stats, rc):
+    run = res["run"]
+    tl = [s for s in run["timeline"] if s["t"] <= run["duration_s"] + 1e-3]
+    # Measured window: from 1 s into the run to the last sample before TX stopped.
+    win = [s for s in tl if s["t"] >= 0.999]
+    first, last = win[0], win[-1]
+    dt = last["t"] - first["t"]
+    rx_pps = (last["rx_packets"] - first["rx_packets"]) / dt
+    tx_pps = (last["tx_packets"] - first["tx_packets"]) / dt
+    ports = res["ports"]
+    tx = sum(p["tx_packets"] for p in ports)
+    rx = sum(p["rx_packets"] for p in ports) - sum(p["rx_arp"] for p in ports)
+    bp = sum(p["tx_backpressure"] for p in ports)
+    hz = res["setup"]["tsc_hz"]
+    drops = {k: v for k, v in (stats or {}).get("drops", {}).items() if v}
+    return {"mpps": rx_pps / 1e6, "tx_mpps": tx_pps / 1e6, "cycles": hz / rx_pps if rx_pps else None,
+            "tx": tx, "rx": rx, "lost": tx - rx, "backpressure": bp / max(tx, 1),
+            "dut_exit": rc, "dut_drops": drops, "tsc_hz": hz}
+
+
+def mean_frame(size):
+    return (7 * 64 + 4 * 570 + 1420) / 12 if size == "imix" else float(size)
+
+
+def main():
+    global SECGW
+    preflight()
+    WORK.mkdir(parents=True, exist_ok=True)
+    SECGW = None
+    if not a.no_secgw:
+        p = subprocess.run([str(REPO / "scripts/build-secgw.sh")], capture_output=True, text=True)
+        if p.returncode:
+            die(f"scripts/build-secgw.sh failed:\n{p.stderr}")
+        SECGW = p.stdout.strip().splitlines()[-1]
+    sizes, dirs = a.s.split(), a.dirs.split()
+    devices = {"out": [], "in": []}
+    for d in dirs:
+        if not a.no_floor:
+            devices[d].append(("floor", "off"))
+        if not a.no_secgw:
+            devices[d].append(("secgw", "off"))
+        if not a.no_ravelin:
+            devices[d] += [("ravelin", "off")] if d == "out" else [("ravelin", "esn"), ("ravelin", "off")]
+    cells = []
+    started = time.time()
+    for rep in range(a.r):
+        for d in dirs:
+            for size in sizes:
+                devs = devices[d]
+                k = rep % len(devs)
+                for kind, inbound in devs[k:] + devs[:k]:   # rotate the order each repetition
+                    r = run_cell(kind, d, size, inbound)
+                    r.update(rep=rep, dir=d, size=size, dut=kind, inbound=inbound)
+                    cells.append(r)
+                    print(f"[{time.time() - started:6.0f}s] rep {rep} {d:3} {size:>5} {kind:7} {inbound:3}: "
+                          f"{r['mpps']:6.3f} Mpps  {r['cycles'] or 0:6.0f} cyc/pkt  tx {r['tx_mpps']:6.3f}  "
+                          f"bp {r['backpressure']:.2f}  lost {r['lost']}  drops {r['dut_drops']}", flush=True)
+    table = []
+    for d in dirs:
+        for size in sizes:
+            row = {"dir": d, "size": size, "mean_frame": mean_frame(size)}
+            for kind, inbound in devices[d]:
+                v = [c for c in cells if (c["dir"], c["size"], c["dut"], c["inbound"]) == (d, size, kind, inbound)]
+                med = statistics.median(c["mpps"] for c in v)
+                row[f"{kind}_{inbound}"] = {"mpps": med, "runs": [c["mpps"] for c in v],
+                                            "cycles": v[0]["tsc_hz"] / (med * 1e6),
+                                            "gbps": med * 1e6 * mean_frame(size) * 8 / 1e9,
+                                            "backpressure_min": min(c["backpressure"] for c in v)}
+            table.append(row)
+    out = Path(a.o)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"args": vars(a), "cells": cells, "table": table,
+                               "generator": "ravelin-pktgen -l 0 (CPU 0), memif zero-copy client",
+                               "when": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2))
+    print(f"\nmedians of {a.r} ({out}); Mpps / TSC cycles per packet / Gbit/s (clear-text L2 incl. FCS)")
+    print("| dir | size | I/O floor | ipsec-secgw | Ravelin | ratio | Ravelin w1024+ESN | ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    f = lambda x: f"{x['mpps']:.2f} / {x['cycles']:.0f} / {x['gbps']:.1f}" if x else "-"
+    for row in table:
+        fl, sg = row.get("floor_off"), row.get("secgw_off")
+        rv, re_ = row.get("ravelin_off"), row.get("ravelin_esn")
+        ratio = lambda x: f"{x['mpps'] / sg['mpps']:.2f}" if x and sg else "-"
+        print(f"| {row['dir']} | {row['size']} | {f(fl)} | {f(sg)} | {f(rv)} | {ratio(rv)} | {f(re_)} | {ratio(re_)} |")
+
+
+main()
+PY
