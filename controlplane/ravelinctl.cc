@@ -316,7 +316,7 @@ int main(int argc, char** argv)
     list_conns->add_flag("--json", as_json, "print the raw JSON");
     auto* initiate = app.add_subcommand("initiate", "start a connection's IKE SA and Child SA(s)");
     initiate->add_option("--ike", ike, "connection name")->required();
-    initiate->add_option("--child", child, "Child SA name (default: all of the connection's children)");
+    initiate->add_option("--child", child, "Child SA name (default: the connection's first child)");
     auto* terminate = app.add_subcommand("terminate", "delete a connection's IKE SA and its Child SAs");
     terminate->add_option("--ike", ike, "connection name")->required();
     auto* rekey = app.add_subcommand("rekey", "rekey a Child SA, or the IKE SA without --child");

@@ -4,7 +4,7 @@
 //
 //   list-sas                       {"sas":[IKE SA ...]}
 //   list-conns                     {"connections":[connection ...]}
-//   initiate {connection, child?}  {"ok":true}
+//   initiate {connection, child?}  {"ok":true}  (no child: the first one)
 //   terminate {connection}         {"ok":true}
 //   rekey {connection, child?}     {"ok":true}   (no child: the IKE SA)
 //   reload                         {"ok":true,"touched":[names]}

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <string>
 
@@ -43,6 +44,13 @@ int run_detached(const iked::DaemonOptions& options, ike::IkeConfig config)
         return 1;
     }
     if (pid > 0) {
+        // This process only waits: let ^C and SIGTERM end it as usual.
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGHUP);
+        sigprocmask(SIG_UNBLOCK, &set, nullptr);
         close(ready_pipe[1]);
         char c;
         ssize_t n;
