@@ -923,10 +923,13 @@ void Engine::Impl::receive(TimePoint now, const Endpoint& local, const Endpoint&
     sa.last_rx = now;
     // An authenticated message from a new address behind a NAT: follow it
     // (RFC 7296 §2.23, the NAT mapping changed).
-    if (sa.remote != remote && sa.nat_remote) {
+    // (A port change alone is the peer floating to the NAT-T port.)
+    bool natted = sa.nat_remote || sa.nat_local || sa.nat_fake;
+    if (sa.remote != remote && (natted || sa.remote.addr == remote.addr)) {
         log_ike()->info("{}: peer moved {} -> {}", sa.conn.name, to_string(sa.remote), to_string(remote));
         sa.remote = remote;
     }
+    if (sa.local != local && sa.local.addr == local.addr) sa.local = local;
     if (h.is_response())
         on_response(now, sa, h, inner);
     else

@@ -14,7 +14,7 @@ Ready for use once the daemon exists; not exercised by the self-test yet
     iked.stop()
 
 The binaries come from $RAVELIN_BUILD (relative to the repository, default
-"build"): <build>/controlplane/ravelin-iked and <build>/controlplane/ravelinctl.
+"build"): <build>/controlplane/iked/ravelin-iked and <build>/controlplane/ravelinctl.
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class RavelinIked:
         self.ns, self.name = ns, name
         self.dir = Path(workdir) / name
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.binary = build_dir() / "controlplane" / "ravelin-iked"
+        self.binary = build_dir() / "controlplane" / "iked" / "ravelin-iked"
         self.ctl_binary = build_dir() / "controlplane" / "ravelinctl"
         self.conf_path = self.dir / "iked.conf"
         self.control_socket = self.dir / "iked.sock"
