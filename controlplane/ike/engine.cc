@@ -134,6 +134,25 @@ std::string id_text(const IdPayload& id)
     case IdType::fqdn:
     case IdType::rfc822:
         return std::string(id.data.begin(), id.data.end());
+    case IdType::der_asn1_dn: {
+        // "C=XX, O=Example, CN=gw" in the certificate's order, as strongSwan prints it.
+        const unsigned char* p = id.data.data();
+        X509_NAME* name = d2i_X509_NAME(nullptr, &p, long(id.data.size()));
+        if (!name) break;
+        std::string out;
+        for (int i = 0; i < X509_NAME_entry_count(name); ++i) {
+            X509_NAME_ENTRY* e = X509_NAME_get_entry(name, i);
+            int nid = OBJ_obj2nid(X509_NAME_ENTRY_get_object(e));
+            unsigned char* utf8 = nullptr;
+            int n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(e));
+            if (n < 0) continue;
+            const char* sn = nid == NID_undef ? "?" : OBJ_nid2sn(nid);
+            out += fmt::format("{}{}={}", out.empty() ? "" : ", ", sn, std::string_view(reinterpret_cast<char*>(utf8), size_t(n)));
+            OPENSSL_free(utf8);
+        }
+        X509_NAME_free(name);
+        return out;
+    }
     default:
         break;
     }
@@ -752,7 +771,11 @@ std::vector<Bytes> Engine::Impl::protect(IkeSa& sa, Header h, const std::vector<
     uint8_t first = encode_payloads(inner, plain);
     std::size_t body = sa.sk_out->sealed_len(plain.size());
     std::size_t total = header_len + generic_header_len + body;
-    std::size_t limit = config.daemon.fragment_size;
+    // fragment_size counts the whole IP datagram, as strongSwan's does:
+    // IP and UDP headers and, on the NAT-T port, the non-ESP marker.
+    std::size_t overhead = (sa.remote.addr.family == IpFamily::v4 ? 20 : 40) + 8 +
+                           (sa.local.port == config.daemon.port_nat_t ? 4 : 0);
+    std::size_t limit = config.daemon.fragment_size > overhead + 256 ? config.daemon.fragment_size - overhead : 256;
 
     if (total <= limit || !sa.peer_fragmentation || h.exchange == ExchangeType::ike_sa_init ||
         sa.conn.fragmentation == Fragmentation::no) {
