@@ -323,7 +323,7 @@ void Engine::Impl::prepare_trial(const TrialSpec& spec)
     }
     for (auto& p : ports) {
         PortCounters& c = p.c;
-        for (Count* x : {&c.tx_packets, &c.tx_bytes, &c.tx_backpressure, &c.rx_packets, &c.rx_bytes, &c.rx_stamped,
+        for (Count* x : {&c.tx_packets, &c.tx_bytes, &c.tx_backpressure, &c.tx_bursts, &c.tx_bursts_short, &c.rx_packets, &c.rx_bytes, &c.rx_stamped,
                          &c.rx_unstamped, &c.rx_arp, &c.rx_arp_replied, &c.rx_esp_ok, &c.rx_esp_no_sa,
                          &c.rx_esp_failed})
             x->reset();
@@ -394,7 +394,9 @@ void Engine::Impl::tx_flush_pending(TxStream& s, bool first) noexcept
         p.c.tx_packets.inc(k);
         p.c.tx_bytes.inc(wire);
     }
+    p.c.tx_bursts.inc();
     if (k < s.npending) {
+        p.c.tx_bursts_short.inc();
         if (first) p.c.tx_backpressure.inc(s.npending - k);
         std::memmove(s.pending, s.pending + k, (s.npending - k) * sizeof(s.pending[0]));
         std::memmove(s.pending_wire, s.pending_wire + k, (s.npending - k) * sizeof(s.pending_wire[0]));
@@ -774,6 +776,8 @@ nlohmann::json Engine::ports_json() const
                      {"tx_packets", c.tx_packets.get()},
                      {"tx_bytes", c.tx_bytes.get()},
                      {"tx_backpressure", c.tx_backpressure.get()},
+                     {"tx_bursts", c.tx_bursts.get()},
+                     {"tx_bursts_short", c.tx_bursts_short.get()},
                      {"rx_packets", c.rx_packets.get()},
                      {"rx_bytes", c.rx_bytes.get()},
                      {"rx_stamped", c.rx_stamped.get()},

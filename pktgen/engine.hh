@@ -70,6 +70,7 @@ struct Count {
 
 struct PortCounters {
     Count tx_packets, tx_bytes, tx_backpressure;   // backpressure: packets the port did not take at the first try
+    Count tx_bursts, tx_bursts_short;              // tx_burst calls, and those the port did not take whole
     Count rx_packets, rx_bytes;
     Count rx_stamped, rx_unstamped, rx_arp, rx_arp_replied;
     Count rx_esp_ok, rx_esp_no_sa, rx_esp_failed;
