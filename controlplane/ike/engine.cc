@@ -276,20 +276,35 @@ std::string proposals_text(const std::vector<Proposal>& v, ProtocolId p)
 {
     std::string s;
     for (const auto& prop : v) {
-        SelectedSuite one;
         std::string part;
-        for (const auto& t : prop.transforms) {
-            SelectedSuite x;
-            switch (t.type) {
-            case TransformType::encr: x.encr = t.id; x.encr_key_bits = t.key_bits; break;
-            case TransformType::prf: x.prf = t.id; break;
-            case TransformType::integ: x.integ = t.id; break;
-            case TransformType::dh: x.dh = t.id; break;
-            case TransformType::esn: x.esn = t.id == 1; break;
+        // strongSwan's order: encryption, integrity, PRF, DH, ESN.
+        auto ts = prop.transforms;
+        auto rank = [](TransformType t) {
+            switch (t) {
+            case TransformType::encr: return 0;
+            case TransformType::integ: return 1;
+            case TransformType::prf: return 2;
+            case TransformType::dh: return 3;
+            case TransformType::esn: return 4;
             }
-            if (t.type == TransformType::esn && p != ProtocolId::esp) continue;
-            auto d = describe(x, p);
-            if (!d.empty()) part += (part.empty() ? "" : "/") + d;
+            return 5;
+        };
+        std::stable_sort(ts.begin(), ts.end(), [&](const Transform& a, const Transform& b) { return rank(a.type) < rank(b.type); });
+        for (const auto& t : ts) {
+            std::string name;
+            switch (t.type) {
+            case TransformType::encr:
+                name = t.key_bits ? fmt::format("{}_{}", encr_name(t.id), t.key_bits) : std::string(encr_name(t.id));
+                break;
+            case TransformType::prf: name = prf_name(t.id); break;
+            case TransformType::integ: name = integ_name(t.id); break;
+            case TransformType::dh: name = dh_name(t.id); break;
+            case TransformType::esn:
+                if (p != ProtocolId::esp) continue;
+                name = t.id ? "EXT_SEQ" : "NO_EXT_SEQ";
+                break;
+            }
+            part += (part.empty() ? "" : "/") + name;
         }
         s += (s.empty() ? "" : ", ") + part;
     }

@@ -354,7 +354,9 @@ TEST(IkeEngine, NoCommonIkeProposal)
     EXPECT_EQ(da[0].failure, "NO_PROPOSAL_CHOSEN");
     auto db = p.b.engine.diagnose();
     EXPECT_EQ(db[0].failed_phase, Phase::ike_sa_init);
-    EXPECT_NE(db[0].peer_proposals.find("AES_CBC"), std::string::npos) << db[0].peer_proposals;
+    EXPECT_EQ(db[0].peer_proposals, "AES_CBC_128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048");
+    EXPECT_EQ(da[0].our_proposals, "IKE AES_CBC_128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048; "
+                                   "ESP(net) AES_GCM_16_256/CURVE_25519/NO_EXT_SEQ");
 }
 
 TEST(IkeEngine, NoCommonEspProposalLeavesTheIkeSaUp)
@@ -744,6 +746,109 @@ TEST(IkeEngine, HostileInputIsCountedNotFatal)
     p.b.engine.receive(p.now, b, a, Bytes(10, 0));                    // truncated
     EXPECT_EQ(p.b.engine.stats().rx_invalid, before + 3);
     EXPECT_EQ(p.b.engine.list_sas(p.now).size(), 1u);
+}
+
+} // namespace
+} // namespace ravelin::ike
+
+namespace ravelin::ike {
+namespace {
+
+TEST(IkeEngineOps, TrapPolicyAcquireInitiatesOnce)
+{
+    Options o;
+    o.start_a = "trap";
+    Pair p(o);
+    p.a.engine.tick(p.now);
+    p.pump();
+    EXPECT_TRUE(p.a.sink.in.empty());              // trap: nothing until traffic
+    p.a.engine.acquire(p.now, 1);                  // the reqid of gw/net
+    p.a.engine.acquire(p.now, 1);                  // a second packet meanwhile
+    p.pump();
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+    p.a.engine.acquire(p.now, 1);                  // already up: no second SA
+    p.pump();
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+    p.a.engine.acquire(p.now, 99);                 // unknown reqid: ignored
+    p.pump();
+    EXPECT_EQ(p.a.engine.list_sas(p.now).size(), 1u);
+}
+
+TEST(IkeEngineOps, ReloadLeavesUnchangedConnectionsAlone)
+{
+    Pair p;
+    p.up();
+    auto spi = p.a.sink.in.begin()->first;
+    Options o;
+    auto same = config_from(side_config("198.18.0.1", "198.18.0.2", "gw-a", o.remote_id_a, o.ike_a, o.esp_a,
+                                        o.psk_a, o.ts_a_local, o.ts_a_remote, o.start_a, "", ""));
+    EXPECT_TRUE(p.a.engine.reload(p.now, same).empty());
+    p.pump();
+    ASSERT_EQ(p.a.sink.in.size(), 1u);
+    EXPECT_EQ(p.a.sink.in.begin()->first, spi);
+    auto changed = config_from(side_config("198.18.0.1", "198.18.0.2", "gw-a", o.remote_id_a, o.ike_a,
+                                           "aes128gcm16", o.psk_a, o.ts_a_local, o.ts_a_remote, o.start_a, "", ""));
+    auto touched = p.a.engine.reload(p.now, changed);
+    ASSERT_EQ(touched, std::vector<std::string>{"gw"});
+    p.pump();
+    EXPECT_TRUE(p.a.sink.in.empty());
+    EXPECT_TRUE(p.b.engine.list_sas(p.now).empty());
+}
+
+TEST(IkeEngineOps, SoftLifetimeFromTheDataPlaneRekeysHardDeletes)
+{
+    Pair p;
+    p.up();
+    auto spi = p.a.sink.in.begin()->first;
+    p.a.engine.sa_expired(p.now, spi, false);
+    p.pump();
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+    EXPECT_NE(p.a.sink.in.begin()->first, spi);
+    p.a.engine.sa_expired(p.now, p.a.sink.in.begin()->first, true);
+    p.pump();
+    EXPECT_TRUE(p.a.sink.in.empty());
+    EXPECT_TRUE(p.b.sink.in.empty());
+    EXPECT_EQ(p.a.engine.list_sas(p.now).size(), 1u);   // the IKE SA stays
+}
+
+TEST(IkeEngineOps, ChildRekeysByTimeWithJitter)
+{
+    Options o;
+    o.extra_conn_a = "";
+    Pair p(o);
+    // rekey_time = 0 in the fixture; use the real defaults through a fresh pair.
+    auto cfg = side_config("198.18.0.1", "198.18.0.2", "gw-a", "gw-b", o.ike_a, o.esp_a, o.psk_a, o.ts_a_local,
+                           o.ts_a_remote, "none", "", "");
+    const std::string child_rekey = "start_action = none\n        rekey_time = 0";
+    auto pos = cfg.find(child_rekey);
+    ASSERT_NE(pos, std::string::npos);
+    cfg.replace(pos, child_rekey.size(), "start_action = none\n        rekey_time = 60s");
+    Wire wa;
+    Sink sa;
+    TestRng ra(5);
+    Engine a(config_from(cfg), wa, sa, ra);
+    std::string err;
+    ASSERT_TRUE(a.initiate(p.now, "gw", "net", err)) << err;
+    auto pump = [&] {
+        for (int i = 0; i < 20 && (!wa.out.empty() || !p.b.wire.out.empty()); ++i) {
+            while (!wa.out.empty()) { auto d = wa.out.front(); wa.out.pop_front(); p.b.engine.receive(p.now, d.to, d.from, d.data); }
+            while (!p.b.wire.out.empty()) { auto d = p.b.wire.out.front(); p.b.wire.out.pop_front(); a.receive(p.now, d.to, d.from, d.data); }
+        }
+    };
+    pump();
+    ASSERT_EQ(sa.in.size(), 1u);
+    auto first = sa.in.begin()->first;
+    auto info = a.list_sas(p.now)[0].children[0];
+    EXPECT_LE(info.rekey_in_s, 60);
+    EXPECT_GE(info.rekey_in_s, 54);                  // rand_time = 10 % by default
+    for (int s = 0; s < 61; ++s) {
+        p.now += 1s;
+        a.tick(p.now);
+        p.b.engine.tick(p.now);
+        pump();
+    }
+    ASSERT_EQ(sa.in.size(), 1u);
+    EXPECT_NE(sa.in.begin()->first, first);
 }
 
 } // namespace
