@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole Ravelin test suite, as root on Debian 12:
 #   install dependencies and hugepages, build, unit tests (meson test),
-#   integration tests (pytest, network namespaces), fuzzers (if present).
+#   integration tests (pytest, network namespaces), IKE interop tests against
+#   strongSwan (pytest, network namespaces), fuzzers (if present).
 # Every part runs even when an earlier one failed; the last line is
 # "N passed, M failed" counting the parts, and the exit code is non-zero
 # when any part failed.
@@ -61,6 +62,20 @@ integration_tests() {
     return "$rc"
 }
 
+interop_tests() {
+    # ravelin-iked against strongSwan 5.9.8 in network namespaces
+    # (tests/interop/README.md).
+    local log=$LOGDIR/interop.log rc
+    timeout 1200 /usr/bin/python3 -m pytest -v -p no:cacheprovider -rfE tests/interop \
+        2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    if ! grep -Eq '[0-9]+ passed' "$log"; then
+        echo "interop: pytest reported no passed test" >&2
+        return 1
+    fi
+    return "$rc"
+}
+
 fuzzers() {
     # Fuzzers build with clang in their own directory, next to $BUILD.
     FUZZ_SECONDS=${FUZZ_SECONDS:-60} FUZZ_BUILD_DIR=${FUZZ_BUILD_DIR:-$PWD/$BUILD-fuzz} \
@@ -77,6 +92,7 @@ part install-deps scripts/install-deps.sh
 part build build
 part unit-tests unit_tests
 part integration-tests integration_tests
+part interop-tests interop_tests
 if [[ -f scripts/run-fuzzers.sh ]]; then
     part fuzzers fuzzers
 fi
