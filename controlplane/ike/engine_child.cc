@@ -1,0 +1,545 @@
+// Child SAs: proposals and selectors (RFC 7296 §2.9), keys (§2.17),
+// CREATE_CHILD_SA for new and rekeyed SAs with make-before-break and
+// collisions (§2.8, §2.8.1), and INFORMATIONAL deletes (§1.4).
+#include "engine_impl.hh"
+
+#include <algorithm>
+
+#include <spdlog/spdlog.h>
+
+namespace ravelin::ike {
+
+// --- Child SAs ----------------------------------------------------------------------
+
+std::vector<TrafficSelector> Engine::Impl::resolve_ts(const std::vector<TsConfig>& cfg, const IpAddress& self)
+{
+    std::vector<TrafficSelector> out;
+    if (cfg.empty()) return {host_ts(self)};
+    for (const auto& t : cfg) {
+        TrafficSelector ts = t.ts;
+        if (t.dynamic) ts.start = ts.end = self;
+        if (ts.start.family == self.family || t.dynamic) out.push_back(ts);
+    }
+    return out;
+}
+
+
+// SA, [Ni, KEi], TSi, TSr (and USE_TRANSPORT_MODE) for a new Child SA.
+std::vector<Payload> Engine::Impl::child_request_payloads(IkeSa& sa, const ChildConfig& c, uint32_t spi,
+                                                          bool with_ke, Request* req)
+{
+    std::vector<Payload> p;
+    SaPayload sap;
+    uint8_t n = 1;
+    auto specs = with_ke ? c.esp_proposals : without_dh(c.esp_proposals);
+    for (const auto& spec : specs) sap.proposals.push_back(spec.to_proposal(n++, spi_bytes(spi)));
+    p.push_back(Payload{PayloadType::sa, false, sap});
+    if (with_ke) {
+        req->nonce = new_nonce();
+        p.push_back(Payload{PayloadType::nonce, false, NoncePayload{req->nonce}});
+        uint16_t group = 0;
+        for (const auto& spec : c.esp_proposals)
+            if (!spec.dh.empty()) { group = spec.dh[0].id; break; }
+        if (group) {
+            req->dh = new_dh(group);
+            if (req->dh) p.push_back(Payload{PayloadType::ke, false, KePayload{group, req->dh->public_value()}});
+        }
+    }
+    req->tsi = resolve_ts(c.local_ts, sa.local.addr);
+    req->tsr = resolve_ts(c.remote_ts, sa.remote.addr);
+    p.push_back(Payload{PayloadType::tsi, false, TsPayload{req->tsi}});
+    p.push_back(Payload{PayloadType::tsr, false, TsPayload{req->tsr}});
+    if (c.mode == ChildMode::transport) p.push_back(notify_payload(notify::use_transport_mode));
+    req->child = c.name;
+    req->new_spi = spi;
+    return p;
+}
+
+ChildSa Engine::Impl::make_child(IkeSa& sa, const ChildConfig& cfg, const SelectedSuite& suite, uint32_t spi_in,
+                                 uint32_t spi_out, const std::vector<TrafficSelector>& local_ts,
+                                 const std::vector<TrafficSelector>& remote_ts, ByteView shared, ByteView ni,
+                                 ByteView nr, bool we_initiated, TimePoint now)
+{
+    ChildKeys k = derive_child_keys(sa.suite.prf, view(sa.keys.sk_d), shared, ni, nr, suite.encr,
+                                    suite.encr_key_bits, suite.integ);
+    ChildSa c;
+    c.unique_id = next_child_unique++;
+    c.cfg = cfg;
+    c.we_initiated = we_initiated;
+    c.nonce_i.assign(ni.begin(), ni.end());
+    c.nonce_r.assign(nr.begin(), nr.end());
+    c.installed_at = now;
+    c.rekey_at = cfg.rekey_time_s
+                     ? now + std::chrono::seconds(cfg.rekey_time_s) - jitter(std::min(cfg.rand_time_s, cfg.rekey_time_s / 2))
+                     : TimePoint::max();
+    c.expire_at = cfg.life_time_s ? now + std::chrono::seconds(cfg.life_time_s) : TimePoint::max();
+
+    auto& r = c.record;
+    r.connection = sa.conn.name;
+    r.child = cfg.name;
+    r.reqid = reqid_for(sa.conn.name, cfg);
+    r.local_ts = local_ts;
+    r.remote_ts = remote_ts;
+    r.suite = suite;
+    bool encap = sa.nat_local || sa.nat_remote || sa.nat_fake;
+    std::size_t salt = is_aead(suite.encr) ? 4 : 0;
+    auto fill = [&](SaDescriptor& d, uint32_t spi, SaDirection dir, const Bytes& ek, const Bytes& ik) {
+        d.spi = Spi{spi};
+        d.direction = dir;
+        d.mode = cfg.mode == ChildMode::transport ? SaMode::transport : SaMode::tunnel;
+        d.cipher = EspCipher(suite.encr);
+        d.integ = EspInteg(suite.integ);
+        d.cipher_key_len = uint8_t(ek.size() - salt);
+        std::copy_n(ek.begin(), std::min(ek.size(), d.cipher_key.size()), d.cipher_key.begin());
+        d.integ_key_len = uint8_t(ik.size());
+        std::copy_n(ik.begin(), std::min(ik.size(), d.integ_key.size()), d.integ_key.begin());
+        d.local = sa.local.addr;
+        d.remote = sa.remote.addr;
+        d.udp_encap = encap;
+        d.encap_local_port = sa.local.port;
+        d.encap_remote_port = sa.remote.port;
+        d.esn = suite.esn;
+        d.replay_window = uint16_t(std::min<uint32_t>(cfg.replay_window, max_replay_window));
+        d.copy_dscp = cfg.copy_dscp;
+        d.lifetime.hard_bytes = cfg.life_bytes;
+        d.lifetime.hard_packets = cfg.life_packets;
+        d.lifetime.soft_bytes = cfg.rekey_bytes ? cfg.rekey_bytes - std::min(cfg.rekey_bytes / 2, cfg.rand_bytes ? random_u64() % (cfg.rand_bytes + 1) : 0) : 0;
+        d.lifetime.soft_packets = cfg.rekey_packets ? cfg.rekey_packets - std::min(cfg.rekey_packets / 2, cfg.rand_packets ? random_u64() % (cfg.rand_packets + 1) : 0) : 0;
+        d.reqid = r.reqid;
+    };
+    if (we_initiated) {
+        fill(r.outbound, spi_out, SaDirection::outbound, k.encr_i, k.integ_i);
+        fill(r.inbound, spi_in, SaDirection::inbound, k.encr_r, k.integ_r);
+    } else {
+        fill(r.outbound, spi_out, SaDirection::outbound, k.encr_r, k.integ_r);
+        fill(r.inbound, spi_in, SaDirection::inbound, k.encr_i, k.integ_i);
+    }
+    k.wipe();
+    return c;
+}
+
+void Engine::Impl::install(ChildSa& c, bool outbound)
+{
+    if (!outbound) {
+        sink.install_inbound(c.record);
+        wipe_keys(c.record.inbound);
+        return;
+    }
+    if (c.outbound_installed) return;
+    sink.install_outbound(c.record);
+    wipe_keys(c.record.outbound);
+    c.outbound_installed = true;
+}
+
+void Engine::Impl::uninstall(ChildSa& c)
+{
+    if (c.outbound_installed) sink.remove_outbound(c.record);
+    c.outbound_installed = false;
+    sink.remove_inbound(c.record);
+    wipe_keys(c.record.inbound);
+    wipe_keys(c.record.outbound);
+}
+
+// Responder: pick a child config, a proposal and selectors for the peer's
+// request, derive and install. On failure `out` holds the error notify.
+std::optional<uint16_t> Engine::Impl::respond_child(TimePoint now, IkeSa& sa, const std::vector<Payload>& p,
+                                                    ByteView ni, ByteView nr, bool in_auth,
+                                                    std::vector<Payload>& out, ChildSa* rekeying)
+{
+    auto error = [&](uint16_t type, Bytes data = {}) -> std::optional<uint16_t> {
+        out.clear();
+        out.push_back(notify_payload(type, std::move(data)));
+        auto& st = status[sa.conn.name];
+        if (type != notify::invalid_ke_payload) {
+            st.failed_phase = Phase::child;
+            st.failure = std::string(notify_name(type));
+            ++stats.negotiation_failures;
+        }
+        return type;
+    };
+    const auto* sap = find_payload<SaPayload>(p, PayloadType::sa);
+    const auto* tsi = find_payload<TsPayload>(p, PayloadType::tsi);
+    const auto* tsr = find_payload<TsPayload>(p, PayloadType::tsr);
+    if (!sap || !tsi || !tsr) return error(notify::invalid_syntax);
+    bool transport_mode = find_notify(p, notify::use_transport_mode) != nullptr;
+    auto& st = status[sa.conn.name];
+    st.peer_ts = ts_list_text(tsi->selectors) + " === " + ts_list_text(tsr->selectors);
+    st.peer_proposals = proposals_text(sap->proposals, ProtocolId::esp);
+
+    const ChildConfig* cfg = nullptr;
+    std::vector<TrafficSelector> local, remote;
+    for (const auto& c : sa.conn.children) {
+        if (rekeying && c.name != rekeying->cfg.name) continue;
+        auto l = narrow(resolve_ts(c.local_ts, sa.local.addr), tsr->selectors);
+        auto r = narrow(resolve_ts(c.remote_ts, sa.remote.addr), tsi->selectors);
+        if (l.empty() || r.empty()) continue;
+        if ((c.mode == ChildMode::transport) != transport_mode) continue;
+        cfg = &c;
+        local = std::move(l);
+        remote = std::move(r);
+        break;
+    }
+    if (!cfg && rekeying) {
+        cfg = &rekeying->cfg;   // the config changed under a live SA: keep its selectors
+        local = rekeying->record.local_ts;
+        remote = rekeying->record.remote_ts;
+    }
+    if (!cfg) {
+        log_ike()->info("{}: no child matches traffic selectors {}", sa.conn.name, st.peer_ts);
+        return error(notify::ts_unacceptable);
+    }
+    const auto* ke = find_payload<KePayload>(p, PayloadType::ke);
+    std::optional<SelectedSuite> chosen;
+    if (in_auth || !ke) {
+        auto specs = without_dh(cfg->esp_proposals);
+        // Without a KE, a config that insists on PFS accepts nothing.
+        bool pfs_required = !in_auth && std::all_of(cfg->esp_proposals.begin(), cfg->esp_proposals.end(),
+                                                    [](const ProposalSpec& s) { return !s.dh.empty(); });
+        if (!pfs_required) chosen = select_proposal(strip_dh(sap->proposals), specs);
+    } else {
+        chosen = select_proposal(sap->proposals, cfg->esp_proposals);
+    }
+    if (!chosen || chosen->spi.size() != 4) {
+        log_ike()->info("{}: no acceptable ESP proposal (offered {})", sa.conn.name, st.peer_proposals);
+        return error(notify::no_proposal_chosen);
+    }
+    Bytes shared;
+    std::unique_ptr<DhKey> dh;
+    if (chosen->dh && !in_auth) {
+        if (!ke || ke->group != chosen->dh) {
+            Bytes g;
+            put_u16(g, chosen->dh);
+            return error(notify::invalid_ke_payload, g);
+        }
+        dh = new_dh(chosen->dh);
+        auto s = dh ? dh->shared_secret(view(ke->data)) : std::nullopt;
+        if (!s) return error(notify::invalid_syntax);
+        shared = std::move(*s);
+    } else {
+        chosen->dh = 0;
+    }
+    uint32_t spi_out = get_u32(view(chosen->spi));
+    uint32_t spi_in = new_child_spi();
+    ChildSa c = make_child(sa, *cfg, *chosen, spi_in, spi_out, local, remote, view(shared), ni, nr, false, now);
+    wipe(shared);
+    if (rekeying) c.replaces_spi = rekeying->spi_in();
+    install(c, false);
+    // A rekeyed SA's outbound half waits for the peer's delete of the old
+    // one: until then the peer may not have the new inbound SA yet.
+    if (!rekeying) install(c, true);
+
+    out.clear();
+    out.push_back(Payload{PayloadType::sa, false, SaPayload{{chosen->to_proposal(ProtocolId::esp, spi_bytes(spi_in))}}});
+    if (!in_auth) {
+        out.push_back(Payload{PayloadType::nonce, false, NoncePayload{Bytes(nr.begin(), nr.end())}});
+        if (dh) out.push_back(Payload{PayloadType::ke, false, KePayload{dh->group(), dh->public_value()}});
+    }
+    out.push_back(Payload{PayloadType::tsi, false, TsPayload{remote}});
+    out.push_back(Payload{PayloadType::tsr, false, TsPayload{local}});
+    if (transport_mode) out.push_back(notify_payload(notify::use_transport_mode));
+    log_ike()->info("{}: CHILD_SA {}{{{}}} established with SPIs {:08x}_i {:08x}_o and TS {} === {}", sa.conn.name,
+                    cfg->name, c.unique_id, spi_in, spi_out, ts_list_text(local), ts_list_text(remote));
+    ++stats.child_installed;
+    st.failed_phase = Phase::none;
+    st.failure.clear();
+    sa.children.push_back(std::move(c));
+    return std::nullopt;
+}
+
+// Initiator: the peer's answer to our Child SA request.
+bool Engine::Impl::complete_child(TimePoint now, IkeSa& sa, Request& req, const std::vector<Payload>& p,
+                                  ByteView ni, ByteView nr, std::string& why)
+{
+    const ChildConfig* cfg = nullptr;
+    for (const auto& c : sa.conn.children)
+        if (c.name == req.child) cfg = &c;
+    ChildSa* old = req.old_spi ? sa.child_by_in(req.old_spi) : nullptr;
+    if (!cfg && old) cfg = &old->cfg;
+    if (!cfg) { why = "child config gone"; return false; }
+    const auto* sap = find_payload<SaPayload>(p, PayloadType::sa);
+    const auto* tsi = find_payload<TsPayload>(p, PayloadType::tsi);
+    const auto* tsr = find_payload<TsPayload>(p, PayloadType::tsr);
+    if (!sap || !tsi || !tsr || sap->proposals.size() != 1) { why = "malformed Child SA response"; return false; }
+    bool in_auth = req.nonce == sa.ni && !req.dh;
+    auto specs = req.dh ? cfg->esp_proposals : without_dh(cfg->esp_proposals);
+    auto chosen = accept_response(sap->proposals[0], specs);
+    if (!chosen || chosen->spi.size() != 4) { why = "peer chose an ESP proposal we did not offer"; return false; }
+    for (const auto& t : tsi->selectors)
+        if (std::none_of(req.tsi.begin(), req.tsi.end(), [&](const TrafficSelector& o) { return contains(o, t); })) {
+            why = "peer widened TSi";
+            return false;
+        }
+    for (const auto& t : tsr->selectors)
+        if (std::none_of(req.tsr.begin(), req.tsr.end(), [&](const TrafficSelector& o) { return contains(o, t); })) {
+            why = "peer widened TSr";
+            return false;
+        }
+    if (tsi->selectors.empty() || tsr->selectors.empty()) { why = "empty traffic selectors"; return false; }
+    Bytes shared;
+    if (chosen->dh) {
+        const auto* ke = find_payload<KePayload>(p, PayloadType::ke);
+        if (!ke || !req.dh || ke->group != chosen->dh || req.dh->group() != chosen->dh) { why = "KE mismatch"; return false; }
+        auto s = req.dh->shared_secret(view(ke->data));
+        if (!s) { why = "invalid KE from the peer"; return false; }
+        shared = std::move(*s);
+    }
+    (void)in_auth;
+    uint32_t spi_out = get_u32(view(chosen->spi));
+    ChildSa c = make_child(sa, *cfg, *chosen, req.new_spi, spi_out, tsi->selectors, tsr->selectors, view(shared),
+                           ni, nr, true, now);
+    wipe(shared);
+    install(c, false);
+    install(c, true);
+    log_ike()->info("{}: CHILD_SA {}{{{}}} established with SPIs {:08x}_i {:08x}_o and TS {} === {}", sa.conn.name,
+                    cfg->name, c.unique_id, c.spi_in(), c.spi_out(), ts_list_text(tsi->selectors),
+                    ts_list_text(tsr->selectors));
+    ++stats.child_installed;
+    if (old) {
+        c.replaces_spi = old->spi_in();
+        ++stats.child_rekeys;
+    }
+    sa.children.push_back(std::move(c));
+    status[sa.conn.name].failed_phase = Phase::none;
+    status[sa.conn.name].failure.clear();
+
+    if (req.old_spi) {
+        // Rekey done. A collision (the peer rekeyed the same SA meanwhile):
+        // the exchange with the lowest nonce made the redundant SA, and its
+        // initiator deletes it (RFC 7296 §2.8.1).
+        ChildSa& mine = sa.children.back();
+        ChildSa* theirs = nullptr;
+        for (auto& o : sa.children)
+            if (&o != &mine && o.replaces_spi == req.old_spi && !o.we_initiated) theirs = &o;
+        if (ChildSa* o = sa.child_by_in(req.old_spi)) o->state = ChildState::rekeyed;
+        if (theirs) {
+            Bytes lo = std::min({mine.nonce_i, mine.nonce_r, theirs->nonce_i, theirs->nonce_r});
+            bool mine_redundant = lo == mine.nonce_i || lo == mine.nonce_r;
+            log_ike()->info("{}: CHILD_SA rekey collision, {} SA is redundant", sa.conn.name,
+                            mine_redundant ? "our" : "the peer's");
+            if (mine_redundant) {
+                install(*theirs, true);
+                sa.queue.push_front(Pending{ExchangeKind::delete_child, {}, 0, {mine.spi_in()}});
+                return true;
+            }
+            // The peer deletes its redundant SA; we delete the old one.
+        }
+        if (ChildSa* o = sa.child_by_in(req.old_spi)) {
+            if (o->outbound_installed) {
+                sink.remove_outbound(o->record);
+                o->outbound_installed = false;
+            }
+            sa.queue.push_front(Pending{ExchangeKind::delete_child, {}, 0, {req.old_spi}});
+        }
+    }
+    return true;
+}
+
+void Engine::Impl::create_child(TimePoint now, IkeSa& sa, const std::string& name)
+{
+    const ChildConfig* cfg = nullptr;
+    for (const auto& c : sa.conn.children)
+        if (c.name == name) cfg = &c;
+    if (!cfg) return;
+    Request req;
+    req.kind = ExchangeKind::create_child;
+    auto p = child_request_payloads(sa, *cfg, new_child_spi(), true, &req);
+    start_request(now, sa, std::move(req), ExchangeType::create_child_sa, p);
+}
+
+void Engine::Impl::rekey_child(TimePoint now, IkeSa& sa, uint32_t spi_in)
+{
+    ChildSa* old = sa.child_by_in(spi_in);
+    if (!old || old->state != ChildState::installed) return;
+    Request req;
+    req.kind = ExchangeKind::rekey_child;
+    req.old_spi = spi_in;
+    NotifyPayload n = make_notify(notify::rekey_sa);
+    n.protocol = ProtocolId::esp;
+    n.spi = spi_bytes(spi_in);
+    std::vector<Payload> p{Payload{PayloadType::notify, false, n}};
+    auto cp = child_request_payloads(sa, old->cfg, new_child_spi(), true, &req);
+    // Rekeying keeps the SA's negotiated selectors (RFC 7296 §2.8).
+    req.tsi = old->record.local_ts;
+    req.tsr = old->record.remote_ts;
+    for (auto& pl : cp) {
+        if (pl.type == PayloadType::tsi) pl.body = TsPayload{req.tsi};
+        if (pl.type == PayloadType::tsr) pl.body = TsPayload{req.tsr};
+    }
+    p.insert(p.end(), cp.begin(), cp.end());
+    req.child = old->cfg.name;
+    old->state = ChildState::rekeying;
+    log_ike()->info("{}: rekeying CHILD_SA {}{{{}}}", sa.conn.name, old->cfg.name, old->unique_id);
+    start_request(now, sa, std::move(req), ExchangeType::create_child_sa, p);
+}
+
+void Engine::Impl::delete_children(TimePoint now, IkeSa& sa, std::vector<uint32_t> spis)
+{
+    std::vector<uint32_t> live;
+    for (uint32_t s : spis)
+        if (ChildSa* c = sa.child_by_in(s)) {
+            if (c->outbound_installed) {
+                sink.remove_outbound(c->record);
+                c->outbound_installed = false;
+            }
+            live.push_back(s);
+        }
+    if (live.empty()) return;
+    Request req;
+    req.kind = ExchangeKind::delete_child;
+    req.delete_spis = live;
+    DeletePayload d;
+    d.protocol = ProtocolId::esp;
+    d.spis = live;
+    start_request(now, sa, std::move(req), ExchangeType::informational, {Payload{PayloadType::delete_, false, d}});
+}
+
+void Engine::Impl::create_child_request(TimePoint now, IkeSa& sa, uint32_t mid, std::vector<Payload>& p)
+{
+    const auto* ni = find_payload<NoncePayload>(p, PayloadType::nonce);
+    if (!ni) {
+        respond(sa, ExchangeType::create_child_sa, mid, {notify_payload(notify::invalid_syntax)});
+        return;
+    }
+    ChildSa* old = nullptr;
+    if (const auto* r = find_notify(p, notify::rekey_sa)) {
+        uint32_t spi = r->spi.size() == 4 ? get_u32(view(r->spi)) : 0;
+        old = sa.child_by_out(spi);
+        if (!old) {
+            NotifyPayload n = make_notify(notify::child_sa_not_found);
+            n.protocol = ProtocolId::esp;
+            n.spi = r->spi;
+            respond(sa, ExchangeType::create_child_sa, mid, {Payload{PayloadType::notify, false, n}});
+            return;
+        }
+        if (old->state == ChildState::rekeyed || old->state == ChildState::deleting) {
+            respond(sa, ExchangeType::create_child_sa, mid, {notify_payload(notify::temporary_failure)});
+            return;
+        }
+    }
+    Bytes nr = new_nonce();
+    std::vector<Payload> out;
+    auto err = respond_child(now, sa, p, view(ni->data), view(nr), false, out, old);
+    if (!err && old) {
+        ++stats.child_rekeys;
+        // Unless we are rekeying it ourselves (a collision, settled when our
+        // exchange completes), the old SA now waits for the peer's delete.
+        if (old->state == ChildState::installed) old->state = ChildState::rekeyed;
+    }
+    respond(sa, ExchangeType::create_child_sa, mid, out);
+}
+
+void Engine::Impl::create_child_response(TimePoint now, IkeSa& sa, Request& req, std::vector<Payload>& p)
+{
+    ChildSa* old = req.old_spi ? sa.child_by_in(req.old_spi) : nullptr;
+    uint16_t err = 0;
+    for (const auto& pl : p)
+        if (const auto* n = std::get_if<NotifyPayload>(&pl.body))
+            if (is_error_notify(n->type)) err = n->type;
+    if (err == notify::invalid_ke_payload) {
+        // Retry with the group the peer wants, if we offered it.
+        const auto* n = find_notify(p, notify::invalid_ke_payload);
+        uint16_t group = n && n->data.size() == 2 ? uint16_t(n->data[0] << 8 | n->data[1]) : 0;
+        log_ike()->info("{}: peer wants DH group {} for the Child SA", sa.conn.name, group);
+        const ChildConfig* cfg = old ? &old->cfg : nullptr;
+        for (const auto& c : sa.conn.children)
+            if (c.name == req.child) cfg = &c;
+        bool offered = false;
+        if (cfg)
+            for (const auto& s : cfg->esp_proposals)
+                for (const auto& t : s.dh) offered |= t.id == group;
+        if (offered && cfg) {
+            // Put the wanted group first and ask again.
+            for (auto& c : sa.conn.children)
+                if (c.name == cfg->name)
+                    for (auto& s : c.esp_proposals)
+                        std::stable_partition(s.dh.begin(), s.dh.end(), [&](const Transform& t) { return t.id == group; });
+            if (old) {
+                old->state = ChildState::installed;
+                sa.queue.push_front(Pending{ExchangeKind::rekey_child, {}, old->spi_in(), {}});
+            } else {
+                sa.queue.push_front(Pending{ExchangeKind::create_child, req.child, 0, {}});
+            }
+            return;
+        }
+    }
+    if (err) {
+        auto& st = status[sa.conn.name];
+        if (err != notify::temporary_failure && err != notify::child_sa_not_found) {
+            st.failed_phase = Phase::child;
+            st.failure = std::string(notify_name(err));
+            ++stats.negotiation_failures;
+        }
+        log_ike()->info("{}: CREATE_CHILD_SA for '{}' failed: {}", sa.conn.name, req.child, notify_name(err));
+        if (old && old->state == ChildState::rekeying) {
+            old->state = ChildState::installed;
+            // Try again later unless the peer took over (TEMPORARY_FAILURE in a collision).
+            old->rekey_at = now + std::chrono::seconds(err == notify::temporary_failure ? 5 : 30);
+        }
+        return;
+    }
+    const auto* nr = find_payload<NoncePayload>(p, PayloadType::nonce);
+    std::string why;
+    if (!nr || !complete_child(now, sa, req, p, view(req.nonce), view(nr->data), why)) {
+        if (why.empty()) why = "no nonce in the response";
+        log_ike()->info("{}: CREATE_CHILD_SA response refused: {}", sa.conn.name, why);
+        status[sa.conn.name].failed_phase = Phase::child;
+        status[sa.conn.name].failure = why;
+        if (old && old->state == ChildState::rekeying) {
+            old->state = ChildState::installed;
+            old->rekey_at = now + 30s;
+        }
+    }
+}
+
+// --- INFORMATIONAL and teardown ------------------------------------------------------
+
+void Engine::Impl::informational_request(TimePoint now, IkeSa& sa, uint32_t mid, std::vector<Payload>& p)
+{
+    std::vector<uint32_t> ours;
+    bool delete_ike_sa = false;
+    for (const auto& pl : p) {
+        const auto* d = std::get_if<DeletePayload>(&pl.body);
+        if (!d) continue;
+        if (d->protocol == ProtocolId::ike) {
+            delete_ike_sa = true;
+            continue;
+        }
+        if (d->protocol != ProtocolId::esp) continue;
+        for (uint32_t spi : d->spis) {
+            ChildSa* c = sa.child_by_out(spi);
+            if (!c) continue;
+            // The peer stopped using the old SA: its successor's outbound
+            // half can go in now (make-before-break, responder side).
+            for (auto& n : sa.children)
+                if (n.replaces_spi == c->spi_in() && !n.outbound_installed) install(n, true);
+            ours.push_back(c->spi_in());
+            log_ike()->info("{}: CHILD_SA {}{{{}}} deleted by the peer (SPIs {:08x}_i {:08x}_o)", sa.conn.name,
+                            c->cfg.name, c->unique_id, c->spi_in(), c->spi_out());
+            uninstall(*c);
+            c->state = ChildState::deleting;
+        }
+    }
+    if (delete_ike_sa) {
+        respond(sa, ExchangeType::informational, mid, {});
+        log_ike()->info("{}: IKE_SA #{} deleted by the peer", sa.conn.name, sa.unique_id);
+        bool restart = false;
+        for (const auto& c : sa.children) restart |= c.cfg.close_action == CloseAction::start;
+        std::string first = sa.children.empty() ? std::string{} : sa.children.front().cfg.name;
+        destroy(now, sa, true);
+        if (restart && sa.conn.children.size()) retry_at[sa.conn.name] = {now + 1s, first};
+        return;
+    }
+    sa.children.erase(std::remove_if(sa.children.begin(), sa.children.end(),
+                                     [](const ChildSa& c) { return c.state == ChildState::deleting; }),
+                      sa.children.end());
+    std::vector<Payload> out;
+    if (!ours.empty()) {
+        DeletePayload d;
+        d.protocol = ProtocolId::esp;
+        d.spis = ours;
+        out.push_back(Payload{PayloadType::delete_, false, d});
+    }
+    respond(sa, ExchangeType::informational, mid, out);
+}
+
+} // namespace ravelin::ike
