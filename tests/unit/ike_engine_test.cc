@@ -853,3 +853,140 @@ TEST(IkeEngineOps, ChildRekeysByTimeWithJitter)
 
 } // namespace
 } // namespace ravelin::ike
+
+namespace ravelin::ike {
+namespace {
+
+// A hand-made INFORMATIONAL request from A to B, protected with A's keys
+// as captured through the key hook.
+class Forger {
+public:
+    Forger()
+    {
+        Options o;
+        EngineHooks hooks;
+        hooks.ike_keys = [this](uint64_t i, uint64_t r, const IkeKeys& k, const IkeSuite& s) {
+            spi_i = i;
+            spi_r = r;
+            keys = k;
+            suite = s;
+        };
+        a = std::make_unique<Engine>(config_from(side_config("198.18.0.1", "198.18.0.2", "gw-a", "gw-b", o.ike_a,
+                                                             o.esp_a, o.psk_a, o.ts_a_local, o.ts_a_remote, "none",
+                                                             "", "")),
+                                     wa, sa, ra, hooks);
+        b = std::make_unique<Engine>(config_from(side_config("198.18.0.2", "198.18.0.1", "gw-b", "gw-a", o.ike_b,
+                                                             o.esp_b, o.psk_b, o.ts_b_local, o.ts_b_remote, "none",
+                                                             "", "")),
+                                     wb, sb, rb);
+        std::string err;
+        EXPECT_TRUE(a->initiate(now, "gw", "net", err)) << err;
+        pump();
+    }
+    void pump()
+    {
+        for (int i = 0; i < 20 && (!wa.out.empty() || !wb.out.empty()); ++i) {
+            while (!wa.out.empty()) { auto d = wa.out.front(); wa.out.pop_front(); b->receive(now, d.to, d.from, d.data); }
+            while (!wb.out.empty()) { auto d = wb.out.front(); wb.out.pop_front(); a->receive(now, d.to, d.from, d.data); }
+        }
+    }
+    // SK-protected request from A with message ID `mid`.
+    Bytes request(uint32_t mid, const std::vector<Payload>& inner)
+    {
+        auto c = SkCipher::create(suite.encr, suite.encr_key_bits, suite.integ, keys.sk_ei, keys.sk_ai);
+        Bytes plain;
+        uint8_t first = encode_payloads(inner, plain);
+        Header h;
+        h.spi_i = spi_i;
+        h.spi_r = spi_r;
+        h.exchange = ExchangeType::informational;
+        h.flags = header_flags::initiator;
+        h.message_id = mid;
+        h.next_payload = uint8_t(PayloadType::sk);
+        std::size_t body = c->sealed_len(plain.size());
+        h.length = uint32_t(header_len + generic_header_len + body);
+        Bytes msg;
+        encode_header(h, msg);
+        msg.insert(msg.end(), {first, 0, uint8_t((4 + body) >> 8), uint8_t(4 + body)});
+        Bytes sealed = c->seal(msg, plain);
+        msg.insert(msg.end(), sealed.begin(), sealed.end());
+        return msg;
+    }
+    // B's answer to the last request, decrypted with B's outbound keys.
+    std::optional<std::vector<Payload>> answer()
+    {
+        if (wb.out.empty()) return std::nullopt;
+        Bytes d = wb.out.back().data;
+        wb.out.clear();
+        Message m;
+        if (!parse_message(d, m) || m.payloads.size() != 1) return std::nullopt;
+        const auto* sk = std::get_if<EncryptedPayload>(&m.payloads[0].body);
+        if (!sk) return std::nullopt;
+        auto c = SkCipher::create(suite.encr, suite.encr_key_bits, suite.integ, keys.sk_er, keys.sk_ar);
+        auto plain = c->open(ByteView(d).first(d.size() - sk->body.size()), sk->body);
+        if (!plain) return std::nullopt;
+        std::vector<Payload> out;
+        if (!parse_payloads(sk->first_inner, *plain, out)) return std::nullopt;
+        return out;
+    }
+    Endpoint ea{IpAddress::v4(0xc6120001), 500}, eb{IpAddress::v4(0xc6120002), 500};
+    TimePoint now = TimePoint{} + 100s;
+    Wire wa, wb;
+    Sink sa, sb;
+    TestRng ra{21}, rb{22};
+    std::unique_ptr<Engine> a, b;
+    uint64_t spi_i = 0, spi_r = 0;
+    IkeKeys keys;
+    IkeSuite suite;
+};
+
+TEST(IkeEngineHostile, UnknownCriticalPayloadInsideSkIsRefusedByName)
+{
+    Forger f;
+    ASSERT_EQ(f.sb.in.size(), 1u);
+    Payload crit{PayloadType(200), true, UnknownPayload{200, {1, 2, 3}}};
+    f.b->receive(f.now, f.eb, f.ea, f.request(2, {crit}));
+    auto ans = f.answer();
+    ASSERT_TRUE(ans);
+    const auto* n = find_notify(*ans, notify::unsupported_critical_payload);
+    ASSERT_NE(n, nullptr);
+    EXPECT_EQ(n->data, Bytes{200});
+    EXPECT_EQ(f.b->list_sas(f.now).size(), 1u);        // an INFORMATIONAL error does not kill the SA
+}
+
+TEST(IkeEngineHostile, BadMessageIdsAreIgnored)
+{
+    Forger f;
+    auto before = f.b->stats().rx_invalid;
+    f.b->receive(f.now, f.eb, f.ea, f.request(7, {}));  // expected 2
+    EXPECT_TRUE(f.wb.out.empty());
+    EXPECT_EQ(f.b->stats().rx_invalid, before + 1);
+    // The right ID still works afterwards: an empty INFORMATIONAL (liveness).
+    f.b->receive(f.now, f.eb, f.ea, f.request(2, {}));
+    auto ans = f.answer();
+    ASSERT_TRUE(ans);
+    EXPECT_TRUE(ans->empty());
+    // A replay of that request gets the cached answer, once per copy.
+    f.b->receive(f.now, f.eb, f.ea, f.request(2, {}));
+    EXPECT_EQ(f.wb.out.size(), 1u);
+}
+
+TEST(IkeEngineHostile, TamperedAndTruncatedMessagesAreDropped)
+{
+    Forger f;
+    auto before = f.b->stats().rx_invalid;
+    Bytes m = f.request(2, {});
+    m[m.size() - 3] ^= 1;                              // ICV
+    f.b->receive(f.now, f.eb, f.ea, m);
+    Bytes t = f.request(2, {});
+    t.resize(t.size() - 5);                            // shorter than its length field
+    f.b->receive(f.now, f.eb, f.ea, t);
+    Bytes big = f.request(2, {Payload{PayloadType::vendor, false, VendorPayload{Bytes(70000 - 100, 0x55)}}});
+    f.b->receive(f.now, f.eb, f.ea, big);              // over 64 KiB: a lying length
+    EXPECT_TRUE(f.wb.out.empty());
+    EXPECT_EQ(f.b->stats().rx_invalid, before + 3);
+    EXPECT_EQ(f.b->list_sas(f.now).size(), 1u);
+}
+
+} // namespace
+} // namespace ravelin::ike
