@@ -86,13 +86,20 @@ double rate_in_pps(const RateSpec& r, double mean_frame, double line)
     return r.packets_per_second(mean_frame, line);
 }
 
-nlohmann::json search_json(const ThroughputSearch& s, RateUnit unit, double mean_frame, double line)
+// `latency[i]` is the latency summary of trial i.
+nlohmann::json search_json(const ThroughputSearch& s, RateUnit unit, double mean_frame, double line,
+                           const std::vector<nlohmann::json>& latency)
 {
     const RateSpec best{unit, s.result()};
     nlohmann::json trials = nlohmann::json::array();
-    for (auto& t : s.trials())
+    nlohmann::json at_result;
+    for (std::size_t i = 0; i < s.trials().size(); ++i) {
+        const auto& t = s.trials()[i];
+        const nlohmann::json lat = i < latency.size() ? latency[i] : nlohmann::json();
         trials.push_back({{"rate", t.rate}, {"offered", t.offered}, {"tx", t.tx}, {"rx", t.rx},
-                          {"loss_ratio", t.loss_ratio}, {"pass", t.pass}, {"why", t.why}});
+                          {"loss_ratio", t.loss_ratio}, {"pass", t.pass}, {"why", t.why}, {"latency_ns", lat}});
+        if (t.pass && t.rate == s.result()) at_result = lat;
+    }
     const double pps = rate_in_pps(best, mean_frame, line);
     return {{"rate", best.value},
             {"rate_text", best.to_string()},
@@ -100,6 +107,7 @@ nlohmann::json search_json(const ThroughputSearch& s, RateUnit unit, double mean
             {"mpps", pps / 1e6},
             {"gbps_l2", pps * mean_frame * 8 / 1e9},
             {"loss_ratio_limit", s.params().loss_ratio},
+            {"latency_ns", at_result},   // of the trial at the result rate (none if nothing passed)
             {"trials", trials}};
 }
 
@@ -269,6 +277,7 @@ int main(int argc, char** argv)
                 p.resolution = o.resolution;
                 p.max_trials = o.max_trials;
                 ThroughputSearch search(p);
+                std::vector<nlohmann::json> latency;
                 while (!search.done() && !engine->stopped()) {
                     TrialSpec t;
                     t.duration_s = o.trial;
@@ -287,6 +296,9 @@ int main(int argc, char** argv)
                         break;
                     case RateUnit::max: break;
                     }
+                    LatencyHistogram lat;
+                    for (auto& st : r.streams) lat.merge(st.latency);
+                    latency.push_back(latency_json(lat, false));
                     const auto& tr = search.report(r.tx_packets, r.rx_distinct, offered);
                     std::fprintf(stderr, "rfc2544 %s %s: %s -> tx %llu rx %llu loss %.6f offered %.4g %s\n",
                                  size.c_str(), pass == 0 ? "NDR" : "PDR",
@@ -294,7 +306,7 @@ int main(int argc, char** argv)
                                  (unsigned long long)tr.rx, tr.loss_ratio, tr.offered,
                                  tr.pass ? "pass" : ("FAIL (" + tr.why + ")").c_str());
                 }
-                entry[pass == 0 ? "ndr" : "pdr"] = search_json(search, top.unit, mean, engine->line_bps());
+                entry[pass == 0 ? "ndr" : "pdr"] = search_json(search, top.unit, mean, engine->line_bps(), latency);
                 if (pass == 0) ndr = search.result();
             }
             results.push_back(entry);

@@ -349,7 +349,7 @@ def run_cell(kind, direction, size, inbound, n=0):
            "--vdev", f"net_memif1,role=client,socket={SOCK_U},id=0,zero-copy=yes", "--",
            "--sa-config", str(sa_cfg), "--arp", "0=198.18.1.0/24", "--arp", "1=198.18.0.2/32",
            "--rx-count-only", "--no-progress", "--wait-stdin", "--json", str(out), "--mbufs", "65535",
-           "--warmup", str(a.w), "--warmup-rate", "max", "-r", "max", "-d", str(a.d), "--drain", "0.3"]
+           "--warmup", str(a.w), "--warmup-rate", "max", "-r", "max", "-d", str(a.d), "--drain", "0.1"]
     for s in (tunnel_streams(direction, size, n) if n else streams(direction, size)):
         cmd += ["-s", s]
     g = Proc(cmd, WORK / "pktgen.log", stdin=True)
@@ -357,10 +357,13 @@ def run_cell(kind, direction, size, inbound, n=0):
     try:
         if not g.wait_for("waiting (run)", a.w + 120):
             raise RuntimeError(f"pktgen did not finish its warm-up:\n{(WORK / 'pktgen.log').read_text()[-2000:]}")
+        tid = worker_tid(dut.p.pid, kind)
+        cpu0, wall0 = cpu_ns(dut.p.pid, tid), time.monotonic_ns()
         g.p.stdin.write("\n")
         g.p.stdin.flush()
         if not g.wait_for("waiting (exit)", a.d + 40):
             raise RuntimeError(f"pktgen did not finish:\n{(WORK / 'pktgen.log').read_text()[-2000:]}")
+        cpu = (cpu_ns(dut.p.pid, tid) - cpu0, time.monotonic_ns() - wall0)
         res = json.loads(out.read_text())
         if kind == "ravelin":
             p = subprocess.run([str(BUILD / "controlplane/ravelinctl"), "--file-prefix", "rvb-dut", "stats", "--json"],
@@ -379,10 +382,25 @@ def run_cell(kind, direction, size, inbound, n=0):
             g.stop(signal.SIGTERM)
         cleanup_prefix("rvb-gen")
         cleanup_prefix("rvb-dut")
-    return summarize(res, stats, rc)
+    return summarize(res, stats, rc, cpu)
 
 
-def summarize(res, stats, rc):
+def worker_tid(pid: int, kind: str) -> int:
+    """The thread that polls: ipsec-secgw's main lcore (-l 1) is its only
+    worker; ravelin-dataplane's and testpmd's is the EAL thread of lcore 1."""
+    if kind == "secgw":
+        return pid
+    for t in Path(f"/proc/{pid}/task").iterdir():
+        if (t / "comm").read_text().strip() == "rte-worker-1":
+            return int(t.name)
+    raise RuntimeError(f"{kind}: no rte-worker-1 thread in process {pid}")
+
+
+def cpu_ns(pid: int, tid: int) -> int:
+    return int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+
+
+def summarize(res, stats, rc, cpu):
     run = res["run"]
     tl = [s for s in run["timeline"] if s["t"] <= run["duration_s"] + 1e-3]
     # Measured window: from 1 s into the run to the last sample before TX stopped.
@@ -400,7 +418,14 @@ def summarize(res, stats, rc):
     short = sum(p["tx_bursts_short"] for p in ports)
     hz = res["setup"]["tsc_hz"]
     drops = {k: v for k, v in (stats or {}).get("drops", {}).items() if v}
+    # The worker's own CPU time over the run (schedstat, ns) against the wall
+    # clock: near 1 means nothing else ran on its core, so a slow cell is not
+    # explained by preemption inside this guest.
+    cpu_ns_used, wall_ns = cpu
+    cycles_cpu = cpu_ns_used * hz / 1e9 / rx if rx else None
     return {"mpps": rx_pps / 1e6, "tx_mpps": tx_pps / 1e6, "cycles": hz / rx_pps if rx_pps else None,
+            "cpu_share": cpu_ns_used / wall_ns, "cycles_cpu": cycles_cpu,
+            "mpps_cpu": hz / cycles_cpu / 1e6 if cycles_cpu else None,
             "tx": tx, "rx": rx, "in_flight_or_lost": tx - rx, "backpressure": short / max(bursts, 1),
             "dut_exit": rc, "dut_drops": drops, "tsc_hz": hz}
 
@@ -442,7 +467,7 @@ def main():
                     r.update(rep=rep, dir=d, size=size, dut=kind, inbound=inbound)
                     cells.append(r)
                     print(f"[{time.time() - started:6.0f}s] rep {rep} {d:3} {size:>5} {kind:7} {inbound:3}: "
-                          f"{r['mpps']:6.3f} Mpps  {r['cycles'] or 0:6.0f} cyc/pkt  tx {r['tx_mpps']:6.3f}  "
+                          f"{r['mpps']:6.3f} Mpps  {r['cycles'] or 0:6.0f} cyc/pkt  cpu {r['cpu_share']:.2f} -> {r['cycles_cpu'] or 0:5.0f} cyc/pkt  tx {r['tx_mpps']:6.3f}  "
                           f"bp {r['backpressure']:.2f}  not back {r['in_flight_or_lost']}  drops {r['dut_drops']}", flush=True)
     table = []
     for d in dirs:
@@ -454,21 +479,29 @@ def main():
                 row[f"{kind}_{inbound}"] = {"mpps": med, "runs": [c["mpps"] for c in v],
                                             "cycles": v[0]["tsc_hz"] / (med * 1e6),
                                             "gbps": med * 1e6 * mean_frame(size) * 8 / 1e9,
-                                            "backpressure_min": min(c["backpressure"] for c in v)}
+                                            "cpu_share": [round(c["cpu_share"], 3) for c in v],
+                                            "backpressure": [round(c["backpressure"], 3) for c in v]}
+                if kind == "ravelin" and not a.no_secgw:
+                    # Ratio within each repetition (its cells ran a minute apart at most), then the median.
+                    sg = [c for c in cells if (c["dir"], c["size"], c["dut"]) == (d, size, "secgw")]
+                    runs = [x["mpps"] / y["mpps"] for x, y in zip(v, sg)]
+                    row[f"{kind}_{inbound}"]["ratio_runs"] = runs
+                    row[f"{kind}_{inbound}"]["ratio"] = statistics.median(runs)
             table.append(row)
     out = Path(a.o)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(a), "cells": cells, "table": table,
                                "generator": "ravelin-pktgen -l 0 (CPU 0), memif zero-copy client",
                                "when": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2))
-    print(f"\nmedians of {a.r} ({out}); Mpps / TSC cycles per packet / Gbit/s (clear-text L2 incl. FCS)")
+    print(f"\nmedians of {a.r} ({out}): Mpps / TSC cycles per packet / Gbit/s (clear-text L2 incl. FCS); "
+          f"ratio = median over repetitions of Ravelin/ipsec-secgw within the repetition")
     print("| dir | size | I/O floor | ipsec-secgw | Ravelin | ratio | Ravelin w1024+ESN | ratio |")
     print("|---|---|---|---|---|---|---|---|")
     f = lambda x: f"{x['mpps']:.2f} / {x['cycles']:.0f} / {x['gbps']:.1f}" if x else "-"
     for row in table:
         fl, sg = row.get("floor_off"), row.get("secgw_off")
         rv, re_ = row.get("ravelin_off"), row.get("ravelin_esn")
-        ratio = lambda x: f"{x['mpps'] / sg['mpps']:.2f}" if x and sg else "-"
+        ratio = lambda x: f"{x['ratio']:.2f}" if x and "ratio" in x else "-"
         print(f"| {row['dir']} | {row['size']} | {f(fl)} | {f(sg)} | {f(rv)} | {ratio(rv)} | {f(re_)} | {ratio(re_)} |")
 
 
@@ -487,7 +520,7 @@ def tunnels_main(sizes, dirs):
                         r.update(rep=rep, dir=d, size=size, dut=kind, inbound=inbound, tunnels=n)
                         cells.append(r)
                         print(f"[{time.time() - started:6.0f}s] rep {rep} {d:3} {size:>5} {n:6} tunnels {kind:7} {inbound:3}: "
-                              f"{r['mpps']:6.3f} Mpps  {r['cycles'] or 0:6.0f} cyc/pkt  bp {r['backpressure']:.2f}  "
+                              f"{r['mpps']:6.3f} Mpps  cpu {r['cpu_share']:.2f} -> {r['mpps_cpu'] or 0:6.3f} Mpps on a core  bp {r['backpressure']:.2f}  "
                               f"drops {r['dut_drops']}", flush=True)
     table = []
     for d in dirs:
@@ -503,7 +536,7 @@ def tunnels_main(sizes, dirs):
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(a), "cells": cells, "tunnels_table": table,
                                "when": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2))
-    print(f"\nmedian Mpps of {a.r} ({out}); last column: rate at the most tunnels / rate at 1")
+    print(f"\nmedian Mpps of {a.r} ({out}); last column: most tunnels / 1")
     print("| dir | size | device | " + " | ".join(f"{n} tunnels" for n in counts) + " | ratio |")
     print("|---|---|---|" + "---|" * (len(counts) + 1))
     for row in table:
