@@ -573,6 +573,16 @@ TimePoint Engine::Impl::tick(TimePoint now)
             }
         }
         if (sa.state == IkeState::established) {
+            if (now >= sa.reauth_at) {
+                sa.reauth_at = TimePoint::max();
+                sa.rekey_at = TimePoint::max();
+                std::string first = sa.children.empty() ? std::string{} : sa.children.front().cfg.name;
+                if (IkeSa* n = initiate_ike(now, sa.conn, first)) {
+                    n->reauth_of = sa.our_spi();
+                    for (std::size_t i = 1; i < sa.children.size(); ++i)
+                        n->queue.push_back(Pending{ExchangeKind::create_child, sa.children[i].cfg.name, 0, {}});
+                }
+            }
             if (now >= sa.rekey_at) {
                 sa.rekey_at = TimePoint::max();
                 sa.queue.push_back(Pending{ExchangeKind::rekey_ike, {}, 0, {}});
@@ -603,7 +613,7 @@ TimePoint Engine::Impl::tick(TimePoint now)
             run_queue(now, sa);
         }
         if (sa.request) next = std::min(next, sa.request->next_send);
-        next = std::min({next, sa.rekey_at, sa.expire_at, sa.next_dpd, sa.next_keepalive});
+        next = std::min({next, sa.rekey_at, sa.reauth_at, sa.expire_at, sa.next_dpd, sa.next_keepalive});
     }
     for (const auto& [name, when] : retry_at) next = std::min(next, when.first);
     reap();

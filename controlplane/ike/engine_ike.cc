@@ -593,6 +593,17 @@ void Engine::Impl::auth_response(TimePoint now, IkeSa& sa, std::vector<Payload>&
         return;
     }
     established(now, sa);
+    if (sa.reauth_of) {
+        // Reauthenticated: the old IKE SA and its Child SAs go once the new
+        // ones are in (the queue runs the new SA's other children first).
+        if (auto it = sas.find(sa.reauth_of); it != sas.end() && it->second->state == IkeState::established) {
+            log_ike()->info("{}: IKE_SA #{} reauthenticated as #{}", sa.conn.name, it->second->unique_id, sa.unique_id);
+            it->second->queue.clear();
+            it->second->queue.push_back(Pending{ExchangeKind::delete_ike, {}, 0, {}});
+            run_queue(now, *it->second);
+        }
+        sa.reauth_of = 0;
+    }
     if (!sa.auth_child.empty()) {
         uint16_t err = 0;
         for (const auto& pl : p)
@@ -640,6 +651,12 @@ void Engine::Impl::established(TimePoint now, IkeSa& sa)
     sa.rekey_at = sa.conn.rekey_time_s
                       ? now + std::chrono::seconds(sa.conn.rekey_time_s) - jitter(std::min(rand, sa.conn.rekey_time_s / 2))
                       : TimePoint::max();
+    // Only the side that initiated the IKE SA reauthenticates (it holds
+    // the addresses and credentials to start a new one).
+    sa.reauth_at = sa.conn.reauth_time_s && sa.initiator
+                       ? now + std::chrono::seconds(sa.conn.reauth_time_s) -
+                             jitter(std::min(rand, sa.conn.reauth_time_s / 2))
+                       : TimePoint::max();
     half_open_index.erase({sa.spi_i, to_string(sa.remote)});
     for (auto it = half_open_index.begin(); it != half_open_index.end();)
         it = it->second == sa.our_spi() ? half_open_index.erase(it) : std::next(it);

@@ -196,6 +196,10 @@ struct IkeSa {
     uint64_t peer_rekey_spi = 0;
     Bytes peer_rekey_ni, peer_rekey_nr;
     uint64_t successor = 0;              // our SPI of the IKE SA that replaced this one
+    // Reauthentication (make-before-break): the new IKE SA names the old
+    // one, which is deleted once the new one has its first Child SA.
+    uint64_t reauth_of = 0;
+    TimePoint reauth_at = TimePoint::max();
 
     uint64_t our_spi() const { return initiator ? spi_i : spi_r; }
     ChildSa* child_by_in(uint32_t spi)

@@ -990,3 +990,38 @@ TEST(IkeEngineHostile, TamperedAndTruncatedMessagesAreDropped)
 
 } // namespace
 } // namespace ravelin::ike
+
+namespace ravelin::ike {
+namespace {
+
+TEST(IkeEngineOps, ReauthenticationIsMakeBeforeBreak)
+{
+    Options o;
+    o.extra_conn_a = "reauth_time = 60s";
+    Pair p(o);
+    p.up();
+    auto first = p.a.engine.list_sas(p.now);
+    ASSERT_EQ(first.size(), 1u);
+    p.a.sink.events.clear();
+    p.b.sink.events.clear();
+    p.advance(61s);
+    auto a = p.a.engine.list_sas(p.now);
+    auto b = p.b.engine.list_sas(p.now);
+    ASSERT_EQ(a.size(), 1u);
+    ASSERT_EQ(b.size(), 1u);
+    EXPECT_NE(a[0].spi_i, first[0].spi_i);
+    EXPECT_EQ(a[0].spi_i, b[0].spi_i);
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+    // The new Child SA came before the old one went, on both sides: both
+    // halves installed, then the old ones removed.
+    for (const auto* ev : {&p.a.sink.events, &p.b.sink.events}) {
+        ASSERT_EQ(ev->size(), 4u) << fmt::format("{}", fmt::join(*ev, ", "));
+        EXPECT_TRUE((*ev)[0].starts_with("+in"));
+        EXPECT_TRUE((*ev)[1].starts_with("+out"));
+        EXPECT_TRUE((*ev)[2].starts_with("-out"));
+        EXPECT_TRUE((*ev)[3].starts_with("-in"));
+    }
+}
+
+} // namespace
+} // namespace ravelin::ike
