@@ -284,6 +284,44 @@ class RavelinResponder:
         return "\n".join(["----- ravelin-iked -----", *lines[-60:]])
 
 
+class CallgrindCharon(strongswan.Charon):
+    """charon under valgrind --tool=callgrind (all threads in one profile),
+    for instruction counts per setup that do not depend on the machine's load."""
+
+    def __init__(self, *args, out: Path, **kw):
+        super().__init__(*args, **kw)
+        self.out = out
+
+    def start(self, timeout: float = 120.0) -> "CallgrindCharon":
+        timeout = max(timeout, 120.0)
+        self.conf.write_text(render_conf(self.strongswan_conf_tree()) + "\n")
+        self.vici_path.unlink(missing_ok=True)
+        (self.run_dir / "charon.pid").unlink(missing_ok=True)
+        with open(self.stdout_path, "ab") as out:
+            cmd = ["ip", "netns", "exec", self.ns, "sh", "-c",
+                   'mount --bind "$1" /run && exec valgrind --tool=callgrind '
+                   '--callgrind-out-file="$3" "$2"', "charon-start", str(self.run_dir),
+                   strongswan.CHARON, str(self.out)]
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT,
+                                         env=netns.owner_env({"STRONGSWAN_CONF": str(self.conf)}),
+                                         preexec_fn=netns.die_with_parent)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise HarnessError(f"charon under callgrind exited with {self.proc.returncode}\n"
+                                   + self.logs(40))
+            try:
+                with vici.Session(str(self.vici_path), timeout=20) as s:
+                    s.request("version")
+                return self
+            except (TimeoutError, vici.ViciError, OSError):
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise HarnessError("charon under callgrind: no vici\n" + self.logs(40)) from None
+                time.sleep(0.5)
+
+
 def make_responder(kind: str, ns: str, workdir: Path, psk: str = PSK):
     if kind == "strongswan":
         return StrongswanResponder(ns, workdir, psk)
@@ -420,23 +458,38 @@ def memory_run(workdir: Path, kind: str, sas: int, window: int = 16, log=print) 
     return doc
 
 
-def profile_ravelin(workdir: Path, count: int, keep: bool, log=print) -> str:
-    """ravelin-iked under callgrind for `count` setups: instruction counts do
-    not depend on what else runs on the machine. Returns the inclusive
-    top of callgrind_annotate."""
-    out = workdir / "callgrind.out"
+def profile(workdir: Path, kind: str, count: int, keep: bool, log=print) -> str:
+    """The responder under callgrind for `count` setups: instruction counts do
+    not depend on what else runs on the machine. Returns a summary line and
+    the inclusive top of callgrind_annotate. Start-up and shutdown are in
+    the totals too: compare the per-setup figures of two counts."""
+    out = workdir / f"callgrind-{kind}.out"
     with BenchLab() as bl:
-        r = RavelinResponder(bl.resp, workdir / "profile",
-                             wrapper=["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"])
-        r.start(timeout=120)
+        if kind == "ravelin":
+            r = RavelinResponder(bl.resp, workdir / "profile",
+                                 wrapper=["valgrind", "--tool=callgrind",
+                                          f"--callgrind-out-file={out}"])
+            r.start(timeout=120)
+        else:
+            r = StrongswanResponder(bl.resp, workdir / "profile")
+            r.charon = CallgrindCharon(bl.resp, workdir / "profile", "charon", log_level=0,
+                                       options=CHARON_OPTIONS, out=out)
+            r.start()
         try:
             doc = run_loadgen(bl.lg, None, label="callgrind", window=8, count=count, keep=keep,
-                              timeout_ms=20000, tries=2, wall_timeout=1200)
+                              timeout_ms=30000, tries=2, wall_timeout=1800)
         finally:
-            r.stop(timeout=60)
-    log(f"profile: {doc['completed']} setups completed, {doc['failed']} failed")
-    p = netns.run(["callgrind_annotate", "--inclusive=yes", str(out)], timeout=120)
-    return p.stdout
+            if kind == "ravelin":
+                r.stop(timeout=60)
+            else:
+                r.charon.stop(timeout=60)
+    p = netns.run(["callgrind_annotate", "--inclusive=yes", str(out)], timeout=300)
+    m = re.search(r"([\d,]+) \(100.0%\)\s+PROGRAM TOTALS", p.stdout)
+    total = int(m.group(1).replace(",", "")) if m else 0
+    line = (f"profile {kind}: {doc['completed']} setups completed, {doc['failed']} failed, "
+            f"{total} instructions in all, {total / max(doc['completed'], 1):.0f} per setup")
+    log(line)
+    return line + "\n" + p.stdout
 
 
 def summarize(runs: list[dict], mem: list[dict]) -> dict:
@@ -524,7 +577,8 @@ def main() -> int:
     s = sub.add_parser("memory")
     s.add_argument("--sas", type=int, default=10000)
     s.add_argument("--only", choices=("strongswan", "ravelin"))
-    s = sub.add_parser("profile", help="ravelin-iked under callgrind (text on stdout)")
+    s = sub.add_parser("profile", help="a responder under callgrind (text on stdout)")
+    s.add_argument("--responder", choices=("strongswan", "ravelin"), default="ravelin")
     s.add_argument("--count", type=int, default=300)
     s.add_argument("--keep", action="store_true")
     s = sub.add_parser("report", help="markdown table from a saved result document")
@@ -548,7 +602,7 @@ def main() -> int:
     kinds = (a.only,) if getattr(a, "only", None) else ("strongswan", "ravelin")
 
     if a.cmd == "profile":
-        print(profile_ravelin(workdir, a.count, a.keep, log), end="")
+        print(profile(workdir, a.responder, a.count, a.keep, log), end="")
         return 0
     result: dict = {"host": {"nproc": os.cpu_count(), "loadavg_start": os.getloadavg(),
                              "loadgen_cpu": LOADGEN_CPU, "responder_cpu": RESPONDER_CPU,
