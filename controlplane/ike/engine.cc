@@ -119,7 +119,7 @@ std::vector<Bytes> Engine::Impl::protect(IkeSa& sa, Header h, const std::vector<
     std::size_t limit = config.daemon.fragment_size > overhead + 256 ? config.daemon.fragment_size - overhead : 256;
 
     if (total <= limit || !sa.peer_fragmentation || h.exchange == ExchangeType::ike_sa_init ||
-        sa.conn.fragmentation == Fragmentation::no) {
+        sa.conn->fragmentation == Fragmentation::no) {
         Bytes msg;
         h.next_payload = uint8_t(PayloadType::sk);
         h.length = uint32_t(total);
@@ -269,7 +269,7 @@ void Engine::Impl::receive(TimePoint now, const Endpoint& local, const Endpoint&
         }
         if (h.message_id != sa.peer_mid) {
             ++stats.rx_invalid;
-            log_ike()->debug("{}: request with message ID {}, expected {}", sa.conn.name, h.message_id, sa.peer_mid);
+            log_ike()->debug("{}: request with message ID {}, expected {}", sa.conn->name, h.message_id, sa.peer_mid);
             return;
         }
     } else if (!sa.request || h.message_id != sa.request->message_id) {
@@ -290,7 +290,7 @@ void Engine::Impl::receive(TimePoint now, const Endpoint& local, const Endpoint&
     // (A port change alone is the peer floating to the NAT-T port.)
     bool natted = sa.nat_remote || sa.nat_local || sa.nat_fake;
     if (sa.remote != remote && (natted || sa.remote.addr == remote.addr)) {
-        log_ike()->info("{}: peer moved {} -> {}", sa.conn.name, to_string(sa.remote), to_string(remote));
+        log_ike()->info("{}: peer moved {} -> {}", sa.conn->name, to_string(sa.remote), to_string(remote));
         sa.remote = remote;
     }
     if (sa.local != local && sa.local.addr == local.addr) sa.local = local;
@@ -315,7 +315,7 @@ bool Engine::Impl::open_message(IkeSa& sa, ByteView datagram, const Message& m,
         std::size_t off = datagram.size() - sk->body.size();
         auto p = sa.sk_in->open(datagram.first(off), view(sk->body));
         if (!p) {
-            log_ike()->info("{}: SK payload failed its integrity check", sa.conn.name);
+            log_ike()->info("{}: SK payload failed its integrity check", sa.conn->name);
             return false;
         }
         plain = std::move(*p);
@@ -349,7 +349,7 @@ bool Engine::Impl::open_message(IkeSa& sa, ByteView datagram, const Message& m,
     auto st = parse_payloads(first, view(plain), inner);
     wipe(plain);
     if (!st) {
-        log_ike()->info("{}: bad payloads inside SK: {}", sa.conn.name, to_string(st.error));
+        log_ike()->info("{}: bad payloads inside SK: {}", sa.conn->name, to_string(st.error));
         if (!m.header.is_response()) {
             NotifyPayload n;
             if (st.error == ParseError::unsupported_critical) {
@@ -465,16 +465,16 @@ void Engine::Impl::destroy(TimePoint, IkeSa& sa, bool remove_children)
 
 void Engine::Impl::fail(IkeSa& sa, Phase phase, std::string failure)
 {
-    auto& st = status[sa.conn.name];
+    auto& st = status[sa.conn->name];
     st.failed_phase = phase;
     st.failure = failure;
     ++stats.negotiation_failures;
-    log_ike()->warn("{}: IKE_SA #{} failed in {}: {}", sa.conn.name, sa.unique_id,
+    log_ike()->warn("{}: IKE_SA #{} failed in {}: {}", sa.conn->name, sa.unique_id,
                     phase == Phase::ike_sa_init ? "IKE_SA_INIT" : phase == Phase::ike_auth ? "IKE_AUTH" : "CHILD",
                     failure);
     if (sa.initiator && st.tries_left > 1) {
         --st.tries_left;
-        retry_at[sa.conn.name] = {now_ + retransmit_delay(1), sa.auth_child};
+        retry_at[sa.conn->name] = {now_ + retransmit_delay(1), sa.auth_child};
     }
     for (auto& c : sa.children) uninstall(c);
     sa.children.clear();
@@ -484,7 +484,7 @@ void Engine::Impl::fail(IkeSa& sa, Phase phase, std::string failure)
 
 void Engine::Impl::schedule(TimePoint now, IkeSa& sa)
 {
-    sa.next_dpd = sa.conn.dpd_delay_s ? sa.last_rx + std::chrono::seconds(sa.conn.dpd_delay_s) : TimePoint::max();
+    sa.next_dpd = sa.conn->dpd_delay_s ? sa.last_rx + std::chrono::seconds(sa.conn->dpd_delay_s) : TimePoint::max();
     if (sa.nat_local && config.daemon.keepalive_s && sa.next_keepalive == TimePoint::max())
         sa.next_keepalive = now + std::chrono::seconds(config.daemon.keepalive_s);
 }
@@ -537,7 +537,7 @@ TimePoint Engine::Impl::tick(TimePoint now)
         if (sa.state == IkeState::dead) continue;
         if (sa.request && now >= sa.request->next_send) {
             if (sa.request->sent > config.daemon.retransmit_tries) {
-                log_ike()->warn("{}: IKE_SA #{}: no answer after {} transmissions", sa.conn.name, sa.unique_id,
+                log_ike()->warn("{}: IKE_SA #{}: no answer after {} transmissions", sa.conn->name, sa.unique_id,
                                 sa.request->sent);
                 if (sa.state == IkeState::connecting) { fail(sa, Phase::ike_sa_init, "timeout"); continue; }
                 if (sa.state == IkeState::authenticating) { fail(sa, Phase::ike_auth, "timeout"); continue; }
@@ -545,15 +545,15 @@ TimePoint Engine::Impl::tick(TimePoint now)
                 bool restart = false, trap = false;
                 std::string first;
                 for (const auto& c : sa.children) {
-                    restart |= c.cfg.dpd_action == DpdAction::restart;
-                    trap |= c.cfg.dpd_action == DpdAction::trap;
-                    if (first.empty()) first = c.cfg.name;
+                    restart |= c.cfg->dpd_action == DpdAction::restart;
+                    trap |= c.cfg->dpd_action == DpdAction::trap;
+                    if (first.empty()) first = c.cfg->name;
                 }
-                auto& st = status[sa.conn.name];
+                auto& st = status[sa.conn->name];
                 st.failed_phase = Phase::none;
                 st.failure = "peer dead (DPD)";
                 destroy(now, sa, true);
-                if (restart) retry_at[sa.conn.name] = {now + 1s, first};
+                if (restart) retry_at[sa.conn->name] = {now + 1s, first};
                 (void)trap;
                 continue;
             }
@@ -576,11 +576,11 @@ TimePoint Engine::Impl::tick(TimePoint now)
             if (now >= sa.reauth_at) {
                 sa.reauth_at = TimePoint::max();
                 sa.rekey_at = TimePoint::max();
-                std::string first = sa.children.empty() ? std::string{} : sa.children.front().cfg.name;
-                if (IkeSa* n = initiate_ike(now, sa.conn, first)) {
+                std::string first = sa.children.empty() ? std::string{} : sa.children.front().cfg->name;
+                if (IkeSa* n = initiate_ike(now, *sa.conn, first)) {
                     n->reauth_of = sa.our_spi();
                     for (std::size_t i = 1; i < sa.children.size(); ++i)
-                        n->queue.push_back(Pending{ExchangeKind::create_child, sa.children[i].cfg.name, 0, {}});
+                        n->queue.push_back(Pending{ExchangeKind::create_child, sa.children[i].cfg->name, 0, {}});
                 }
             }
             if (now >= sa.rekey_at) {
@@ -589,7 +589,7 @@ TimePoint Engine::Impl::tick(TimePoint now)
             }
             if (now >= sa.next_dpd && !sa.request) {
                 sa.queue.push_back(Pending{ExchangeKind::dpd, {}, 0, {}});
-                sa.next_dpd = now + std::chrono::seconds(sa.conn.dpd_delay_s);
+                sa.next_dpd = now + std::chrono::seconds(sa.conn->dpd_delay_s);
             }
             if (now >= sa.next_keepalive) {
                 transport.send_keepalive(sa.local, sa.remote);
@@ -602,7 +602,7 @@ TimePoint Engine::Impl::tick(TimePoint now)
                     sa.queue.push_back(Pending{ExchangeKind::rekey_child, {}, c.spi_in(), {}});
                 }
                 if (now >= c.expire_at && c.state != ChildState::deleting) {
-                    log_ike()->info("{}: CHILD_SA {}{{{}}} reached its hard lifetime", sa.conn.name, c.cfg.name,
+                    log_ike()->info("{}: CHILD_SA {}{{{}}} reached its hard lifetime", sa.conn->name, c.cfg->name,
                                     c.unique_id);
                     c.expire_at = TimePoint::max();
                     expired.push_back(c.spi_in());
@@ -676,7 +676,7 @@ bool Engine::terminate(TimePoint now, std::string_view connection, std::string& 
     bool any = false;
     I.retry_at.erase(std::string(connection));
     for (auto& [k, sa] : I.sas) {
-        if (sa->conn.name != connection || sa->state == IkeState::dead) continue;
+        if (sa->conn->name != connection || sa->state == IkeState::dead) continue;
         any = true;
         if (sa->state == IkeState::established) {
             sa->queue.clear();
@@ -715,7 +715,7 @@ bool Engine::rekey_child(TimePoint now, std::string_view connection, std::string
     IkeSa* sa = I.find_established(connection);
     if (!sa) { error = fmt::format("no established IKE SA for '{}'", connection); return false; }
     for (auto& c : sa->children)
-        if (c.cfg.name == child && c.state == ChildState::installed) {
+        if (c.cfg->name == child && c.state == ChildState::installed) {
             sa->queue.push_back(Pending{ExchangeKind::rekey_child, {}, c.spi_in(), {}});
             I.run_queue(now, *sa);
             return true;
@@ -734,7 +734,7 @@ void Engine::acquire(TimePoint now, uint32_t reqid)
             IkeSa* sa = I.find_any(conn.name);
             if (sa) {
                 bool have = false;
-                for (const auto& ch : sa->children) have |= ch.cfg.name == c.name && ch.state != ChildState::deleting;
+                for (const auto& ch : sa->children) have |= ch.cfg->name == c.name && ch.state != ChildState::deleting;
                 for (const auto& q : sa->queue) have |= q.kind == ExchangeKind::create_child && q.child == c.name;
                 if (sa->request && sa->request->child == c.name) have = true;
                 if (sa->state != IkeState::established && sa->auth_child == c.name) have = true;
@@ -784,6 +784,7 @@ std::vector<std::string> Engine::reload(TimePoint now, IkeConfig config)
     for (const auto& c : config.connections)
         if (!I.config.find(c.name)) touched.push_back(c.name);
     I.config = std::move(config);
+    I.share_configs();
     I.load_credentials();
     for (const auto& name : touched) {
         const ConnectionConfig* conn = I.config.find(name);
@@ -803,7 +804,7 @@ std::vector<IkeSaInfo> Engine::list_sas(TimePoint now) const
     for (const auto& [k, sa] : impl_->sas) {
         if (sa->state == IkeState::dead) continue;
         IkeSaInfo i;
-        i.name = sa->conn.name;
+        i.name = sa->conn->name;
         i.unique_id = sa->unique_id;
         i.state = std::string(state_name(sa->state));
         i.initiator = sa->initiator;
@@ -821,11 +822,11 @@ std::vector<IkeSaInfo> Engine::list_sas(TimePoint now) const
         i.rekey_in_s = sa->rekey_at == TimePoint::max() ? -1 : seconds_between(now, sa->rekey_at);
         for (const auto& c : sa->children) {
             ChildSaInfo ci;
-            ci.name = c.cfg.name;
+            ci.name = c.cfg->name;
             ci.unique_id = c.unique_id;
             ci.reqid = c.record.reqid;
             ci.state = std::string(state_name(c.state));
-            ci.mode = c.cfg.mode;
+            ci.mode = c.cfg->mode;
             ci.udp_encap = c.record.inbound.udp_encap;
             ci.spi_in = c.spi_in();
             ci.spi_out = c.spi_out();
@@ -853,10 +854,10 @@ std::vector<Diagnosis> Engine::diagnose() const
         d.phase1 = "down";
         std::vector<std::string> kids;
         for (const auto& [k, sa] : I.sas) {
-            if (sa->conn.name != conn.name || sa->state == IkeState::dead || sa->state == IkeState::rekeyed) continue;
+            if (sa->conn->name != conn.name || sa->state == IkeState::dead || sa->state == IkeState::rekeyed) continue;
             d.phase1 = sa->state == IkeState::established ? "established" : "connecting";
             for (const auto& c : sa->children)
-                kids.push_back(fmt::format("{}: {}", c.cfg.name, state_name(c.state)));
+                kids.push_back(fmt::format("{}: {}", c.cfg->name, state_name(c.state)));
         }
         for (const auto& c : conn.children)
             if (std::none_of(kids.begin(), kids.end(), [&](const std::string& s) { return s.starts_with(c.name + ":"); }))

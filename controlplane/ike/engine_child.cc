@@ -40,6 +40,11 @@ std::vector<Payload> Engine::Impl::child_request_payloads(IkeSa& sa, const Child
         uint16_t group = 0;
         for (const auto& spec : c.esp_proposals)
             if (!spec.dh.empty()) { group = spec.dh[0].id; break; }
+        // The group the peer asked for with INVALID_KE_PAYLOAD, if we offer it.
+        if (auto it = sa.child_dh.find(c.name); it != sa.child_dh.end())
+            for (const auto& spec : c.esp_proposals)
+                for (const auto& t : spec.dh)
+                    if (t.id == it->second) group = t.id;
         if (group) {
             req->dh = new_dh(group);
             if (req->dh) p.push_back(Payload{PayloadType::ke, false, KePayload{group, req->dh->public_value()}});
@@ -55,16 +60,17 @@ std::vector<Payload> Engine::Impl::child_request_payloads(IkeSa& sa, const Child
     return p;
 }
 
-ChildSa Engine::Impl::make_child(IkeSa& sa, const ChildConfig& cfg, const SelectedSuite& suite, uint32_t spi_in,
+ChildSa Engine::Impl::make_child(IkeSa& sa, std::shared_ptr<const ChildConfig> cfgp, const SelectedSuite& suite, uint32_t spi_in,
                                  uint32_t spi_out, const std::vector<TrafficSelector>& local_ts,
                                  const std::vector<TrafficSelector>& remote_ts, ByteView shared, ByteView ni,
                                  ByteView nr, bool we_initiated, TimePoint now)
 {
+    const ChildConfig& cfg = *cfgp;
     ChildKeys k = derive_child_keys(sa.suite.prf, view(sa.keys.sk_d), shared, ni, nr, suite.encr,
                                     suite.encr_key_bits, suite.integ);
     ChildSa c;
     c.unique_id = next_child_unique++;
-    c.cfg = cfg;
+    c.cfg = std::move(cfgp);
     c.we_initiated = we_initiated;
     c.nonce_i.assign(ni.begin(), ni.end());
     c.nonce_r.assign(nr.begin(), nr.end());
@@ -75,9 +81,9 @@ ChildSa Engine::Impl::make_child(IkeSa& sa, const ChildConfig& cfg, const Select
     c.expire_at = cfg.life_time_s ? now + std::chrono::seconds(cfg.life_time_s) : TimePoint::max();
 
     auto& r = c.record;
-    r.connection = sa.conn.name;
+    r.connection = sa.conn->name;
     r.child = cfg.name;
-    r.reqid = reqid_for(sa.conn.name, cfg);
+    r.reqid = reqid_for(sa.conn->name, cfg);
     r.local_ts = local_ts;
     r.remote_ts = remote_ts;
     r.suite = suite;
@@ -149,7 +155,7 @@ std::optional<uint16_t> Engine::Impl::respond_child(TimePoint now, IkeSa& sa, co
     auto error = [&](uint16_t type, Bytes data = {}) -> std::optional<uint16_t> {
         out.clear();
         out.push_back(notify_payload(type, std::move(data)));
-        auto& st = status[sa.conn.name];
+        auto& st = status[sa.conn->name];
         if (type != notify::invalid_ke_payload) {
             st.failed_phase = Phase::child;
             st.failure = std::string(notify_name(type));
@@ -162,14 +168,14 @@ std::optional<uint16_t> Engine::Impl::respond_child(TimePoint now, IkeSa& sa, co
     const auto* tsr = find_payload<TsPayload>(p, PayloadType::tsr);
     if (!sap || !tsi || !tsr) return error(notify::invalid_syntax);
     bool transport_mode = find_notify(p, notify::use_transport_mode) != nullptr;
-    auto& st = status[sa.conn.name];
+    auto& st = status[sa.conn->name];
     st.peer_ts = ts_list_text(tsi->selectors) + " === " + ts_list_text(tsr->selectors);
     st.peer_proposals = proposals_text(sap->proposals, ProtocolId::esp);
 
     const ChildConfig* cfg = nullptr;
     std::vector<TrafficSelector> local, remote;
-    for (const auto& c : sa.conn.children) {
-        if (rekeying && c.name != rekeying->cfg.name) continue;
+    for (const auto& c : sa.conn->children) {
+        if (rekeying && c.name != rekeying->cfg->name) continue;
         auto l = narrow(resolve_ts(c.local_ts, sa.local.addr), tsr->selectors);
         auto r = narrow(resolve_ts(c.remote_ts, sa.remote.addr), tsi->selectors);
         if (l.empty() || r.empty()) continue;
@@ -180,12 +186,12 @@ std::optional<uint16_t> Engine::Impl::respond_child(TimePoint now, IkeSa& sa, co
         break;
     }
     if (!cfg && rekeying) {
-        cfg = &rekeying->cfg;   // the config changed under a live SA: keep its selectors
+        cfg = rekeying->cfg.get();   // the config changed under a live SA: keep its selectors
         local = rekeying->record.local_ts;
         remote = rekeying->record.remote_ts;
     }
     if (!cfg) {
-        log_ike()->info("{}: no child matches traffic selectors {}", sa.conn.name, st.peer_ts);
+        log_ike()->info("{}: no child matches traffic selectors {}", sa.conn->name, st.peer_ts);
         return error(notify::ts_unacceptable);
     }
     const auto* ke = find_payload<KePayload>(p, PayloadType::ke);
@@ -200,7 +206,7 @@ std::optional<uint16_t> Engine::Impl::respond_child(TimePoint now, IkeSa& sa, co
         chosen = select_proposal(sap->proposals, cfg->esp_proposals);
     }
     if (!chosen || chosen->spi.size() != 4) {
-        log_ike()->info("{}: no acceptable ESP proposal (offered {})", sa.conn.name, st.peer_proposals);
+        log_ike()->info("{}: no acceptable ESP proposal (offered {})", sa.conn->name, st.peer_proposals);
         return error(notify::no_proposal_chosen);
     }
     Bytes shared;
@@ -220,9 +226,10 @@ std::optional<uint16_t> Engine::Impl::respond_child(TimePoint now, IkeSa& sa, co
     }
     uint32_t spi_out = get_u32(view(chosen->spi));
     uint32_t spi_in = new_child_spi();
-    ChildSa c = make_child(sa, *cfg, *chosen, spi_in, spi_out, local, remote, view(shared), ni, nr, false, now);
+    ChildSa c = make_child(sa, child_ptr(sa, cfg, rekeying), *chosen, spi_in, spi_out, local, remote, view(shared), ni, nr, false, now);
     wipe(shared);
     if (rekeying) c.replaces_spi = rekeying->spi_in();
+    else forget_nonces(c);   // only rekeys can collide
     install(c, false);
     // A rekeyed SA's outbound half waits for the peer's delete of the old
     // one: until then the peer may not have the new inbound SA yet.
@@ -237,7 +244,7 @@ std::optional<uint16_t> Engine::Impl::respond_child(TimePoint now, IkeSa& sa, co
     out.push_back(Payload{PayloadType::tsi, false, TsPayload{remote}});
     out.push_back(Payload{PayloadType::tsr, false, TsPayload{local}});
     if (transport_mode) out.push_back(notify_payload(notify::use_transport_mode));
-    log_ike()->info("{}: CHILD_SA {}{{{}}} established with SPIs {:08x}_i {:08x}_o and TS {} === {}", sa.conn.name,
+    log_ike()->info("{}: CHILD_SA {}{{{}}} established with SPIs {:08x}_i {:08x}_o and TS {} === {}", sa.conn->name,
                     cfg->name, c.unique_id, spi_in, spi_out, ts_list_text(local), ts_list_text(remote));
     ++stats.child_installed;
     st.failed_phase = Phase::none;
@@ -251,10 +258,10 @@ bool Engine::Impl::complete_child(TimePoint now, IkeSa& sa, Request& req, const 
                                   ByteView ni, ByteView nr, std::string& why)
 {
     const ChildConfig* cfg = nullptr;
-    for (const auto& c : sa.conn.children)
+    for (const auto& c : sa.conn->children)
         if (c.name == req.child) cfg = &c;
     ChildSa* old = req.old_spi ? sa.child_by_in(req.old_spi) : nullptr;
-    if (!cfg && old) cfg = &old->cfg;
+    if (!cfg && old) cfg = old->cfg.get();
     if (!cfg) { why = "child config gone"; return false; }
     const auto* sap = find_payload<SaPayload>(p, PayloadType::sa);
     const auto* tsi = find_payload<TsPayload>(p, PayloadType::tsi);
@@ -285,22 +292,24 @@ bool Engine::Impl::complete_child(TimePoint now, IkeSa& sa, Request& req, const 
     }
     (void)in_auth;
     uint32_t spi_out = get_u32(view(chosen->spi));
-    ChildSa c = make_child(sa, *cfg, *chosen, req.new_spi, spi_out, tsi->selectors, tsr->selectors, view(shared),
+    ChildSa c = make_child(sa, child_ptr(sa, cfg, old), *chosen, req.new_spi, spi_out, tsi->selectors, tsr->selectors, view(shared),
                            ni, nr, true, now);
     wipe(shared);
     install(c, false);
     install(c, true);
-    log_ike()->info("{}: CHILD_SA {}{{{}}} established with SPIs {:08x}_i {:08x}_o and TS {} === {}", sa.conn.name,
+    log_ike()->info("{}: CHILD_SA {}{{{}}} established with SPIs {:08x}_i {:08x}_o and TS {} === {}", sa.conn->name,
                     cfg->name, c.unique_id, c.spi_in(), c.spi_out(), ts_list_text(tsi->selectors),
                     ts_list_text(tsr->selectors));
     ++stats.child_installed;
     if (old) {
         c.replaces_spi = old->spi_in();
         ++stats.child_rekeys;
+    } else {
+        forget_nonces(c);
     }
     sa.children.push_back(std::move(c));
-    status[sa.conn.name].failed_phase = Phase::none;
-    status[sa.conn.name].failure.clear();
+    status[sa.conn->name].failed_phase = Phase::none;
+    status[sa.conn->name].failure.clear();
 
     if (req.old_spi) {
         // Rekey done. A collision (the peer rekeyed the same SA meanwhile):
@@ -314,7 +323,7 @@ bool Engine::Impl::complete_child(TimePoint now, IkeSa& sa, Request& req, const 
         if (theirs) {
             Bytes lo = std::min({mine.nonce_i, mine.nonce_r, theirs->nonce_i, theirs->nonce_r});
             bool mine_redundant = lo == mine.nonce_i || lo == mine.nonce_r;
-            log_ike()->info("{}: CHILD_SA rekey collision, {} SA is redundant", sa.conn.name,
+            log_ike()->info("{}: CHILD_SA rekey collision, {} SA is redundant", sa.conn->name,
                             mine_redundant ? "our" : "the peer's");
             if (mine_redundant) {
                 install(*theirs, true);
@@ -337,7 +346,7 @@ bool Engine::Impl::complete_child(TimePoint now, IkeSa& sa, Request& req, const 
 void Engine::Impl::create_child(TimePoint now, IkeSa& sa, const std::string& name)
 {
     const ChildConfig* cfg = nullptr;
-    for (const auto& c : sa.conn.children)
+    for (const auto& c : sa.conn->children)
         if (c.name == name) cfg = &c;
     if (!cfg) return;
     Request req;
@@ -357,7 +366,7 @@ void Engine::Impl::rekey_child(TimePoint now, IkeSa& sa, uint32_t spi_in)
     n.protocol = ProtocolId::esp;
     n.spi = spi_bytes(spi_in);
     std::vector<Payload> p{Payload{PayloadType::notify, false, n}};
-    auto cp = child_request_payloads(sa, old->cfg, new_child_spi(), true, &req);
+    auto cp = child_request_payloads(sa, *old->cfg, new_child_spi(), true, &req);
     // Rekeying keeps the SA's negotiated selectors (RFC 7296 §2.8).
     req.tsi = old->record.local_ts;
     req.tsr = old->record.remote_ts;
@@ -366,9 +375,9 @@ void Engine::Impl::rekey_child(TimePoint now, IkeSa& sa, uint32_t spi_in)
         if (pl.type == PayloadType::tsr) pl.body = TsPayload{req.tsr};
     }
     p.insert(p.end(), cp.begin(), cp.end());
-    req.child = old->cfg.name;
+    req.child = old->cfg->name;
     old->state = ChildState::rekeying;
-    log_ike()->info("{}: rekeying CHILD_SA {}{{{}}}", sa.conn.name, old->cfg.name, old->unique_id);
+    log_ike()->info("{}: rekeying CHILD_SA {}{{{}}}", sa.conn->name, old->cfg->name, old->unique_id);
     start_request(now, sa, std::move(req), ExchangeType::create_child_sa, p);
 }
 
@@ -439,20 +448,17 @@ void Engine::Impl::create_child_response(TimePoint now, IkeSa& sa, Request& req,
         // Retry with the group the peer wants, if we offered it.
         const auto* n = find_notify(p, notify::invalid_ke_payload);
         uint16_t group = n && n->data.size() == 2 ? uint16_t(n->data[0] << 8 | n->data[1]) : 0;
-        log_ike()->info("{}: peer wants DH group {} for the Child SA", sa.conn.name, group);
-        const ChildConfig* cfg = old ? &old->cfg : nullptr;
-        for (const auto& c : sa.conn.children)
+        log_ike()->info("{}: peer wants DH group {} for the Child SA", sa.conn->name, group);
+        const ChildConfig* cfg = old ? old->cfg.get() : nullptr;
+        for (const auto& c : sa.conn->children)
             if (c.name == req.child) cfg = &c;
         bool offered = false;
         if (cfg)
             for (const auto& s : cfg->esp_proposals)
                 for (const auto& t : s.dh) offered |= t.id == group;
         if (offered && cfg) {
-            // Put the wanted group first and ask again.
-            for (auto& c : sa.conn.children)
-                if (c.name == cfg->name)
-                    for (auto& s : c.esp_proposals)
-                        std::stable_partition(s.dh.begin(), s.dh.end(), [&](const Transform& t) { return t.id == group; });
+            // Ask again with the group the peer wants.
+            sa.child_dh[cfg->name] = group;
             if (old) {
                 old->state = ChildState::installed;
                 sa.queue.push_front(Pending{ExchangeKind::rekey_child, {}, old->spi_in(), {}});
@@ -463,13 +469,13 @@ void Engine::Impl::create_child_response(TimePoint now, IkeSa& sa, Request& req,
         }
     }
     if (err) {
-        auto& st = status[sa.conn.name];
+        auto& st = status[sa.conn->name];
         if (err != notify::temporary_failure && err != notify::child_sa_not_found) {
             st.failed_phase = Phase::child;
             st.failure = std::string(notify_name(err));
             ++stats.negotiation_failures;
         }
-        log_ike()->info("{}: CREATE_CHILD_SA for '{}' failed: {}", sa.conn.name, req.child, notify_name(err));
+        log_ike()->info("{}: CREATE_CHILD_SA for '{}' failed: {}", sa.conn->name, req.child, notify_name(err));
         if (old && old->state == ChildState::rekeying) {
             old->state = ChildState::installed;
             // Try again later unless the peer took over (TEMPORARY_FAILURE in a collision).
@@ -481,9 +487,9 @@ void Engine::Impl::create_child_response(TimePoint now, IkeSa& sa, Request& req,
     std::string why;
     if (!nr || !complete_child(now, sa, req, p, view(req.nonce), view(nr->data), why)) {
         if (why.empty()) why = "no nonce in the response";
-        log_ike()->info("{}: CREATE_CHILD_SA response refused: {}", sa.conn.name, why);
-        status[sa.conn.name].failed_phase = Phase::child;
-        status[sa.conn.name].failure = why;
+        log_ike()->info("{}: CREATE_CHILD_SA response refused: {}", sa.conn->name, why);
+        status[sa.conn->name].failed_phase = Phase::child;
+        status[sa.conn->name].failure = why;
         if (old && old->state == ChildState::rekeying) {
             old->state = ChildState::installed;
             old->rekey_at = now + 30s;
@@ -513,20 +519,20 @@ void Engine::Impl::informational_request(TimePoint now, IkeSa& sa, uint32_t mid,
             for (auto& n : sa.children)
                 if (n.replaces_spi == c->spi_in() && !n.outbound_installed) install(n, true);
             ours.push_back(c->spi_in());
-            log_ike()->info("{}: CHILD_SA {}{{{}}} deleted by the peer (SPIs {:08x}_i {:08x}_o)", sa.conn.name,
-                            c->cfg.name, c->unique_id, c->spi_in(), c->spi_out());
+            log_ike()->info("{}: CHILD_SA {}{{{}}} deleted by the peer (SPIs {:08x}_i {:08x}_o)", sa.conn->name,
+                            c->cfg->name, c->unique_id, c->spi_in(), c->spi_out());
             uninstall(*c);
             c->state = ChildState::deleting;
         }
     }
     if (delete_ike_sa) {
         respond(sa, ExchangeType::informational, mid, {});
-        log_ike()->info("{}: IKE_SA #{} deleted by the peer", sa.conn.name, sa.unique_id);
+        log_ike()->info("{}: IKE_SA #{} deleted by the peer", sa.conn->name, sa.unique_id);
         bool restart = false;
-        for (const auto& c : sa.children) restart |= c.cfg.close_action == CloseAction::start;
-        std::string first = sa.children.empty() ? std::string{} : sa.children.front().cfg.name;
+        for (const auto& c : sa.children) restart |= c.cfg->close_action == CloseAction::start;
+        std::string first = sa.children.empty() ? std::string{} : sa.children.front().cfg->name;
         destroy(now, sa, true);
-        if (restart && sa.conn.children.size()) retry_at[sa.conn.name] = {now + 1s, first};
+        if (restart && sa.conn->children.size()) retry_at[sa.conn->name] = {now + 1s, first};
         return;
     }
     sa.children.erase(std::remove_if(sa.children.begin(), sa.children.end(),

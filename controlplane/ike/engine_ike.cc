@@ -25,7 +25,7 @@ IkeSa* Engine::Impl::initiate_ike(TimePoint now, const ConnectionConfig& conn, c
     }
     auto sa = std::make_unique<IkeSa>();
     sa->unique_id = next_unique++;
-    sa->conn = conn;
+    sa->conn = shared_conn(conn);
     sa->initiator = true;
     sa->spi_i = new_ike_spi();
     sa->local = {*local, conn.local_port};
@@ -57,15 +57,15 @@ void Engine::Impl::send_init(TimePoint now, IkeSa& sa)
     if (!sa.cookie.empty()) p.push_back(notify_payload(notify::cookie, sa.cookie));
     SaPayload sap;
     uint8_t n = 1;
-    for (const auto& spec : sa.conn.proposals) sap.proposals.push_back(spec.to_proposal(n++, {}));
+    for (const auto& spec : sa.conn->proposals) sap.proposals.push_back(spec.to_proposal(n++, {}));
     p.push_back(Payload{PayloadType::sa, false, sap});
     p.push_back(Payload{PayloadType::ke, false, KePayload{sa.dh->group(), sa.dh->public_value()}});
     p.push_back(Payload{PayloadType::nonce, false, NoncePayload{sa.ni}});
     Bytes src = nat_hash(sa.spi_i, 0, sa.local);
-    if (sa.conn.encap) rng.fill(src);   // a fake NAT-D forces UDP encapsulation
+    if (sa.conn->encap) rng.fill(src);   // a fake NAT-D forces UDP encapsulation
     p.push_back(notify_payload(notify::nat_detection_source_ip, src));
     p.push_back(notify_payload(notify::nat_detection_destination_ip, nat_hash(sa.spi_i, 0, sa.remote)));
-    if (sa.conn.fragmentation != Fragmentation::no)
+    if (sa.conn->fragmentation != Fragmentation::no)
         p.push_back(notify_payload(notify::ikev2_fragmentation_supported));
     p.push_back(notify_payload(notify::signature_hash_algorithms, sig_hash_data()));
 
@@ -108,7 +108,7 @@ void Engine::Impl::check_nat(IkeSa& sa, const std::vector<Payload>& p, const End
     }
     sa.nat_remote = saw_src && !src_match;
     sa.nat_local = saw_dst && !dst_match;
-    if (sa.conn.encap) sa.nat_fake = true;
+    if (sa.conn->encap) sa.nat_fake = true;
 }
 
 bool Engine::Impl::derive_keys(IkeSa& sa, ByteView peer_ke)
@@ -239,7 +239,7 @@ void Engine::Impl::init_request(TimePoint now, const Endpoint& local, const Endp
 
     auto sa = std::make_unique<IkeSa>();
     sa->unique_id = next_unique++;
-    sa->conn = *conn;
+    sa->conn = shared_conn(*conn);
     sa->initiator = false;
     sa->spi_i = h.spi_i;
     sa->spi_r = new_ike_spi();
@@ -322,13 +322,13 @@ void Engine::Impl::init_response(TimePoint now, IkeSa& sa, ByteView datagram, co
     if (const auto* k = find_notify(p, notify::invalid_ke_payload)) {
         uint16_t group = k->data.size() == 2 ? uint16_t(k->data[0] << 8 | k->data[1]) : 0;
         bool offered = false;
-        for (const auto& spec : sa.conn.proposals)
+        for (const auto& spec : sa.conn->proposals)
             for (const auto& t : spec.dh) offered |= t.id == group;
         if (!offered || sa.init_attempts > 3 || group == sa.dh->group()) {
             fail(sa, Phase::ike_sa_init, "INVALID_KE_PAYLOAD");
             return;
         }
-        log_ike()->info("{}: peer wants DH group {}, retrying", sa.conn.name, group);
+        log_ike()->info("{}: peer wants DH group {}, retrying", sa.conn->name, group);
         sa.dh = new_dh(group);
         sa.request.reset();
         send_init(now, sa);
@@ -347,9 +347,9 @@ void Engine::Impl::init_response(TimePoint now, IkeSa& sa, ByteView datagram, co
         fail(sa, Phase::ike_sa_init, "malformed IKE_SA_INIT response");
         return;
     }
-    auto chosen = accept_response(sap->proposals[0], sa.conn.proposals);
+    auto chosen = accept_response(sap->proposals[0], sa.conn->proposals);
     if (!chosen || chosen->dh != ke->group || ke->group != sa.dh->group()) {
-        status[sa.conn.name].peer_proposals = proposals_text(sap->proposals, ProtocolId::ike);
+        status[sa.conn->name].peer_proposals = proposals_text(sap->proposals, ProtocolId::ike);
         fail(sa, Phase::ike_sa_init, "peer chose a proposal we did not offer");
         return;
     }
@@ -363,7 +363,7 @@ void Engine::Impl::init_response(TimePoint now, IkeSa& sa, ByteView datagram, co
     }
     check_nat(sa, p, sa.local, sa.remote);
     sa.peer_fragmentation = find_notify(p, notify::ikev2_fragmentation_supported) != nullptr &&
-                            sa.conn.fragmentation != Fragmentation::no;
+                            sa.conn->fragmentation != Fragmentation::no;
     if (const auto* sh = find_notify(p, notify::signature_hash_algorithms))
         for (std::size_t i = 0; i + 1 < sh->data.size(); i += 2)
             sa.peer_sig_hashes.push_back(uint16_t(sh->data[i] << 8 | sh->data[i + 1]));
@@ -384,10 +384,10 @@ std::optional<AuthPayload> Engine::Impl::make_auth(IkeSa& sa, bool as_initiator)
                             view(id_body(sa.local_id)));
     octets.insert(octets.end(), mac.begin(), mac.end());
 
-    if (sa.conn.local.auth == AuthKind::psk) {
+    if (sa.conn->local.auth == AuthKind::psk) {
         const SharedSecret* s = find_psk(sa.local_id, sa.remote_id);
         if (!s) {
-            log_ike()->error("{}: no pre-shared key for '{}' - '{}'", sa.conn.name, id_text(sa.local_id),
+            log_ike()->error("{}: no pre-shared key for '{}' - '{}'", sa.conn->name, id_text(sa.local_id),
                              id_text(sa.remote_id));
             return std::nullopt;
         }
@@ -399,9 +399,9 @@ std::optional<AuthPayload> Engine::Impl::make_auth(IkeSa& sa, bool as_initiator)
         wipe(key);
         return a;
     }
-    auto& cr = creds[sa.conn.name];
+    auto& cr = creds[sa.conn->name];
     if (!cr.key) {
-        log_ike()->error("{}: cannot sign: {}", sa.conn.name, cr.error);
+        log_ike()->error("{}: cannot sign: {}", sa.conn->name, cr.error);
         return std::nullopt;
     }
     return cr.key->sign(view(octets), sa.peer_sig_hashes);
@@ -414,7 +414,7 @@ bool Engine::Impl::verify_peer(IkeSa& sa, const std::vector<Payload>& p, bool pe
     const auto* auth = find_payload<AuthPayload>(p, PayloadType::auth);
     if (!id || !auth) { why = "AUTHENTICATION_FAILED: no ID or AUTH payload"; return false; }
     sa.remote_id = *id;
-    const Identity& want = sa.conn.remote.id;
+    const Identity& want = sa.conn->remote.id;
     if (!want.any && !want.text.empty() && !same_id(want.id, *id)) {
         why = fmt::format("identity '{}' is not the configured '{}'", id_text(*id), want.text);
         return false;
@@ -426,7 +426,7 @@ bool Engine::Impl::verify_peer(IkeSa& sa, const std::vector<Payload>& p, bool pe
                             view(id_body(*id)));
     octets.insert(octets.end(), mac.begin(), mac.end());
 
-    if (sa.conn.remote.auth == AuthKind::psk) {
+    if (sa.conn->remote.auth == AuthKind::psk) {
         if (auth->method != AuthMethod::shared_key) { why = "AUTHENTICATION_FAILED: peer did not use a PSK"; return false; }
         const SharedSecret* s = find_psk(sa.local_id, *id);
         if (!s) { why = "AUTHENTICATION_FAILED: no pre-shared key for '" + id_text(*id) + "'"; return false; }
@@ -441,7 +441,7 @@ bool Engine::Impl::verify_peer(IkeSa& sa, const std::vector<Payload>& p, bool pe
         return true;
     }
 
-    auto& cr = creds[sa.conn.name];
+    auto& cr = creds[sa.conn->name];
     std::optional<Certificate> ee;
     std::vector<Certificate> chain;
     for (const auto& pl : p)
@@ -468,7 +468,7 @@ void Engine::Impl::send_auth(TimePoint now, IkeSa& sa)
         sa.remote.port = config.daemon.port_nat_t;
     }
     sa.state = IkeState::authenticating;
-    const auto& conn = sa.conn;
+    const auto& conn = *sa.conn;
     sa.local_id = conn.local.id.text.empty() || conn.local.id.any ? address_id(sa.local.addr) : conn.local.id.id;
     sa.remote_id = conn.remote.id.text.empty() || conn.remote.id.any ? address_id(sa.remote.addr) : conn.remote.id.id;
 
@@ -492,7 +492,7 @@ void Engine::Impl::send_auth(TimePoint now, IkeSa& sa)
     if (!auth) { fail(sa, Phase::ike_auth, "no credentials to authenticate with"); return; }
     p.push_back(Payload{PayloadType::auth, false, *auth});
     bool other = false;
-    for (auto& [k, o] : sas) other |= o.get() != &sa && o->conn.name == conn.name && o->state == IkeState::established;
+    for (auto& [k, o] : sas) other |= o.get() != &sa && o->conn->name == conn.name && o->state == IkeState::established;
     if (!other) p.push_back(notify_payload(notify::initial_contact));
 
     Request req;
@@ -514,24 +514,24 @@ void Engine::Impl::auth_request(TimePoint now, IkeSa& sa, uint32_t mid, std::vec
 {
     // Several connections may share addresses: the peer's ID picks one.
     if (const auto* idi = find_payload<IdPayload>(p, PayloadType::idi)) {
-        const Identity& want = sa.conn.remote.id;
+        const Identity& want = sa.conn->remote.id;
         if (!want.any && !want.text.empty() && !same_id(want.id, *idi))
             for (const auto& c : config.connections)
                 if (endpoint_matches(c.local_addrs, sa.local.addr) && endpoint_matches(c.remote_addrs, sa.remote.addr) &&
                     (c.remote.id.any || c.remote.id.text.empty() || same_id(c.remote.id.id, *idi))) {
-                    sa.conn = c;
+                    sa.conn = shared_conn(c);
                     break;
                 }
     }
-    sa.local_id = sa.conn.local.id.text.empty() || sa.conn.local.id.any ? address_id(sa.local.addr) : sa.conn.local.id.id;
+    sa.local_id = sa.conn->local.id.text.empty() || sa.conn->local.id.any ? address_id(sa.local.addr) : sa.conn->local.id.id;
     if (const auto* idr = find_payload<IdPayload>(p, PayloadType::idr))
-        if (sa.conn.local.id.text.empty() || sa.conn.local.id.any) sa.local_id = *idr;  // answer as asked
+        if (sa.conn->local.id.text.empty() || sa.conn->local.id.any) sa.local_id = *idr;  // answer as asked
     std::string why;
     if (!verify_peer(sa, p, true, why)) {
-        log_ike()->info("{}: IKE_SA #{} peer authentication failed: {}", sa.conn.name, sa.unique_id, why);
+        log_ike()->info("{}: IKE_SA #{} peer authentication failed: {}", sa.conn->name, sa.unique_id, why);
         respond(sa, ExchangeType::ike_auth, mid, {notify_payload(notify::authentication_failed)});
         ++stats.auth_failures;
-        auto& st = status[sa.conn.name];
+        auto& st = status[sa.conn->name];
         st.failed_phase = Phase::ike_auth;
         st.failure = why.starts_with("AUTHENTICATION_FAILED") ? "AUTHENTICATION_FAILED" : why;
         sa.state = IkeState::dead;
@@ -546,7 +546,7 @@ void Engine::Impl::auth_request(TimePoint now, IkeSa& sa, uint32_t mid, std::vec
     }
     std::vector<Payload> out;
     out.push_back(Payload{PayloadType::idr, false, sa.local_id});
-    const auto& conn = sa.conn;
+    const auto& conn = *sa.conn;
     // Certificates go out unless send_cert = never: a peer without a
     // CERTREQ may still have no other way to get ours.
     if (conn.local.auth == AuthKind::pubkey && conn.send_cert != ConnectionConfig::SendCert::never) {
@@ -561,7 +561,7 @@ void Engine::Impl::auth_request(TimePoint now, IkeSa& sa, uint32_t mid, std::vec
     if (find_notify(p, notify::initial_contact)) {
         // The peer restarted: its old IKE SAs with us are gone (RFC 7296 §2.4).
         for (auto& [k, o] : sas)
-            if (o.get() != &sa && o->conn.name == sa.conn.name && o->state != IkeState::dead &&
+            if (o.get() != &sa && o->conn->name == sa.conn->name && o->state != IkeState::dead &&
                 same_id(o->remote_id, sa.remote_id))
                 destroy(now, *o, true);
     }
@@ -569,11 +569,12 @@ void Engine::Impl::auth_request(TimePoint now, IkeSa& sa, uint32_t mid, std::vec
     if (find_payload<SaPayload>(p, PayloadType::sa)) {
         std::vector<Payload> child;
         auto err = respond_child(now, sa, p, view(sa.ni), view(sa.nr), true, child, nullptr);
-        if (err) log_ike()->info("{}: no Child SA in IKE_AUTH: {}", sa.conn.name, notify_name(*err));
+        if (err) log_ike()->info("{}: no Child SA in IKE_AUTH: {}", sa.conn->name, notify_name(*err));
         out.insert(out.end(), child.begin(), child.end());
     }
     respond(sa, ExchangeType::ike_auth, mid, out);
     schedule(now, sa);
+    forget_auth_state(sa);
 }
 
 void Engine::Impl::auth_response(TimePoint now, IkeSa& sa, std::vector<Payload>& p)
@@ -597,7 +598,7 @@ void Engine::Impl::auth_response(TimePoint now, IkeSa& sa, std::vector<Payload>&
         // Reauthenticated: the old IKE SA and its Child SAs go once the new
         // ones are in (the queue runs the new SA's other children first).
         if (auto it = sas.find(sa.reauth_of); it != sas.end() && it->second->state == IkeState::established) {
-            log_ike()->info("{}: IKE_SA #{} reauthenticated as #{}", sa.conn.name, it->second->unique_id, sa.unique_id);
+            log_ike()->info("{}: IKE_SA #{} reauthenticated as #{}", sa.conn->name, it->second->unique_id, sa.unique_id);
             it->second->queue.clear();
             it->second->queue.push_back(Pending{ExchangeKind::delete_ike, {}, 0, {}});
             run_queue(now, *it->second);
@@ -609,12 +610,12 @@ void Engine::Impl::auth_response(TimePoint now, IkeSa& sa, std::vector<Payload>&
         for (const auto& pl : p)
             if (const auto* n = std::get_if<NotifyPayload>(&pl.body))
                 if (is_error_notify(n->type)) err = n->type;
-        auto& st = status[sa.conn.name];
+        auto& st = status[sa.conn->name];
         if (err) {
             st.failed_phase = Phase::child;
             st.failure = std::string(notify_name(err));
             ++stats.negotiation_failures;
-            log_ike()->info("{}: IKE SA up, but the Child SA '{}' failed: {}", sa.conn.name, sa.auth_child, st.failure);
+            log_ike()->info("{}: IKE SA up, but the Child SA '{}' failed: {}", sa.conn->name, sa.auth_child, st.failure);
         } else {
             Request req;
             req.kind = ExchangeKind::create_child;
@@ -627,11 +628,12 @@ void Engine::Impl::auth_response(TimePoint now, IkeSa& sa, std::vector<Payload>&
                 st.failed_phase = Phase::child;
                 st.failure = why;
                 ++stats.negotiation_failures;
-                log_ike()->info("{}: Child SA '{}' from IKE_AUTH refused: {}", sa.conn.name, sa.auth_child, why);
+                log_ike()->info("{}: Child SA '{}' from IKE_AUTH refused: {}", sa.conn->name, sa.auth_child, why);
             }
         }
     }
     schedule(now, sa);
+    forget_auth_state(sa);
 }
 
 void Engine::Impl::established(TimePoint now, IkeSa& sa)
@@ -646,26 +648,26 @@ void Engine::Impl::established(TimePoint now, IkeSa& sa)
     sa.dh.reset();
     sa.last_rx = now;
     sa.expire_at = TimePoint::max();
-    uint64_t over = sa.conn.over_time_s ? sa.conn.over_time_s : sa.conn.rekey_time_s / 10;
-    uint64_t rand = sa.conn.rand_time_s ? sa.conn.rand_time_s : over;
-    sa.rekey_at = sa.conn.rekey_time_s
-                      ? now + std::chrono::seconds(sa.conn.rekey_time_s) - jitter(std::min(rand, sa.conn.rekey_time_s / 2))
+    uint64_t over = sa.conn->over_time_s ? sa.conn->over_time_s : sa.conn->rekey_time_s / 10;
+    uint64_t rand = sa.conn->rand_time_s ? sa.conn->rand_time_s : over;
+    sa.rekey_at = sa.conn->rekey_time_s
+                      ? now + std::chrono::seconds(sa.conn->rekey_time_s) - jitter(std::min(rand, sa.conn->rekey_time_s / 2))
                       : TimePoint::max();
     // Only the side that initiated the IKE SA reauthenticates (it holds
     // the addresses and credentials to start a new one).
-    sa.reauth_at = sa.conn.reauth_time_s && sa.initiator
-                       ? now + std::chrono::seconds(sa.conn.reauth_time_s) -
-                             jitter(std::min(rand, sa.conn.reauth_time_s / 2))
+    sa.reauth_at = sa.conn->reauth_time_s && sa.initiator
+                       ? now + std::chrono::seconds(sa.conn->reauth_time_s) -
+                             jitter(std::min(rand, sa.conn->reauth_time_s / 2))
                        : TimePoint::max();
     half_open_index.erase({sa.spi_i, to_string(sa.remote)});
     for (auto it = half_open_index.begin(); it != half_open_index.end();)
         it = it->second == sa.our_spi() ? half_open_index.erase(it) : std::next(it);
     ++stats.ike_established;
-    auto& st = status[sa.conn.name];
+    auto& st = status[sa.conn->name];
     st.failed_phase = Phase::none;
     st.failure.clear();
-    retry_at.erase(sa.conn.name);
-    log_ike()->info("{}: IKE_SA #{} established between {} '{}' and {} '{}' ({}{})", sa.conn.name, sa.unique_id,
+    retry_at.erase(sa.conn->name);
+    log_ike()->info("{}: IKE_SA #{} established between {} '{}' and {} '{}' ({}{})", sa.conn->name, sa.unique_id,
                     to_string(sa.local), id_text(sa.local_id), to_string(sa.remote), id_text(sa.remote_id),
                     describe(sa.selected, ProtocolId::ike),
                     sa.nat_local || sa.nat_remote || sa.nat_fake ? ", NAT-T" : "");
@@ -687,7 +689,7 @@ void Engine::Impl::rekey_ike(TimePoint now, IkeSa& sa)
     put_u64(spi, req.new_ike_spi);
     SaPayload sap;
     uint8_t n = 1;
-    for (auto spec : sa.conn.proposals) {
+    for (auto spec : sa.conn->proposals) {
         // Offer the current group first: the peer already accepted it.
         std::stable_partition(spec.dh.begin(), spec.dh.end(), [&](const Transform& t) { return t.id == group; });
         sap.proposals.push_back(spec.to_proposal(n++, spi));
@@ -696,7 +698,7 @@ void Engine::Impl::rekey_ike(TimePoint now, IkeSa& sa)
                            Payload{PayloadType::nonce, false, NoncePayload{req.nonce}},
                            Payload{PayloadType::ke, false, KePayload{group, req.dh->public_value()}}};
     // Reserve the SPI so no other SA takes it meanwhile.
-    log_ike()->info("{}: rekeying IKE_SA #{}", sa.conn.name, sa.unique_id);
+    log_ike()->info("{}: rekeying IKE_SA #{}", sa.conn->name, sa.unique_id);
     start_request(now, sa, std::move(req), ExchangeType::create_child_sa, p);
 }
 
@@ -762,14 +764,14 @@ void Engine::Impl::rekey_ike_request(TimePoint now, IkeSa& sa, uint32_t mid, std
         return;
     }
     std::vector<ProposalSpec> with_ke_group;
-    for (auto spec : sa.conn.proposals) {
+    for (auto spec : sa.conn->proposals) {
         auto it = std::find_if(spec.dh.begin(), spec.dh.end(), [&](const Transform& t) { return t.id == ke->group; });
         if (it == spec.dh.end()) continue;
         spec.dh = {*it};
         with_ke_group.push_back(spec);
     }
     auto chosen = select_proposal(sap->proposals, with_ke_group);
-    if (!chosen) chosen = select_proposal(sap->proposals, sa.conn.proposals);
+    if (!chosen) chosen = select_proposal(sap->proposals, sa.conn->proposals);
     if (!chosen || chosen->spi.size() != 8) {
         respond(sa, ExchangeType::create_child_sa, mid, {notify_payload(notify::no_proposal_chosen)});
         return;
@@ -810,7 +812,7 @@ void Engine::Impl::rekey_ike_request(TimePoint now, IkeSa& sa, uint32_t mid, std
     sa.state = IkeState::rekeyed;
     sa.expire_at = now + 60s;   // the peer deletes it; if it never does, we do
     schedule(now, fresh);
-    log_ike()->info("{}: IKE_SA #{} rekeyed by the peer as #{}", sa.conn.name, sa.unique_id, fresh.unique_id);
+    log_ike()->info("{}: IKE_SA #{} rekeyed by the peer as #{}", sa.conn->name, sa.unique_id, fresh.unique_id);
 }
 
 void Engine::Impl::rekey_ike_response(TimePoint now, IkeSa& sa, Request& req, std::vector<Payload>& p)
@@ -820,7 +822,7 @@ void Engine::Impl::rekey_ike_response(TimePoint now, IkeSa& sa, Request& req, st
         if (const auto* n = std::get_if<NotifyPayload>(&pl.body))
             if (is_error_notify(n->type)) err = n->type;
     if (err) {
-        log_ike()->info("{}: IKE_SA rekey failed: {}", sa.conn.name, notify_name(err));
+        log_ike()->info("{}: IKE_SA rekey failed: {}", sa.conn->name, notify_name(err));
         if (err == notify::invalid_ke_payload) {
             const auto* n = find_notify(p, notify::invalid_ke_payload);
             if (n && n->data.size() == 2) sa.selected.dh = uint16_t(n->data[0] << 8 | n->data[1]);
@@ -844,12 +846,12 @@ void Engine::Impl::rekey_ike_response(TimePoint now, IkeSa& sa, Request& req, st
     const auto* nr = find_payload<NoncePayload>(p, PayloadType::nonce);
     const auto* ke = find_payload<KePayload>(p, PayloadType::ke);
     std::optional<SelectedSuite> chosen;
-    if (sap && sap->proposals.size() == 1) chosen = accept_response(sap->proposals[0], sa.conn.proposals);
+    if (sap && sap->proposals.size() == 1) chosen = accept_response(sap->proposals[0], sa.conn->proposals);
     std::optional<Bytes> shared;
     if (chosen && nr && ke && chosen->spi.size() == 8 && ke->group == chosen->dh && req.dh && req.dh->group() == chosen->dh)
         shared = req.dh->shared_secret(view(ke->data));
     if (!shared) {
-        log_ike()->warn("{}: invalid IKE_SA rekey response; deleting the IKE SA", sa.conn.name);
+        log_ike()->warn("{}: invalid IKE_SA rekey response; deleting the IKE SA", sa.conn->name);
         sa.queue.push_back(Pending{ExchangeKind::delete_ike, {}, 0, {}});
         return;
     }
@@ -864,7 +866,7 @@ void Engine::Impl::rekey_ike_response(TimePoint now, IkeSa& sa, Request& req, st
             IkeSa& theirs = *it->second;
             Bytes lo = std::min({req.nonce, nr->data, sa.peer_rekey_ni, sa.peer_rekey_nr});
             bool mine_redundant = lo == req.nonce || lo == nr->data;
-            log_ike()->info("{}: IKE_SA rekey collision, {} new SA is redundant", sa.conn.name,
+            log_ike()->info("{}: IKE_SA rekey collision, {} new SA is redundant", sa.conn->name,
                             mine_redundant ? "our" : "the peer's");
             if (mine_redundant) {
                 winner = &theirs;
@@ -888,7 +890,7 @@ void Engine::Impl::rekey_ike_response(TimePoint now, IkeSa& sa, Request& req, st
     schedule(now, fresh);
     run_queue(now, fresh);
     if (winner != &fresh) schedule(now, *winner);
-    log_ike()->info("{}: IKE_SA #{} rekeyed as #{}", sa.conn.name, sa.unique_id, winner->unique_id);
+    log_ike()->info("{}: IKE_SA #{} rekeyed as #{}", sa.conn->name, sa.unique_id, winner->unique_id);
 }
 
 } // namespace ravelin::ike

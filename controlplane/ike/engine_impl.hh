@@ -91,7 +91,9 @@ inline std::string_view state_name(ChildState s)
 
 struct ChildSa {
     uint32_t unique_id = 0;
-    ChildConfig cfg;
+    // Shares ownership of the connection config it lives in: SAs outlive a
+    // reload that changes or removes their connection.
+    std::shared_ptr<const ChildConfig> cfg;
     ChildState state = ChildState::installed;
     ChildSaRecord record;           // inbound.spi is ours, outbound.spi the peer's
     bool outbound_installed = false;
@@ -146,7 +148,9 @@ struct Credentials {
 
 struct IkeSa {
     uint32_t unique_id = 0;
-    ConnectionConfig conn;
+    std::shared_ptr<const ConnectionConfig> conn;   // shared by every SA of the connection
+    // DH group the peer asked for (INVALID_KE) per child config name.
+    std::map<std::string, uint16_t> child_dh;
     IkeState state = IkeState::connecting;
     bool initiator = false;         // original initiator of this IKE SA
     uint64_t spi_i = 0, spi_r = 0;
@@ -256,6 +260,7 @@ struct Engine::Impl {
     {
         cookie_secret.resize(32);
         rng.fill(cookie_secret);
+        share_configs();
         load_credentials();
     }
 
@@ -323,6 +328,28 @@ struct Engine::Impl {
     }
 
     void load_credentials();
+
+    // Every connection's config, shared by its SAs; rebuilt on reload (SAs
+    // of a changed connection keep the old one until they go).
+    std::map<std::string, std::shared_ptr<const ConnectionConfig>> conn_ptrs;
+    void share_configs()
+    {
+        conn_ptrs.clear();
+        for (const auto& c : config.connections)
+            conn_ptrs[c.name] = std::make_shared<const ConnectionConfig>(c);
+    }
+    std::shared_ptr<const ConnectionConfig> shared_conn(const ConnectionConfig& c)
+    {
+        auto it = conn_ptrs.find(c.name);
+        return it != conn_ptrs.end() ? it->second : std::make_shared<const ConnectionConfig>(c);
+    }
+    // A child config as a pointer that keeps its connection config alive:
+    // `c` lives in sa.conn's children, or is `from`'s own.
+    static std::shared_ptr<const ChildConfig> child_ptr(const IkeSa& sa, const ChildConfig* c, const ChildSa* from)
+    {
+        if (from && from->cfg.get() == c) return from->cfg;
+        return std::shared_ptr<const ChildConfig>(sa.conn, c);
+    }
     const SharedSecret* find_psk(const IdPayload& a, const IdPayload& b) const;
 
     // Sending.
@@ -358,6 +385,16 @@ struct Engine::Impl {
     void auth_request(TimePoint now, IkeSa& sa, uint32_t mid, std::vector<Payload>& p);
     void auth_response(TimePoint now, IkeSa& sa, std::vector<Payload>& p);
     void established(TimePoint now, IkeSa& sa);
+    // After IKE_AUTH (and its Child SA) is done: what only it needed.
+    static void forget_auth_state(IkeSa& sa)
+    {
+        Bytes().swap(sa.ni);
+        Bytes().swap(sa.nr);
+        std::vector<TrafficSelector>().swap(sa.auth_tsi);
+        std::vector<TrafficSelector>().swap(sa.auth_tsr);
+        sa.peer_sig_hashes.clear();
+        sa.peer_sig_hashes.shrink_to_fit();
+    }
 
     // Child SAs.
     std::vector<TrafficSelector> resolve_ts(const std::vector<TsConfig>& cfg, const IpAddress& self);
@@ -371,11 +408,16 @@ struct Engine::Impl {
                                           std::vector<Payload>& out, ChildSa* rekeying);
     bool complete_child(TimePoint now, IkeSa& sa, Request& req, const std::vector<Payload>& p,
                         ByteView ni, ByteView nr, std::string& why);
-    ChildSa make_child(IkeSa& sa, const ChildConfig& cfg, const SelectedSuite& suite, uint32_t spi_in,
+    ChildSa make_child(IkeSa& sa, std::shared_ptr<const ChildConfig> cfg, const SelectedSuite& suite, uint32_t spi_in,
                        uint32_t spi_out, const std::vector<TrafficSelector>& local_ts,
                        const std::vector<TrafficSelector>& remote_ts, ByteView shared,
                        ByteView ni, ByteView nr, bool we_initiated, TimePoint now);
     void install(ChildSa& c, bool outbound);
+    static void forget_nonces(ChildSa& c)
+    {
+        Bytes().swap(c.nonce_i);
+        Bytes().swap(c.nonce_r);
+    }
     void uninstall(ChildSa& c);
     void create_child(TimePoint now, IkeSa& sa, const std::string& child);
     void rekey_child(TimePoint now, IkeSa& sa, uint32_t spi_in);
@@ -405,13 +447,13 @@ struct Engine::Impl {
     {
         IkeSa* best = nullptr;
         for (auto& [k, sa] : sas)
-            if (sa->conn.name == conn && sa->state == IkeState::established) best = sa.get();
+            if (sa->conn->name == conn && sa->state == IkeState::established) best = sa.get();
         return best;
     }
     IkeSa* find_any(std::string_view conn)
     {
         for (auto& [k, sa] : sas)
-            if (sa->conn.name == conn && sa->state != IkeState::dead && sa->state != IkeState::rekeyed)
+            if (sa->conn->name == conn && sa->state != IkeState::dead && sa->state != IkeState::rekeyed)
                 return sa.get();
         return nullptr;
     }
