@@ -457,13 +457,9 @@ struct Engine::Impl {
                 return sa.get();
         return nullptr;
     }
-    unsigned half_open() const
-    {
-        unsigned n = 0;
-        for (auto& [k, sa] : sas)
-            n += !sa->initiator && (sa->state == IkeState::connecting || sa->state == IkeState::authenticating);
-        return n;
-    }
+    // Responder IKE SAs between IKE_SA_INIT and IKE_AUTH: exactly the
+    // entries of half_open_index (removed when established or reaped).
+    unsigned half_open() const { return unsigned(half_open_index.size()); }
 };
 
 } // namespace ravelin::ike
