@@ -127,6 +127,7 @@ ChildSa Engine::Impl::make_child(IkeSa& sa, std::shared_ptr<const ChildConfig> c
 void Engine::Impl::install(ChildSa& c, bool outbound)
 {
     if (!outbound) {
+        spis_in_use.insert(c.spi_in());
         sink.install_inbound(c.record);
         wipe_keys(c.record.inbound);
         return;
@@ -142,6 +143,7 @@ void Engine::Impl::uninstall(ChildSa& c)
     if (c.outbound_installed) sink.remove_outbound(c.record);
     c.outbound_installed = false;
     sink.remove_inbound(c.record);
+    spis_in_use.erase(c.spi_in());
     wipe_keys(c.record.inbound);
     wipe_keys(c.record.outbound);
 }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <deque>
+#include <unordered_set>
 #include <map>
 #include <memory>
 #include <optional>
@@ -242,6 +243,7 @@ struct Engine::Impl {
     EngineStats stats;
 
     std::map<uint64_t, std::unique_ptr<IkeSa>> sas;          // by our SPI
+    std::unordered_set<uint32_t> spis_in_use;                 // inbound ESP SPIs in the sink
     std::map<std::pair<uint64_t, std::string>, uint64_t> half_open_index; // (SPIi, remote) -> our SPI
     std::map<std::string, Credentials> creds;
     std::map<std::string, ConnStatus> status;
@@ -290,11 +292,7 @@ struct Engine::Impl {
             rng.fill(b);
             uint32_t s = get_u32(b);
             if (s < 256) continue;  // 1..255 are reserved (RFC 4303 §2.1)
-            bool used = false;
-            for (auto& [k, sa] : sas)
-                for (auto& c : sa->children)
-                    used |= c.spi_in() == s;
-            if (!used) return s;
+            if (!spis_in_use.count(s)) return s;
         }
     }
     Bytes new_nonce()

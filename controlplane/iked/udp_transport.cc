@@ -146,6 +146,12 @@ bool UdpTransport::bind_one(const IpAddress& addr, bool wildcard, uint16_t port,
             setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one) != 0)
             return fail("IPV6_RECVPKTINFO on");
     }
+    // A burst of IKE_SA_INITs (many peers after an outage) must not
+    // overflow the default ~200 KiB: ask for 4 MiB (FORCE needs
+    // CAP_NET_ADMIN; without it the kernel caps SO_RCVBUF at rmem_max).
+    int rcvbuf = 4 << 20;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     sockaddr_storage ss;
     socklen_t len = to_sockaddr(addr, port, ss);
     if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) return fail("cannot bind");
