@@ -51,7 +51,14 @@ def check_same_sas(rav, sw, conn="gw", child="net"):
     assert c is not None
     assert int(c["spi-in"], 16) == int(kids[0]["spi_out"], 16)
     assert int(c["spi-out"], 16) == int(kids[0]["spi_in"], 16)
-    assert c["encr-alg"] == kids[0]["suite"]["encr"], (c, kids[0])
+    # The same algorithms on both sides, by swanctl's names.
+    ours_ike, ours_child = ike[0]["suite"], kids[0]["suite"]
+    assert (theirs["encr-alg"], theirs.get("encr-keysize", 0), theirs["prf-alg"], theirs["dh-group"]) == \
+        (ours_ike["encr"], ours_ike["encr_key_bits"], ours_ike["prf"], ours_ike["dh"]), (theirs, ours_ike)
+    assert theirs.get("integ-alg") == ours_ike["integ"], (theirs, ours_ike)
+    assert (c["encr-alg"], c.get("encr-keysize", 0), c.get("integ-alg"), c.get("dh-group")) == \
+        (ours_child["encr"], ours_child["encr_key_bits"], ours_child["integ"], ours_child["dh"]), \
+        (c, ours_child)
     return ike[0], kids[0], theirs, c
 
 
