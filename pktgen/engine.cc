@@ -168,9 +168,19 @@ std::unique_ptr<Engine> Engine::create(const EngineConfig& cfg, std::string& err
         return nullptr;
     }
     if (!cfg.sa_config.empty()) {
-        m.esp = EspPeer::load(cfg.sa_config, cfg.esp_seq_start, error);
+        m.esp = EspPeer::load(cfg.sa_config, cfg.esp_seq_start, !cfg.rx_count_only, error);
         if (!m.esp) return nullptr;
     }
+    // Build the sealing SAs before the ports start: a memif client in
+    // zero-copy mode shares the memory it has at start, and hugepage memory
+    // allocated later fails.
+    if (m.esp)
+        for (const StreamSpec& s : cfg.streams)
+            for (uint32_t i = 0; s.esp_spi && i < s.esp_count; ++i)
+                if (!m.esp->sealing_sa(*s.esp_spi + i, error)) {
+                    error = "stream " + std::to_string(s.id) + ": " + error;
+                    return nullptr;
+                }
     if (!m.setup_ports(error) || !m.setup_streams(error)) return nullptr;
     // Line rate: --line-rate, else the TX port of the first stream.
     e->line_bps_ = cfg.line_bps;

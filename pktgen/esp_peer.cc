@@ -18,7 +18,7 @@ SaDescriptor mirror_descriptor(const SaDescriptor& d, SaDirection as)
     return m;
 }
 
-std::unique_ptr<EspPeer> EspPeer::load(const std::string& path, uint64_t seq_start, std::string& error)
+std::unique_ptr<EspPeer> EspPeer::load(const std::string& path, uint64_t seq_start, bool open, std::string& error)
 {
     auto parsed = dp::load_config(path);
     if (!parsed) {
@@ -36,7 +36,7 @@ std::unique_ptr<EspPeer> EspPeer::load(const std::string& path, uint64_t seq_sta
     }
     // Opening SAs: every SA the gateway sends with, then the ones a peer's
     // file lists as inbound (only for SPIs not taken).
-    for (int pass = 0; pass < 2; ++pass) {
+    for (int pass = 0; pass < (open ? 2 : 0); ++pass) {
         for (auto& c : p->descriptors_) {
             const SaDescriptor& d = c.sa;
             const bool mirror = d.direction == SaDirection::outbound;

@@ -41,7 +41,9 @@ public:
     // After rte_eal_init (SAs live in hugepage memory). `seq_start` is the
     // first sequence number each sealing SA uses (1 normally; near 2^32 to
     // cross into ESN's high half early).
-    static std::unique_ptr<EspPeer> load(const std::string& path, uint64_t seq_start, std::string& error);
+    // `open`: also build the opening SAs (not needed when received ESP is
+    // only counted).
+    static std::unique_ptr<EspPeer> load(const std::string& path, uint64_t seq_start, bool open, std::string& error);
     ~EspPeer();
     EspPeer(const EspPeer&) = delete;
     EspPeer& operator=(const EspPeer&) = delete;

@@ -348,7 +348,7 @@ def run_cell(kind, direction, size, inbound, n=0):
            "--vdev", f"net_memif0,role=client,socket={SOCK_P},id=0,zero-copy=yes",
            "--vdev", f"net_memif1,role=client,socket={SOCK_U},id=0,zero-copy=yes", "--",
            "--sa-config", str(sa_cfg), "--arp", "0=198.18.1.0/24", "--arp", "1=198.18.0.2/32",
-           "--rx-count-only", "--no-progress", "--wait-stdin", "--json", str(out), "--mbufs", "65535",
+           "--rx-count-only", "--no-progress", "--wait-stdin", "--json", str(out), "--mbufs", "32767",
            "--warmup", str(a.w), "--warmup-rate", "max", "-r", "max", "-d", str(a.d), "--drain", "0.1"]
     for s in (tunnel_streams(direction, size, n) if n else streams(direction, size)):
         cmd += ["-s", s]
