@@ -445,7 +445,13 @@ bool as_duration(std::string_view v, uint64_t& out, std::string& msg)
         default: break;
         }
     }
-    if (scaled(d, unit, out)) return true;
+    // Ten years is plenty, and keeps now + duration far from overflowing.
+    constexpr uint64_t max_duration_s = 10ull * 366 * 86400;
+    if (scaled(d, unit, out)) {
+        if (out <= max_duration_s) return true;
+        msg = "duration '" + std::string(v) + "' too long (at most 10 years)";
+        return false;
+    }
     msg = "bad duration '" + std::string(v) + "' (30, 30s, 10m, 4h, 1d)";
     return false;
 }

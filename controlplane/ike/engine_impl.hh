@@ -39,7 +39,7 @@ inline std::string hex64(uint64_t v) { return fmt::format("{:016x}", v); }
 std::string_view notify_name(uint16_t t);
 std::string hint_for(Phase phase, std::string_view failure);
 Bytes id_body(const IdPayload& id);
-inline bool same_id(const IdPayload& a, const IdPayload& b) { return a.type == b.type && a.data == b.data; }
+bool same_id(const IdPayload& a, const IdPayload& b);
 
 std::string id_text(const IdPayload& id);
 IdPayload address_id(const IpAddress& a);

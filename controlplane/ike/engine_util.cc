@@ -96,6 +96,23 @@ Bytes id_body(const IdPayload& id)
 }
 
 
+// Equal identities. Distinguished names compare as names (X509_NAME_cmp:
+// canonical form, so PrintableString and UTF8String of the same text match),
+// everything else byte for byte.
+bool same_id(const IdPayload& a, const IdPayload& b)
+{
+    if (a.type != b.type) return false;
+    if (a.type != IdType::der_asn1_dn || a.data == b.data) return a.data == b.data;
+    const unsigned char* pa = a.data.data();
+    const unsigned char* pb = b.data.data();
+    X509_NAME* na = d2i_X509_NAME(nullptr, &pa, long(a.data.size()));
+    X509_NAME* nb = d2i_X509_NAME(nullptr, &pb, long(b.data.size()));
+    bool same = na && nb && X509_NAME_cmp(na, nb) == 0;
+    X509_NAME_free(na);
+    X509_NAME_free(nb);
+    return same;
+}
+
 std::string id_text(const IdPayload& id)
 {
     switch (id.type) {

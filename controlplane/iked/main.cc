@@ -5,6 +5,7 @@
 // Exit codes: 0 ok (or stopped by SIGTERM/SIGINT), 1 could not start
 // (sockets, files, unsupported mode), 2 bad command line or configuration.
 // Prints "ravelin-iked: ready" on stdout once it listens (docs/iked.md).
+#include <filesystem>
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -104,6 +105,11 @@ int main(int argc, char** argv)
     }
 
     std::string error;
+    // Absolute paths: a detached daemon works in /, and the config's own
+    // relative file names (certificates, keys) resolve against its folder.
+    std::error_code ec;
+    if (!config_path.empty()) config_path = std::filesystem::absolute(config_path, ec).string();
+    if (!sa_sink.empty()) sa_sink = std::filesystem::absolute(sa_sink, ec).string();
     auto config = ike::load_ike_config(config_path, error);
     if (config && !iked::validate_daemon_config(config->daemon, error)) {
         error = config_path + ": " + error;
