@@ -3,15 +3,48 @@
 // an operator can bring a swanctl.conf over nearly unchanged, plus an
 // `iked { }` section for the daemon's own settings.
 //
-//   iked { listen = 198.18.0.1  allow_legacy = no  cookie_threshold = 10 }
+//   iked {
+//     listen = 198.18.0.1
+//   }
 //   connections {
-//     gw { local_addrs = 198.18.0.1  remote_addrs = 198.18.0.2
-//          proposals = aes256gcm16-prfsha256-x25519
-//          local { auth = psk  id = gw-a }  remote { auth = psk  id = gw-b }
-//          children { net { local_ts = 198.19.1.0/24  remote_ts = 198.19.2.0/24
-//                           esp_proposals = aes256gcm16  start_action = start } } } }
-//   secrets { ike-gw { id-a = gw-a  id-b = gw-b  secret = "..." } }
-//   authorities { ca { cacert = /etc/ravelin/x509ca/ca.pem  crl = /etc/.../ca.crl } }
+//     gw {
+//       local_addrs = 198.18.0.1
+//       remote_addrs = 198.18.0.2
+//       proposals = aes256gcm16-prfsha256-x25519
+//       local {
+//         auth = psk
+//         id = gw-a
+//       }
+//       remote {
+//         auth = psk
+//         id = gw-b
+//       }
+//       children {
+//         net {
+//           local_ts = 198.19.1.0/24
+//           remote_ts = 198.19.2.0/24
+//           esp_proposals = aes256gcm16
+//           start_action = start
+//         }
+//       }
+//     }
+//   }
+//   secrets {
+//     ike-gw {
+//       id-a = gw-a
+//       id-b = gw-b
+//       secret = "..."
+//     }
+//   }
+//   authorities {
+//     ca {
+//       cacert = /etc/ravelin/x509ca/ca.pem
+//       crl = /etc/ravelin/x509crl/ca.crl
+//     }
+//   }
+//
+// A value runs to the end of its line (or a `#` or `}`), as in strongSwan,
+// so one key per line.
 //
 // Every error carries "file:line: reason"; unknown keys are errors (a typo
 // must not silently change a tunnel).
@@ -44,7 +77,7 @@ struct AuthConfig {
     AuthKind auth = AuthKind::psk;
     Identity id;                    // local: default is the local address
     std::vector<std::string> certs; // local: our certificate then intermediates (files)
-    std::vector<std::string> cacerts; // remote: CAs restricted to this peer (files)
+    std::vector<std::string> cacerts; // remote: CAs for this peer (files), trusted with `authorities`
     std::string private_key;        // local pubkey: key file (else found in secrets)
 };
 
