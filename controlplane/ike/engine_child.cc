@@ -206,6 +206,17 @@ std::optional<uint16_t> Engine::Impl::respond_child(TimePoint now, IkeSa& sa, co
         if (!pfs_required) chosen = select_proposal(strip_dh(sap->proposals), specs);
     } else {
         chosen = select_proposal(sap->proposals, cfg->esp_proposals);
+        // We chose no DH group but the peer sent a KE: unless that proposal
+        // also offers NONE, the peer insists on PFS and would refuse an
+        // answer without a group (RFC 7296 §3.3.6).
+        if (chosen && chosen->dh == 0)
+            for (const auto& prop : sap->proposals) {
+                if (prop.number != chosen->number) continue;
+                bool has_dh = false, has_none = false;
+                for (const auto& t : prop.transforms)
+                    if (t.type == TransformType::dh) (t.id ? has_dh : has_none) = true;
+                if (has_dh && !has_none) chosen.reset();
+            }
     }
     if (!chosen || chosen->spi.size() != 4) {
         log_ike()->info("{}: no acceptable ESP proposal (offered {})", sa.conn->name, st.peer_proposals);

@@ -1025,3 +1025,28 @@ TEST(IkeEngineOps, ReauthenticationIsMakeBeforeBreak)
 
 } // namespace
 } // namespace ravelin::ike
+
+namespace ravelin::ike {
+namespace {
+
+TEST(IkeEngineOps, PfsDemandedButNotConfiguredIsNoProposalChosen)
+{
+    Options o;
+    o.esp_a = "aes256gcm16-x25519";   // A rekeys with a KE
+    o.esp_b = "aes256gcm16";          // B has no PFS configured
+    Pair p(o);
+    p.up();                           // IKE_AUTH has no KE: fine
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+    auto spi = p.a.sink.in.begin()->first;
+    std::string err;
+    ASSERT_TRUE(p.a.engine.rekey_child(p.now, "gw", "net", err)) << err;
+    p.pump();
+    // Refused by name; the old Child SA stays in use on both sides.
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+    EXPECT_EQ(p.a.sink.in.begin()->first, spi);
+    EXPECT_EQ(p.a.engine.diagnose()[0].failure, "NO_PROPOSAL_CHOSEN");
+    EXPECT_EQ(p.b.engine.diagnose()[0].failed_phase, Phase::child);
+}
+
+} // namespace
+} // namespace ravelin::ike
