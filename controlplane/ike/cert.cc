@@ -35,6 +35,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <utility>
@@ -520,6 +521,15 @@ int verify_callback(int ok, X509_STORE_CTX* ctx)
 
 int refuse_passphrase(char*, int, int, void*) { return -1; }
 
+// OpenSSL's pem_password_cb: copies the passphrase (a ByteView*) into `buf`.
+int give_passphrase(char* buf, int size, int, void* u)
+{
+    const auto* p = static_cast<const ByteView*>(u);
+    if (!p || p->size() > std::size_t(size)) return -1;
+    std::memcpy(buf, p->data(), p->size());
+    return int(p->size());
+}
+
 // RFC 2253 text of a name, for logs and error messages.
 std::string name_text(const X509_NAME* name)
 {
@@ -656,7 +666,7 @@ PrivateKey& PrivateKey::operator=(PrivateKey&& o) noexcept
     return *this;
 }
 
-std::optional<PrivateKey> PrivateKey::load(const std::string& path, std::string& error)
+std::optional<PrivateKey> PrivateKey::load(const std::string& path, std::string& error, ByteView passphrase)
 {
     Bytes data;
     if (!read_file(path, data, error)) return std::nullopt;
@@ -669,13 +679,18 @@ std::optional<PrivateKey> PrivateKey::load(const std::string& path, std::string&
     bool pem = is_pem(data);
     if (pem) {
         UniqueBio bio = memory_bio(data);
-        if (bio) pkey.reset(PEM_read_bio_PrivateKey(bio.get(), nullptr, refuse_passphrase, nullptr));
+        if (bio && passphrase.empty())
+            pkey.reset(PEM_read_bio_PrivateKey(bio.get(), nullptr, refuse_passphrase, nullptr));
+        else if (bio)
+            pkey.reset(PEM_read_bio_PrivateKey(bio.get(), nullptr, give_passphrase,
+                                               const_cast<ByteView*>(&passphrase)));
     } else {
         pkey = d2i_exact<d2i_AutoPrivateKey, EVP_PKEY_free>(data.data(), data.size());
     }
     if (!pkey) {
         error = path + (pem && contains_text(data, "ENCRYPTED")
-                            ? ": encrypted private keys are not supported"
+                            ? (passphrase.empty() ? ": encrypted private key and no passphrase (secrets.private-* secret)"
+                                                  : ": encrypted private key: wrong passphrase")
                             : ": no private key (" + openssl_error() + ")");
         ERR_clear_error();
         return std::nullopt;

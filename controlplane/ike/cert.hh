@@ -59,7 +59,10 @@ public:
     ~PrivateKey();
     PrivateKey(PrivateKey&&) noexcept;
     PrivateKey& operator=(PrivateKey&&) noexcept;
-    static std::optional<PrivateKey> load(const std::string& path, std::string& error);
+    // `passphrase` opens an encrypted PEM key (secrets.private-* secret);
+    // without one, encrypted keys are refused with a clear error.
+    static std::optional<PrivateKey> load(const std::string& path, std::string& error,
+                                          ByteView passphrase = {});
 
     // The AUTH method and data for `signed_octets`, choosing RFC 7427 with
     // the strongest hash both sides support (`peer_hashes` from the peer's

@@ -40,7 +40,7 @@ void Engine::Impl::load_credentials()
             } else if (cr.cert) {
                 // secrets.private-*: the key that belongs to our certificate.
                 for (const auto& pk : config.private_keys) {
-                    auto k = PrivateKey::load(pk.file, err);
+                    auto k = PrivateKey::load(pk.file, err, pk.passphrase);
                     if (k && X509_check_private_key(static_cast<X509*>(cr.cert->native()),
                                                     static_cast<EVP_PKEY*>(k->native())) == 1) {
                         cr.key = std::move(k);

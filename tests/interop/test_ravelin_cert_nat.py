@@ -4,6 +4,8 @@ certificate chain larger than the MTU, and the initiator behind an
 nftables masquerade NAT."""
 from __future__ import annotations
 
+import subprocess
+
 from scapy.layers.inet import IP, UDP
 
 from . import esp, netns, peers
@@ -12,18 +14,26 @@ from .ravelin import iked_conf
 from .test_ravelin_psk import check_same_sas, esp_both_ways, rav_sas
 
 
-def ravelin_pubkey(tree: dict, ee, roots) -> dict:
+def ravelin_pubkey(tree: dict, ee, roots, passphrase: str | None = None) -> dict:
     """Ravelin's side of a pubkey connection: absolute certificate and key
-    paths (strongSwan's tree names files in its swanctl folders)."""
+    paths (strongSwan's tree names files in its swanctl folders). With a
+    passphrase, the key file is an encrypted copy opened by the secret."""
     conn = tree["connections"]["gw"]
     conn["local"]["certs"] = [str(c.cert) for c in ee.chain]
     conn["remote"]["cacerts"] = [str(r.cert) for r in roots]
-    tree["secrets"] = {"private-gw": {"file": str(ee.key)}}
+    key = {"file": str(ee.key)}
+    if passphrase:
+        enc = ee.key.with_suffix(".enc.pem")
+        subprocess.run(["openssl", "pkey", "-in", str(ee.key), "-aes256", "-passout",
+                        f"pass:{passphrase}", "-out", str(enc)], check=True)
+        assert b"ENCRYPTED" in enc.read_bytes()
+        key = {"file": str(enc), "secret": passphrase}
+    tree["secrets"] = {"private-gw": key}
     return tree
 
 
 def cert_pair(pair, charons, ravelin, pki, rav_kind, sw_kind, *, rav_ee=None, iked=None,
-              sw_options=None):
+              sw_options=None, passphrase=None):
     root = pki.certs.get("root") or pki.ca("root", "ecdsa256")
     inter = pki.certs.get("inter") or pki.issue(root, "inter", "ecdsa256", ca=True)
     rav_ee = rav_ee or pki.issue(inter, f"gw-rav-{rav_kind}", rav_kind,
@@ -35,7 +45,8 @@ def cert_pair(pair, charons, ravelin, pki, rav_kind, sw_kind, *, rav_ee=None, ik
                                            sw_id=sw_ee.dn, sw_certs=sw_certs, sw_cacerts=sw_ca)
     sw.write_config(sw_tree)
     sw.load_all()
-    rav = ravelin(pair.rav, iked_conf(ravelin_pubkey(rav_tree, rav_ee, [root]), **(iked or {})))
+    rav = ravelin(pair.rav, iked_conf(ravelin_pubkey(rav_tree, rav_ee, [root], passphrase),
+                                      **(iked or {})))
     return rav, sw, sw_ee
 
 
@@ -50,7 +61,9 @@ def test_rsa_ravelin_initiates_to_ecdsa(pair, charons, ravelin, pki):
 
 
 def test_ecdsa_ravelin_responds_to_rsa(pair, charons, ravelin, pki):
-    rav, sw, _ = cert_pair(pair, charons, ravelin, pki, "ecdsa384", "rsa3072")
+    # Ravelin's key is an encrypted PEM opened by secrets.private-gw.secret.
+    rav, sw, _ = cert_pair(pair, charons, ravelin, pki, "ecdsa384", "rsa3072",
+                           passphrase="key-passphrase-0123")
     sw.initiate("net", "gw")
     rav.wait_sa("in", "gw", "net")
     sw.wait_log(r"authentication of 'gw\.rav\.test' with ECDSA\S* successful", 3)

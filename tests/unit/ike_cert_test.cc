@@ -509,11 +509,25 @@ TEST(IkePrivateKey, RefusesUnusableKeys)
         EXPECT_NE(error.find(why), std::string::npos) << name << ": " << error;
     };
     EVP_PKEY* p256 = p.leaf_keys.at("p256").get();
-    refused("encrypted.pem", bio_bytes([&](BIO* b) {
-                return PEM_write_bio_PrivateKey(b, p256, EVP_aes_256_cbc(),
-                                                reinterpret_cast<const unsigned char*>("secret"), 6,
-                                                nullptr, nullptr);
-            }), "encrypted");
+    Bytes encrypted = bio_bytes([&](BIO* b) {
+        return PEM_write_bio_PrivateKey(b, p256, EVP_aes_256_cbc(),
+                                        reinterpret_cast<const unsigned char*>("secret"), 6,
+                                        nullptr, nullptr);
+    });
+    refused("encrypted.pem", encrypted, "no passphrase");
+    {
+        // With its passphrase (secrets.private-* secret) it opens; with another it does not.
+        std::string error;
+        const std::string good = "secret", bad = "Secret";
+        auto key = PrivateKey::load(p.dir.file("encrypted.pem"), error,
+                                    ByteView(reinterpret_cast<const uint8_t*>(good.data()), good.size()));
+        ASSERT_TRUE(key) << error;
+        EXPECT_EQ(EVP_PKEY_eq(static_cast<EVP_PKEY*>(key->native()), p256), 1);
+        EXPECT_FALSE(PrivateKey::load(p.dir.file("encrypted.pem"), error,
+                                      ByteView(reinterpret_cast<const uint8_t*>(bad.data()), bad.size())));
+        EXPECT_NE(error.find("wrong passphrase"), std::string::npos) << error;
+        ERR_clear_error();
+    }
     refused("rsa1024.pem", pkcs8_pem_of(gen_key("rsa1024").get()), "2048");
     refused("x25519.pem", pkcs8_pem_of(gen_key("x25519").get()), "not supported");
     refused("secp256k1.pem", pkcs8_pem_of(gen_key("secp256k1").get()), "not supported");
