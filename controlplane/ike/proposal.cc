@@ -211,55 +211,19 @@ void set_field(SelectedSuite& s, const Transform& t)
 
 // --- names as strongSwan prints them -------------------------------------------
 
-std::string encr_label(uint16_t id)
+// crypto.hh's name, or "<PREFIX><id>" for an id it does not know.
+std::string known_or_id(std::string_view name, const char* prefix, uint16_t id)
 {
-    switch (id) {
-    case encr::des3: return "3DES_CBC";
-    case encr::null_: return "NULL";
-    case encr::aes_cbc: return "AES_CBC";
-    case encr::aes_gcm_16: return "AES_GCM_16";
-    case encr::null_aes_gmac: return "NULL_AES_GMAC";
-    case encr::chacha20_poly1305: return "CHACHA20_POLY1305";
-    }
-    return "ENCR_" + std::to_string(id);
+    return name == "UNKNOWN" ? prefix + std::to_string(id) : std::string(name);
 }
 
-std::string integ_label(uint16_t id)
-{
-    switch (id) {
-    case integ::hmac_sha1_96: return "HMAC_SHA1_96";
-    case integ::hmac_sha2_256_128: return "HMAC_SHA2_256_128";
-    case integ::hmac_sha2_384_192: return "HMAC_SHA2_384_192";
-    case integ::hmac_sha2_512_256: return "HMAC_SHA2_512_256";
-    }
-    return "INTEG_" + std::to_string(id);
-}
+std::string encr_label(uint16_t id) { return known_or_id(encr_name(id), "ENCR_", id); }
 
-std::string prf_label(uint16_t id)
-{
-    switch (id) {
-    case prf::hmac_sha1: return "PRF_HMAC_SHA1";
-    case prf::hmac_sha2_256: return "PRF_HMAC_SHA2_256";
-    case prf::hmac_sha2_384: return "PRF_HMAC_SHA2_384";
-    case prf::hmac_sha2_512: return "PRF_HMAC_SHA2_512";
-    }
-    return "PRF_" + std::to_string(id);
-}
+std::string integ_label(uint16_t id) { return known_or_id(integ_name(id), "INTEG_", id); }
 
-std::string dh_label(uint16_t id)
-{
-    switch (id) {
-    case dh::modp1024: return "MODP_1024";
-    case dh::modp2048: return "MODP_2048";
-    case dh::modp3072: return "MODP_3072";
-    case dh::modp4096: return "MODP_4096";
-    case dh::ecp256: return "ECP_256";
-    case dh::ecp384: return "ECP_384";
-    case dh::ecp521: return "ECP_521";
-    case dh::curve25519: return "CURVE_25519";
-    }
-    return "DH_" + std::to_string(id);
-}
+std::string prf_label(uint16_t id) { return known_or_id(prf_name(id), "PRF_", id); }
+
+std::string dh_label(uint16_t id) { return known_or_id(dh_name(id), "DH_", id); }
 
 ProposalSpec spec_of(ProtocolId protocol, std::initializer_list<Transform> encrs,
                      std::initializer_list<Transform> integs, bool with_prf_and_dh)

@@ -1,5 +1,7 @@
 #include "names.hh"
 
+#include "crypto.hh"
+
 #include <arpa/inet.h>
 
 #include <bit>
@@ -50,6 +52,12 @@ std::string protocol_name(uint8_t p)
 
 std::string unknown(uint16_t id) { return "UNKNOWN_" + std::to_string(id); }
 
+// crypto.hh's name, or "UNKNOWN_<id>" so an operator sees which id it was.
+std::string known_or_id(std::string_view name, uint16_t id)
+{
+    return name == "UNKNOWN" ? unknown(id) : std::string(name);
+}
+
 std::string ts_suffix(const ike::TrafficSelector& ts)
 {
     std::string out;
@@ -89,55 +97,13 @@ std::string hex_string(const uint8_t* data, std::size_t len)
     return out;
 }
 
-std::string encr_name(uint16_t id)
-{
-    switch (id) {
-    case 3: return "3DES_CBC";
-    case 11: return "NULL";
-    case 12: return "AES_CBC";
-    case 20: return "AES_GCM_16";
-    case 21: return "NULL_AES_GMAC";
-    case 28: return "CHACHA20_POLY1305";
-    default: return unknown(id);
-    }
-}
+std::string encr_name(uint16_t id) { return known_or_id(ike::encr_name(id), id); }
 
-std::string prf_name(uint16_t id)
-{
-    switch (id) {
-    case 2: return "PRF_HMAC_SHA1";
-    case 5: return "PRF_HMAC_SHA2_256";
-    case 6: return "PRF_HMAC_SHA2_384";
-    case 7: return "PRF_HMAC_SHA2_512";
-    default: return unknown(id);
-    }
-}
+std::string prf_name(uint16_t id) { return known_or_id(ike::prf_name(id), id); }
 
-std::string integ_name(uint16_t id)
-{
-    switch (id) {
-    case 2: return "HMAC_SHA1_96";
-    case 12: return "HMAC_SHA2_256_128";
-    case 13: return "HMAC_SHA2_384_192";
-    case 14: return "HMAC_SHA2_512_256";
-    default: return unknown(id);
-    }
-}
+std::string integ_name(uint16_t id) { return known_or_id(ike::integ_name(id), id); }
 
-std::string dh_name(uint16_t id)
-{
-    switch (id) {
-    case 2: return "MODP_1024";
-    case 14: return "MODP_2048";
-    case 15: return "MODP_3072";
-    case 16: return "MODP_4096";
-    case 19: return "ECP_256";
-    case 20: return "ECP_384";
-    case 21: return "ECP_521";
-    case 31: return "CURVE_25519";
-    default: return unknown(id);
-    }
-}
+std::string dh_name(uint16_t id) { return known_or_id(ike::dh_name(id), id); }
 
 namespace {
 
