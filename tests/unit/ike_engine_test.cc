@@ -2,35 +2,21 @@
 // and DH keys, a hand-driven clock, and a recording SA sink on each side.
 // Every test checks state after the exchanges it drives, and the SAs each
 // side installed against the other's.
-#include <deque>
-#include <random>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <gtest/gtest.h>
 
 #include "engine.hh"
+#include "ike_fakes.hh"
 
 namespace ravelin::ike {
 namespace {
 
 using namespace std::chrono_literals;
 
-struct Datagram {
-    Endpoint from, to;
-    Bytes data;
-};
-
-class Wire final : public Transport {
-public:
-    std::deque<Datagram> out;
-    unsigned keepalives = 0;
-    void send(const Endpoint& local, const Endpoint& remote, ByteView m) override
-    {
-        out.push_back({local, remote, Bytes(m.begin(), m.end())});
-    }
-    void send_keepalive(const Endpoint&, const Endpoint&) override { ++keepalives; }
-};
+using fakes::Datagram;
+using fakes::Wire;
 
 // Records what the engine installs, and the order of events, so tests can
 // check make-before-break.
@@ -60,18 +46,7 @@ public:
     }
 };
 
-class TestRng final : public Rng {
-public:
-    explicit TestRng(uint64_t seed) : g_(seed) {}
-    void fill(std::span<uint8_t> o) override
-    {
-        for (auto& b : o) b = uint8_t(g_());
-    }
-    bool deterministic() const override { return true; }
-
-private:
-    std::mt19937_64 g_;
-};
+using TestRng = fakes::SeededRng;
 
 IkeConfig config_from(const std::string& text)
 {

@@ -4,12 +4,11 @@
 // exchange.
 #include <gtest/gtest.h>
 
-#include <deque>
-#include <random>
 
 #include <fmt/format.h>
 
 #include "commands.hh"
+#include "ike_fakes.hh"
 #include "logging.hh"
 
 namespace ravelin::iked {
@@ -17,20 +16,9 @@ namespace {
 
 using nlohmann::json;
 
-struct Datagram {
-    ike::Endpoint from, to;
-    ike::Bytes data;
-};
-
-class Wire final : public ike::Transport {
-public:
-    std::deque<Datagram> out;
-    void send(const ike::Endpoint& l, const ike::Endpoint& r, ike::ByteView m) override
-    {
-        out.push_back({l, r, ike::Bytes(m.begin(), m.end())});
-    }
-    void send_keepalive(const ike::Endpoint&, const ike::Endpoint&) override {}
-};
+using ike::fakes::Datagram;
+using ike::fakes::Wire;
+using ike::fakes::SeededRng;
 
 class CountingSink final : public ike::SaSink {
 public:
@@ -39,19 +27,6 @@ public:
     void install_outbound(const ike::ChildSaRecord&) override { ++installed; }
     void remove_inbound(const ike::ChildSaRecord&) override { ++removed; }
     void remove_outbound(const ike::ChildSaRecord&) override { ++removed; }
-};
-
-class SeededRng final : public ike::Rng {
-public:
-    explicit SeededRng(uint64_t seed) : g_(seed) {}
-    void fill(std::span<uint8_t> o) override
-    {
-        for (auto& b : o) b = uint8_t(g_());
-    }
-    bool deterministic() const override { return true; }
-
-private:
-    std::mt19937_64 g_;
 };
 
 std::string side(const char* me, const char* peer, const char* my_id, const char* peer_id, const char* lts,
