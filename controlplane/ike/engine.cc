@@ -542,11 +542,10 @@ TimePoint Engine::Impl::tick(TimePoint now)
                 if (sa.state == IkeState::connecting) { fail(sa, Phase::ike_sa_init, "timeout"); continue; }
                 if (sa.state == IkeState::authenticating) { fail(sa, Phase::ike_auth, "timeout"); continue; }
                 // An established peer that went silent: dead peer (RFC 7296 §2.4).
-                bool restart = false, trap = false;
+                bool restart = false;
                 std::string first;
                 for (const auto& c : sa.children) {
                     restart |= c.cfg->dpd_action == DpdAction::restart;
-                    trap |= c.cfg->dpd_action == DpdAction::trap;
                     if (first.empty()) first = c.cfg->name;
                 }
                 auto& st = status[sa.conn->name];
@@ -554,7 +553,6 @@ TimePoint Engine::Impl::tick(TimePoint now)
                 st.failure = "peer dead (DPD)";
                 destroy(now, sa, true);
                 if (restart) retry_at[sa.conn->name] = {now + 1s, first};
-                (void)trap;
                 continue;
             }
             send_all(sa, sa.request->datagrams);

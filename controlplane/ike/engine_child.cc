@@ -280,7 +280,6 @@ bool Engine::Impl::complete_child(TimePoint now, IkeSa& sa, Request& req, const 
     const auto* tsi = find_payload<TsPayload>(p, PayloadType::tsi);
     const auto* tsr = find_payload<TsPayload>(p, PayloadType::tsr);
     if (!sap || !tsi || !tsr || sap->proposals.size() != 1) { why = "malformed Child SA response"; return false; }
-    bool in_auth = req.nonce == sa.ni && !req.dh;
     auto specs = req.dh ? cfg->esp_proposals : without_dh(cfg->esp_proposals);
     auto chosen = accept_response(sap->proposals[0], specs);
     if (!chosen || chosen->spi.size() != 4) { why = "peer chose an ESP proposal we did not offer"; return false; }
@@ -303,7 +302,6 @@ bool Engine::Impl::complete_child(TimePoint now, IkeSa& sa, Request& req, const 
         if (!s) { why = "invalid KE from the peer"; return false; }
         shared = std::move(*s);
     }
-    (void)in_auth;
     uint32_t spi_out = get_u32(view(chosen->spi));
     ChildSa c = make_child(sa, child_ptr(sa, cfg, old), *chosen, req.new_spi, spi_out, tsi->selectors, tsr->selectors, view(shared),
                            ni, nr, true, now);

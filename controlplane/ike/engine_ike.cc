@@ -11,6 +11,27 @@ namespace ravelin::ike {
 // --- IKE_SA_INIT ----------------------------------------------------------------
 
 
+namespace {
+
+// Responder's IKE proposal choice: prefer a match in the group the
+// initiator already sent a KE for (no INVALID_KE round trip), else our
+// normal preference (the caller then asks for the group it chose).
+std::optional<SelectedSuite> select_ike_proposal(const std::vector<Proposal>& offered,
+                                                 const std::vector<ProposalSpec>& ours, uint16_t ke_group)
+{
+    std::vector<ProposalSpec> with_ke_group;
+    for (auto spec : ours) {
+        auto it = std::find_if(spec.dh.begin(), spec.dh.end(), [&](const Transform& t) { return t.id == ke_group; });
+        if (it == spec.dh.end()) continue;
+        spec.dh = {*it};
+        with_ke_group.push_back(spec);
+    }
+    auto chosen = select_proposal(offered, with_ke_group);
+    return chosen ? chosen : select_proposal(offered, ours);
+}
+
+} // namespace
+
 IkeSa* Engine::Impl::initiate_ike(TimePoint now, const ConnectionConfig& conn, const std::string& child)
 {
     std::optional<IpAddress> local, remote;
@@ -205,19 +226,7 @@ void Engine::Impl::init_request(TimePoint now, const Endpoint& local, const Endp
     st.peer_proposals = proposals_text(sap->proposals, ProtocolId::ike);
 
     // Prefer the group the initiator already sent a KE for, if acceptable.
-    std::optional<SelectedSuite> chosen;
-    {
-        std::vector<ProposalSpec> with_ke_group;
-        for (auto spec : conn->proposals) {
-            auto it = std::find_if(spec.dh.begin(), spec.dh.end(),
-                                   [&](const Transform& t) { return t.id == ke->group; });
-            if (it == spec.dh.end()) continue;
-            spec.dh = {*it};
-            with_ke_group.push_back(spec);
-        }
-        chosen = select_proposal(sap->proposals, with_ke_group);
-        if (!chosen) chosen = select_proposal(sap->proposals, conn->proposals);
-    }
+    std::optional<SelectedSuite> chosen = select_ike_proposal(sap->proposals, conn->proposals, ke->group);
     for (const auto& p : sap->proposals)
         if (chosen && p.number == chosen->number && !p.spi.empty()) chosen.reset();  // SPI must be empty here
     if (!chosen) {
@@ -375,14 +384,35 @@ void Engine::Impl::init_response(TimePoint now, IkeSa& sa, ByteView datagram, co
 
 // --- IKE_AUTH ---------------------------------------------------------------------
 
+namespace {
+
+// What AUTH covers (RFC 7296 §2.15): the sender's IKE_SA_INIT message, the
+// other side's nonce, and prf(SK_px, IDx').
+Bytes signed_octets(const IkeSa& sa, bool of_initiator, const IdPayload& id)
+{
+    Bytes octets = of_initiator ? sa.init_request : sa.init_response;
+    const Bytes& nonce = of_initiator ? sa.nr : sa.ni;
+    octets.insert(octets.end(), nonce.begin(), nonce.end());
+    Bytes mac = prf_compute(sa.suite.prf, view(of_initiator ? sa.keys.sk_pi : sa.keys.sk_pr), view(id_body(id)));
+    octets.insert(octets.end(), mac.begin(), mac.end());
+    return octets;
+}
+
+// AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"), octets).
+Bytes psk_auth(uint16_t prf_id, const Bytes& secret, const Bytes& octets)
+{
+    static constexpr std::string_view pad = "Key Pad for IKEv2";
+    Bytes key = prf_compute(prf_id, view(secret), view(text_bytes(pad)));
+    Bytes auth = prf_compute(prf_id, view(key), view(octets));
+    wipe(key);
+    return auth;
+}
+
+} // namespace
+
 std::optional<AuthPayload> Engine::Impl::make_auth(IkeSa& sa, bool as_initiator)
 {
-    Bytes octets = as_initiator ? sa.init_request : sa.init_response;
-    const Bytes& nonce = as_initiator ? sa.nr : sa.ni;
-    octets.insert(octets.end(), nonce.begin(), nonce.end());
-    Bytes mac = prf_compute(sa.suite.prf, view(as_initiator ? sa.keys.sk_pi : sa.keys.sk_pr),
-                            view(id_body(sa.local_id)));
-    octets.insert(octets.end(), mac.begin(), mac.end());
+    Bytes octets = signed_octets(sa, as_initiator, sa.local_id);
 
     if (sa.conn->local.auth == AuthKind::psk) {
         const SharedSecret* s = find_psk(sa.local_id, sa.remote_id);
@@ -391,12 +421,9 @@ std::optional<AuthPayload> Engine::Impl::make_auth(IkeSa& sa, bool as_initiator)
                              id_text(sa.remote_id));
             return std::nullopt;
         }
-        static constexpr std::string_view pad = "Key Pad for IKEv2";
-        Bytes key = prf_compute(sa.suite.prf, view(s->secret), view(text_bytes(pad)));
         AuthPayload a;
         a.method = AuthMethod::shared_key;
-        a.data = prf_compute(sa.suite.prf, view(key), view(octets));
-        wipe(key);
+        a.data = psk_auth(sa.suite.prf, s->secret, octets);
         return a;
     }
     auto& cr = creds[sa.conn->name];
@@ -419,21 +446,13 @@ bool Engine::Impl::verify_peer(IkeSa& sa, const std::vector<Payload>& p, bool pe
         why = fmt::format("identity '{}' is not the configured '{}'", id_text(*id), want.text);
         return false;
     }
-    Bytes octets = peer_is_initiator ? sa.init_request : sa.init_response;
-    const Bytes& nonce = peer_is_initiator ? sa.nr : sa.ni;
-    octets.insert(octets.end(), nonce.begin(), nonce.end());
-    Bytes mac = prf_compute(sa.suite.prf, view(peer_is_initiator ? sa.keys.sk_pi : sa.keys.sk_pr),
-                            view(id_body(*id)));
-    octets.insert(octets.end(), mac.begin(), mac.end());
+    Bytes octets = signed_octets(sa, peer_is_initiator, *id);
 
     if (sa.conn->remote.auth == AuthKind::psk) {
         if (auth->method != AuthMethod::shared_key) { why = "AUTHENTICATION_FAILED: peer did not use a PSK"; return false; }
         const SharedSecret* s = find_psk(sa.local_id, *id);
         if (!s) { why = "AUTHENTICATION_FAILED: no pre-shared key for '" + id_text(*id) + "'"; return false; }
-        static constexpr std::string_view pad = "Key Pad for IKEv2";
-        Bytes key = prf_compute(sa.suite.prf, view(s->secret), view(text_bytes(pad)));
-        Bytes expect = prf_compute(sa.suite.prf, view(key), view(octets));
-        wipe(key);
+        Bytes expect = psk_auth(sa.suite.prf, s->secret, octets);
         uint8_t diff = expect.size() != auth->data.size();
         for (std::size_t i = 0; i < std::min(expect.size(), auth->data.size()); ++i)
             diff |= uint8_t(expect[i] ^ auth->data[i]);
@@ -763,15 +782,7 @@ void Engine::Impl::rekey_ike_request(TimePoint now, IkeSa& sa, uint32_t mid, std
         respond(sa, ExchangeType::create_child_sa, mid, {notify_payload(notify::temporary_failure)});
         return;
     }
-    std::vector<ProposalSpec> with_ke_group;
-    for (auto spec : sa.conn->proposals) {
-        auto it = std::find_if(spec.dh.begin(), spec.dh.end(), [&](const Transform& t) { return t.id == ke->group; });
-        if (it == spec.dh.end()) continue;
-        spec.dh = {*it};
-        with_ke_group.push_back(spec);
-    }
-    auto chosen = select_proposal(sap->proposals, with_ke_group);
-    if (!chosen) chosen = select_proposal(sap->proposals, sa.conn->proposals);
+    auto chosen = select_ike_proposal(sap->proposals, sa.conn->proposals, ke->group);
     if (!chosen || chosen->spi.size() != 8) {
         respond(sa, ExchangeType::create_child_sa, mid, {notify_payload(notify::no_proposal_chosen)});
         return;

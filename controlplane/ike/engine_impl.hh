@@ -28,7 +28,6 @@ inline void put_u64(Bytes& b, uint64_t v) { for (int s = 56; s >= 0; s -= 8) b.p
 inline uint32_t get_u32(ByteView b) { return uint32_t(b[0]) << 24 | uint32_t(b[1]) << 16 | uint32_t(b[2]) << 8 | b[3]; }
 inline uint64_t get_u64(ByteView b) { return uint64_t(get_u32(b)) << 32 | get_u32(b.subspan(4)); }
 
-Bytes concat(std::initializer_list<ByteView> parts);
 inline ByteView view(const Bytes& b) { return {b.data(), b.size()}; }
 
 inline Bytes text_bytes(std::string_view s) { return Bytes(s.begin(), s.end()); }
@@ -128,7 +127,6 @@ struct Request {
     Bytes nonce;
     std::vector<TrafficSelector> tsi, tsr;
     std::vector<uint32_t> delete_spis;
-    bool collided = false;          // the peer started the same rekey meanwhile
 };
 
 // Something to send once the current request is answered.
@@ -396,9 +394,6 @@ struct Engine::Impl {
 
     // Child SAs.
     std::vector<TrafficSelector> resolve_ts(const std::vector<TsConfig>& cfg, const IpAddress& self);
-    struct ChildOffer {
-        std::vector<Payload> payloads;
-    };
     std::vector<Payload> child_request_payloads(IkeSa& sa, const ChildConfig& c, uint32_t spi,
                                                 bool with_ke_groups, Request* req);
     std::optional<uint16_t> respond_child(TimePoint now, IkeSa& sa, const std::vector<Payload>& p,

@@ -27,15 +27,6 @@ std::shared_ptr<spdlog::logger> log_ike()
 }
 
 
-Bytes concat(std::initializer_list<ByteView> parts)
-{
-    Bytes out;
-    for (auto p : parts) out.insert(out.end(), p.begin(), p.end());
-    return out;
-}
-
-
-
 int64_t seconds_between(TimePoint from, TimePoint to)
 {
     return std::chrono::duration_cast<std::chrono::seconds>(to - from).count();
