@@ -79,9 +79,13 @@ inline bool raise_event(EspContext& ctx, const DpSa& sa, EventType type) noexcep
 // A lifetime threshold was crossed (RFC 4301 §4.4.2.1). Hard stops the SA
 // at once, even if its event could not be queued: the limits then stay
 // crossed so the sa_expired path retries the event. Soft is raised once.
+// A new SA's packet limit is 1, so its first packet comes here too and
+// stamps first_used_tsc (channel listings) without a per-packet test.
 [[gnu::cold, gnu::noinline]] inline void lifetime_crossed(EspContext& ctx, DpSa& sa) noexcept
 {
     DpSaState& s = sa.state;
+    if (s.first_used_tsc.get() == 0) s.first_used_tsc.inc(ctx.now_tsc | 1);   // 0 means "not used"
+
     const SaLifetime& l = sa.lifetime;
     const uint64_t p = s.packets.get(), b = s.bytes.get();
     auto over = [](uint64_t v, uint64_t limit) { return limit != 0 && v >= limit; };
@@ -94,9 +98,13 @@ inline bool raise_event(EspContext& ctx, const DpSa& sa, EventType type) noexcep
         if (!raise_event(ctx, sa, EventType::soft_lifetime)) return;
         s.soft_raised = true;
     }
-    // Only the hard limits are left to watch.
-    s.next_packet_limit = l.hard_packets ? l.hard_packets : UINT64_MAX;
-    s.next_byte_limit = l.hard_bytes ? l.hard_bytes : UINT64_MAX;
+    // Watch the soft limits until their event is out, then only the hard ones.
+    auto next = [&s](uint64_t soft, uint64_t hard) {
+        if (!s.soft_raised && soft != 0 && (hard == 0 || soft < hard)) return soft;
+        return hard ? hard : UINT64_MAX;
+    };
+    s.next_packet_limit = next(l.soft_packets, l.hard_packets);
+    s.next_byte_limit = next(l.soft_bytes, l.hard_bytes);
 }
 
 // Count one packet on the SA: two adds, a store and two compares.

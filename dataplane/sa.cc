@@ -141,7 +141,9 @@ DpSa* sa_create(IMB_MGR* mgr, const SaDescriptor& d, uint16_t outer_mtu, WorkerI
     build_template(*sa, d);
 
     sa->lifetime = d.lifetime;
-    sa->state.next_packet_limit = first_limit(d.lifetime.soft_packets, d.lifetime.hard_packets);
+    // 1, not the first lifetime limit: the first packet stamps first_used_tsc
+    // (lifetime_crossed() then sets the real limit).
+    sa->state.next_packet_limit = 1;
     sa->state.next_byte_limit = first_limit(d.lifetime.soft_bytes, d.lifetime.hard_bytes);
     sa->replay.reset(d.replay_window, d.esn);
     *error = nullptr;

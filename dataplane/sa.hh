@@ -33,6 +33,10 @@ struct alignas(64) DpSaState {
     Counter packets;
     Counter bytes;                // inner packet bytes (before ESP / after decap)
     Counter last_used_tsc;
+    // TSC of the first packet, 0 until then. Stamped in the cold
+    // lifetime_crossed() path: a new SA's next_packet_limit is 1, so the
+    // first packet takes that path once and the per-packet cost is nil.
+    Counter first_used_tsc;
     // The next lifetime threshold to look at (soft, then hard; UINT64_MAX
     // when none is left), so the per-packet check is two compares and the
     // full SaLifetime stays in the cold part of the SA.

@@ -27,6 +27,7 @@ std::unique_ptr<SaTable> SaTable::create(const std::string& name, uint32_t capac
     t->capacity_ = capacity;
     t->slots_ = std::make_unique<std::atomic<DpSa*>[]>(capacity);
     for (uint32_t i = 0; i < capacity; ++i) t->slots_[i].store(nullptr, std::memory_order_relaxed);
+    t->reserved_ = std::make_unique<bool[]>(capacity);   // value-initialised: false
     return t;
 }
 
@@ -49,7 +50,7 @@ void SaTable::lookup_inbound(const uint32_t* const* spi_be, uint32_t n, DpSa** o
 uint32_t SaTable::install(DpSa* sa)
 {
     uint32_t slot = 0;
-    while (slot < capacity_ && slots_[slot].load(std::memory_order_relaxed) != nullptr) ++slot;
+    while (slot < capacity_ && (slots_[slot].load(std::memory_order_relaxed) != nullptr || reserved_[slot])) ++slot;
     if (slot == capacity_) return no_slot;
     // rte_hash_add_key_data() would silently re-point an existing key.
     if (sa->direction == SaDirection::inbound && rte_hash_lookup(spi_hash_, &sa->spi_be) >= 0) return no_slot;
@@ -62,6 +63,21 @@ uint32_t SaTable::install(DpSa* sa)
         return no_slot;
     }
     return slot;
+}
+
+uint32_t SaTable::reserve()
+{
+    for (uint32_t slot = 0; slot < capacity_; ++slot)
+        if (!reserved_[slot] && slots_[slot].load(std::memory_order_relaxed) == nullptr) {
+            reserved_[slot] = true;
+            return slot;
+        }
+    return no_slot;
+}
+
+void SaTable::release(uint32_t slot)
+{
+    if (slot < capacity_) reserved_[slot] = false;
 }
 
 void SaTable::retire(DpSa* old, int32_t key_position)

@@ -40,10 +40,16 @@ public:
     void lookup_inbound(const uint32_t* const* spi_be, uint32_t n, DpSa** out) const noexcept;
 
     // --- main lcore ---------------------------------------------------------
-    // Take ownership of `sa` and publish it in a free slot (and, for inbound
-    // SAs, under its SPI). Returns the slot, or no_slot if the table is full
-    // or an inbound SA with that SPI exists.
+    // Take ownership of `sa` and publish it in a free, unreserved slot (and,
+    // for inbound SAs, under its SPI). Returns the slot, or no_slot if the
+    // table is full or an inbound SA with that SPI exists.
     uint32_t install(DpSa* sa);
+    // Set an empty slot aside (an outbound SA's reqid slot, which policies
+    // name before the SA exists): install() never takes it; replace() fills
+    // it. Returns no_slot if the table is full.
+    uint32_t reserve();
+    // Give a reserved slot back (it must be empty, or be emptied later).
+    void release(uint32_t slot);
     // Publish `sa` in `slot`, replacing what is there (outbound rekey);
     // the old SA is freed after a grace period.
     bool replace(uint32_t slot, DpSa* sa);
@@ -64,6 +70,7 @@ private:
     rte_hash* spi_hash_ = nullptr;
     rte_rcu_qsbr* rcu_ = nullptr;
     std::unique_ptr<std::atomic<DpSa*>[]> slots_;
+    std::unique_ptr<bool[]> reserved_;   // main lcore only
     uint32_t capacity_ = 0;
     std::mutex lock_;
 };
