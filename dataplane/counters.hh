@@ -40,6 +40,7 @@ enum class DropReason : uint8_t {
     not_for_us,
     ecn_not_ect,
     l4_hidden,
+    no_sa_acquire,
     count
 };
 
@@ -79,6 +80,7 @@ inline constexpr std::array<DropReasonInfo, drop_reason_count> drop_reasons{{
     {DropReason::not_for_us, "not_for_us", "addressed to the gateway but no handler (not ESP, IKE, ICMP echo)"},
     {DropReason::ecn_not_ect, "ecn_not_ect", "outer header says CE but the inner packet is not ECN-capable (RFC 6040)"},
     {DropReason::l4_hidden, "l4_hidden", "fragment or IPv6 extension header hides the ports a port/protocol policy needs (RFC 4301 7)"},
+    {DropReason::no_sa_acquire, "no_sa_acquire", "protect policy whose Child SA is not negotiated yet (acquire raised to the control plane)"},
 }};
 
 constexpr bool drop_table_in_order()
@@ -122,6 +124,8 @@ struct WorkerStats {
     Counter events_raised;
     Counter events_lost;     // event ring full; raised again later
     Counter icmp_errors_sent;
+    Counter acquires_raised; // trap policy hit: acquire queued for the main lcore
+    Counter acquires_lost;   // acquire ring full
 };
 
 struct alignas(64) WorkerCounters {

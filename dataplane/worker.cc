@@ -24,6 +24,7 @@
 #include <rte_rcu_qsbr.h>
 
 #include "packet.hh"
+#include "ravelin/channel.hh"
 
 namespace ravelin::dp {
 
@@ -46,6 +47,7 @@ Worker::Worker(SharedState& shared, WorkerId id) : shared_(shared), id_(id)
     esp_.events = shared.events;
     esp_.counters = &counters_;
     icmp_window_tsc_ = rte_get_tsc_hz() / 10;
+    acquire_interval_tsc_ = rte_get_tsc_hz() / 10;
 }
 
 Worker::~Worker() { crypto_manager_free(esp_.mgr); }
@@ -241,7 +243,8 @@ void Worker::outbound(Burst& b) noexcept
 void Worker::outbound_protect(Item& it, uint32_t sa_slot, uint32_t reqid) noexcept
 {
     DpSa* sa = shared_.sas->get(sa_slot);
-    if (!sa || sa->reqid != reqid || sa->direction != SaDirection::outbound)
+    if (unlikely(!sa)) return trap(it, reqid);
+    if (sa->reqid != reqid || sa->direction != SaDirection::outbound)
         return drop(it.m, DropReason::no_sa);
     if (sa->owner != id_) return handoff_outbound(it.m, sa->owner, sa_slot, reqid);
     if (!decrement_ttl(it.m, it.info.family)) return drop(it.m, DropReason::ttl_expired);
@@ -253,6 +256,32 @@ void Worker::outbound_protect(Item& it, uint32_t sa_slot, uint32_t reqid) noexce
     IpFamily family = sa->mode == SaMode::transport ? it.info.family : sa->outer_family;
     IpInfo outer{family, proto_esp, 0, false};
     forward(it.m, outer);
+}
+
+// The policy's reqid slot is empty: its Child SA is not negotiated yet
+// (start_action = trap) or was deleted. Ask the control plane for it
+// (RFC 4301 §4.4.1: the SPD entry triggers SA creation), rate-limited per
+// reqid, and drop the packet.
+[[gnu::cold, gnu::noinline]] void Worker::trap(Item& it, uint32_t reqid) noexcept
+{
+    AcquireSent& sent = acquire_sent_[(reqid * 0x9e3779b1u) >> 26];
+    if (sent.reqid != reqid || esp_.now_tsc - sent.tsc >= acquire_interval_tsc_) {
+        sent = {reqid, esp_.now_tsc};
+        channel::Acquire a;
+        a.reqid = reqid;
+        a.src = ip_src(it.m, it.info);
+        a.dst = ip_dst(it.m, it.info);
+        a.protocol = it.info.proto;
+        FlowKey key;
+        flow_key(it.m, it.info, key);
+        a.src_port = rte_be_to_cpu_16(key.sport);
+        a.dst_port = rte_be_to_cpu_16(key.dport);
+        if (shared_.acquires && rte_ring_mp_enqueue_elem(shared_.acquires, &a, sizeof a) == 0)
+            counters_.stats.acquires_raised.inc();
+        else
+            counters_.stats.acquires_lost.inc();
+    }
+    drop(it.m, DropReason::no_sa_acquire);
 }
 
 // The ESP packet would not fit: tell the sender the MTU it can use

@@ -58,6 +58,7 @@ struct SharedState {
     rte_ring* control = nullptr;            // workers -> main lcore: ARP, ND, echo (MP/SC)
     rte_ring* resolve = nullptr;            // workers -> main lcore: ResolveRequest (MP/SC)
     rte_ring* control_tx = nullptr;         // main lcore -> worker 0: frames to send (SP/SC)
+    rte_ring* acquires = nullptr;           // workers -> main lcore: channel::Acquire (MP/SC)
     // handoff[from][to]: single producer, single consumer, keeps order.
     std::array<std::array<rte_ring*, max_workers>, max_workers> handoff{};
     unsigned workers = 1;
@@ -114,6 +115,7 @@ private:
     void local_delivery(rte_mbuf* m, const IpInfo& info, Burst& in_esp) noexcept;
     void outbound(Burst& b) noexcept;
     void outbound_protect(Item& it, uint32_t sa_slot, uint32_t reqid) noexcept;
+    void trap(Item& it, uint32_t reqid) noexcept;
     void inbound_esp(Burst& b) noexcept;
     void inbound_decap(Item& it) noexcept;
     void inbound_clear(Burst& b) noexcept;
@@ -163,6 +165,17 @@ private:
     uint64_t icmp_window_tsc_ = 0;
     uint64_t icmp_window_start_ = 0;
     uint32_t icmp_in_window_ = 0;
+
+    // Acquires this worker raised, by reqid hash: at most one per reqid per
+    // acquire_interval (100 ms), so a flood into a trap policy costs the
+    // control plane one message, not one per packet. Only trap() looks.
+    struct AcquireSent {
+        uint32_t reqid = 0;
+        uint64_t tsc = 0;
+    };
+    static constexpr unsigned acquire_slots = 64;
+    std::array<AcquireSent, acquire_slots> acquire_sent_{};
+    uint64_t acquire_interval_tsc_ = 0;
 };
 
 } // namespace ravelin::dp
