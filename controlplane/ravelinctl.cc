@@ -209,10 +209,19 @@ void print_sas(const json& doc)
             if (num(c, "rekey_in_s") >= 0) std::printf(", rekeying in %llds", (long long)num(c, "rekey_in_s"));
             if (num(c, "life_in_s") >= 0) std::printf(", expires in %llds", (long long)num(c, "life_in_s"));
             std::printf("\n");
-            // No byte/packet counters: iked does not see traffic (the data
-            // plane counts it, `ravelinctl stats`).
-            std::printf("    in  %s\n", str(c, "spi_in").c_str());
-            std::printf("    out %s\n", str(c, "spi_out").c_str());
+            // Counters come from the data plane (attached mode only), in
+            // swanctl's shape: "in  c6ebc868, 1234 bytes, 10 packets, 2s ago".
+            for (const char* dir : {"in", "out"}) {
+                std::string spi = str(c, dir == std::string("in") ? "spi_in" : "spi_out");
+                std::printf("    %-3s %s", dir, spi.c_str());
+                if (c.contains(dir) && c.at(dir).is_object()) {
+                    const json& d = c.at(dir);
+                    std::printf(", %llu bytes, %llu packets", (unsigned long long)d.value("bytes", uint64_t(0)),
+                                (unsigned long long)d.value("packets", uint64_t(0)));
+                    if (d.value("idle_s", -1.0) >= 0) std::printf(", %.0fs ago", d.value("idle_s", -1.0));
+                }
+                std::printf("\n");
+            }
             std::printf("    local  %s\n", join(c.value("local_ts", json::array()), " ").c_str());
             std::printf("    remote %s\n", join(c.value("remote_ts", json::array()), " ").c_str());
         }

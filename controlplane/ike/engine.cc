@@ -505,10 +505,41 @@ void Engine::Impl::reap()
 
 // --- timers --------------------------------------------------------------------------
 
+void Engine::Impl::install_traps(const ConnectionConfig& conn)
+{
+    std::optional<IpAddress> local, remote;
+    for (const auto& s : conn.local_addrs)
+        if ((local = parse_address(s))) break;
+    for (const auto& s : conn.remote_addrs)
+        if ((remote = parse_address(s))) break;
+    for (const auto& c : conn.children) {
+        if (c.start_action != StartAction::trap) continue;
+        if (!local || !remote || local->family != remote->family) {
+            log_ike()->error("{}/{}: start_action = trap needs literal local_addrs and remote_addrs of one "
+                             "family; no trap installed", conn.name, c.name);
+            continue;
+        }
+        TrapRecord t{conn.name, c.name, reqid_for(conn.name, c), resolve_ts(c.local_ts, *local),
+                     resolve_ts(c.remote_ts, *remote)};
+        sink.install_trap(t);
+        traps[t.reqid] = std::move(t);
+    }
+}
+
+void Engine::Impl::remove_traps(const std::string& connection)
+{
+    for (auto it = traps.begin(); it != traps.end();) {
+        if (it->second.connection != connection) { ++it; continue; }
+        sink.remove_trap(it->second);
+        it = traps.erase(it);
+    }
+}
+
 TimePoint Engine::Impl::tick(TimePoint now)
 {
     if (!started) {
         started = true;
+        for (const auto& conn : config.connections) install_traps(conn);
         for (const auto& conn : config.connections)
             for (const auto& c : conn.children)
                 if (c.start_action == StartAction::start) {
@@ -748,6 +779,16 @@ void Engine::acquire(TimePoint now, uint32_t reqid)
         }
 }
 
+void Engine::adopt(std::string_view connection, std::string_view child, uint32_t reqid,
+                   std::span<const uint32_t> inbound_spis)
+{
+    auto& I = *impl_;
+    I.reqids[fmt::format("{}/{}", connection, child)] = reqid;
+    I.next_reqid = std::max(I.next_reqid, reqid + 1);
+    I.spis_in_use.insert(inbound_spis.begin(), inbound_spis.end());
+    I.status[std::string(connection)].adopted = true;
+}
+
 void Engine::sa_expired(TimePoint now, uint32_t spi, bool hard)
 {
     auto& I = *impl_;
@@ -778,6 +819,7 @@ std::vector<std::string> Engine::reload(TimePoint now, IkeConfig config)
         touched.push_back(old.name);
         std::string err;
         terminate(now, old.name, err);
+        I.remove_traps(old.name);
     }
     for (const auto& c : config.connections)
         if (!I.config.find(c.name)) touched.push_back(c.name);
@@ -787,6 +829,7 @@ std::vector<std::string> Engine::reload(TimePoint now, IkeConfig config)
     for (const auto& name : touched) {
         const ConnectionConfig* conn = I.config.find(name);
         if (!conn) continue;
+        if (I.started) I.install_traps(*conn);
         for (const auto& c : conn->children)
             if (c.start_action == StartAction::start) {
                 std::string err;

@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -62,6 +63,18 @@ struct ChildSaRecord {
     SelectedSuite suite;
 };
 
+// The policies of a child with start_action = trap, for the data plane.
+// "dynamic" selectors are resolved against the connection's local/remote
+// address, so a trap needs concrete addresses (the engine logs and skips
+// the child otherwise).
+struct TrapRecord {
+    std::string connection;
+    std::string child;
+    uint32_t reqid = 0;
+    std::vector<TrafficSelector> local_ts;
+    std::vector<TrafficSelector> remote_ts;
+};
+
 // Where Child SAs go. Make-before-break (RFC 7296 §2.8): on rekey the new
 // inbound SA is installed before the peer can use it, the outbound one when
 // the exchange completes (the policies then point at it), and the old
@@ -74,6 +87,11 @@ public:
     virtual void install_outbound(const ChildSaRecord& sa) = 0;
     virtual void remove_inbound(const ChildSaRecord& sa) = 0;
     virtual void remove_outbound(const ChildSaRecord& sa) = 0;
+    // start_action = trap: policies that protect the child's traffic before
+    // any SA exists; traffic that hits them comes back as Engine::acquire.
+    // Installed at start and when a reload adds or changes the child.
+    virtual void install_trap(const TrapRecord&) {}
+    virtual void remove_trap(const TrapRecord&) {}
 };
 
 // Randomness for SPIs, nonces, DH private keys, jitter.
@@ -181,6 +199,15 @@ public:
     // The data plane reached a soft/hard limit or sequence exhaustion on an
     // SA (identified by its inbound or outbound SPI).
     void sa_expired(TimePoint now, uint32_t spi, bool hard);
+
+    // After the daemon restarted: the data plane still carries Child SAs of
+    // (connection, child) under `reqid`, with these inbound SPIs. The
+    // engine keeps the reqid for that child, never hands out those SPIs,
+    // and sends no INITIAL_CONTACT on the connection's next IKE_AUTH, so the
+    // peer keeps its old SAs (and traffic keeps flowing on them) until the
+    // new ones replace them. Call before the first tick().
+    void adopt(std::string_view connection, std::string_view child, uint32_t reqid,
+               std::span<const uint32_t> inbound_spis);
 
     // Replaces the configuration: connections whose config did not change
     // keep their SAs; changed ones are torn down and restarted; removed ones

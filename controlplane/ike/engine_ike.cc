@@ -3,6 +3,7 @@
 #include "engine_impl.hh"
 
 #include <algorithm>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 
@@ -512,7 +513,8 @@ void Engine::Impl::send_auth(TimePoint now, IkeSa& sa)
     p.push_back(Payload{PayloadType::auth, false, *auth});
     bool other = false;
     for (auto& [k, o] : sas) other |= o.get() != &sa && o->conn->name == conn.name && o->state == IkeState::established;
-    if (!other) p.push_back(notify_payload(notify::initial_contact));
+    if (!other && !std::exchange(status[conn.name].adopted, false))
+        p.push_back(notify_payload(notify::initial_contact));
 
     Request req;
     req.kind = ExchangeKind::ike_auth;

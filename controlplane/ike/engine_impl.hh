@@ -225,6 +225,7 @@ struct ConnStatus {
     std::string peer_proposals;
     std::string peer_ts;
     unsigned tries_left = 0;
+    bool adopted = false;           // next IKE_AUTH without INITIAL_CONTACT (Engine::adopt)
 };
 
 
@@ -246,6 +247,7 @@ struct Engine::Impl {
     std::map<std::string, Credentials> creds;
     std::map<std::string, ConnStatus> status;
     std::map<std::string, uint32_t> reqids;
+    std::map<uint32_t, TrapRecord> traps;                     // installed in the sink, by reqid
     uint32_t next_reqid = 1;
     uint32_t next_unique = 1;
     uint32_t next_child_unique = 1;
@@ -394,6 +396,9 @@ struct Engine::Impl {
 
     // Child SAs.
     std::vector<TrafficSelector> resolve_ts(const std::vector<TsConfig>& cfg, const IpAddress& self);
+    // The trap policies of one connection's start_action = trap children.
+    void install_traps(const ConnectionConfig& conn);
+    void remove_traps(const std::string& connection);
     std::vector<Payload> child_request_payloads(IkeSa& sa, const ChildConfig& c, uint32_t spi,
                                                 bool with_ke_groups, Request* req);
     std::optional<uint16_t> respond_child(TimePoint now, IkeSa& sa, const std::vector<Payload>& p,

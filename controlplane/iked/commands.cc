@@ -239,7 +239,11 @@ json Commands::handle(const json& request)
     const auto now = ike::Clock::now();
     std::string error;
 
-    if (command == "list-sas") return sas_json(engine_.list_sas(now));
+    if (command == "list-sas") {
+        json out = sas_json(engine_.list_sas(now));
+        if (hooks_.sa_counters) hooks_.sa_counters(out);
+        return out;
+    }
     if (command == "list-conns") return connections_json(engine_.config());
     if (command == "stats") {
         json out = {{"engine", engine_stats_json(engine_.stats())},

@@ -2,7 +2,7 @@
 // asks of the engine, and the JSON the replies carry. ravelinctl renders
 // these replies; scripts can read them with --json.
 //
-//   list-sas                       {"sas":[IKE SA ...]}
+//   list-sas                       {"sas":[IKE SA ...]} (attached: with data-plane counters)
 //   list-conns                     {"connections":[connection ...]}
 //   initiate {connection, child?}  {"ok":true}  (no child: the first one)
 //   terminate {connection}         {"ok":true}
@@ -43,6 +43,9 @@ struct CommandHooks {
     std::function<bool(std::vector<std::string>& touched, std::string& error)> reload;
     // Daemon counters to add to "stats" (transport, control socket, sinks).
     std::function<void(nlohmann::json& out)> stats;
+    // Attached mode: adds the data plane's live counters to list-sas'
+    // children ("in"/"out": packets, bytes, idle_s).
+    std::function<void(nlohmann::json& sas)> sa_counters;
 };
 
 class Commands final : public ControlHandler {

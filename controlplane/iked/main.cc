@@ -1,6 +1,7 @@
 // ravelin-iked: the IKEv2 daemon.
 //
-//   ravelin-iked -c FILE [--standalone] [--sa-sink FILE] [--check] [--foreground]
+//   ravelin-iked -c FILE [--dataplane PREFIX] [--attach-timeout S] [--check] [--foreground]
+//   ravelin-iked -c FILE --standalone [--sa-sink FILE] [--check] [--foreground]
 //
 // Exit codes: 0 ok (or stopped by SIGTERM/SIGINT), 1 could not start
 // (sockets, files, unsupported mode), 2 bad command line or configuration.
@@ -70,7 +71,7 @@ int run_detached(const iked::DaemonOptions& options, ike::IkeConfig config)
     if (chdir("/") != 0) { /* keep going: paths in the config are absolute */ }
     iked::DaemonOptions child = options;
     child.syslog = true;
-    return iked::run_standalone(child, std::move(config), [&] {
+    return iked::run_daemon(child, std::move(config), [&] {
         char c = 'r';
         (void)!write(ready_pipe[1], &c, 1);
         close(ready_pipe[1]);
@@ -89,10 +90,13 @@ int run_detached(const iked::DaemonOptions& options, ike::IkeConfig config)
 int main(int argc, char** argv)
 {
     CLI::App app{"Ravelin IKEv2 daemon"};
-    std::string config_path, sa_sink;
+    std::string config_path, sa_sink, dataplane = "ravelin";
+    unsigned attach_timeout = 30;
     bool standalone = false, check = false, foreground = false;
     app.add_option("-c,--config", config_path, "configuration file (swanctl.conf syntax, docs/iked.md)")
         ->required();
+    app.add_option("--dataplane", dataplane, "the data plane's DPDK file prefix (attached mode)")->capture_default_str();
+    app.add_option("--attach-timeout", attach_timeout, "seconds to wait for the data plane at start")->capture_default_str();
     app.add_flag("--standalone", standalone, "kernel UDP sockets, no data plane (SAs go to the SA sink)");
     app.add_option("--sa-sink", sa_sink, "standalone: append installed/removed Child SAs as JSON lines, keys included");
     app.add_flag("--check", check, "validate the configuration and exit (0 ok, 2 error)");
@@ -123,16 +127,18 @@ int main(int argc, char** argv)
         std::printf("ravelin-iked: %s: ok, %zu connection(s)\n", config_path.c_str(), config->connections.size());
         return 0;
     }
-    if (!standalone) {
-        std::fprintf(stderr, "ravelin-iked: attached mode (DPDK secondary process of ravelin-dataplane) is not "
-                             "available yet; run with --standalone\n");
-        return 1;
+    if (!standalone && !sa_sink.empty()) {
+        std::fprintf(stderr, "ravelin-iked: --sa-sink is for --standalone (attached, SAs go to the data plane)\n");
+        return 2;
     }
-
     iked::block_daemon_signals();
     iked::DaemonOptions options;
     options.config_path = config_path;
     options.sa_sink = sa_sink;
+    if (!standalone) {
+        options.dataplane = dataplane;
+        options.attach_timeout_s = attach_timeout;
+    }
     if (!foreground) return run_detached(options, std::move(*config));
-    return iked::run_standalone(options, std::move(*config), say_ready);
+    return iked::run_daemon(options, std::move(*config), say_ready);
 }

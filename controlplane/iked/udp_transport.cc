@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "datagram.hh"
 #include "logging.hh"
 #include "names.hh"
 
@@ -16,7 +17,6 @@ namespace ravelin::iked {
 
 namespace {
 
-constexpr std::size_t marker_len = 4;          // RFC 3948 §2.2 non-ESP marker
 constexpr std::size_t max_datagram = 65535 + marker_len;
 
 bool is_zero(const IpAddress& a)
@@ -219,26 +219,11 @@ void UdpTransport::receive(int fd, const Deliver& deliver, unsigned budget)
             continue;
         }
         ike::ByteView data(buf_.data(), std::size_t(got));
-        if (sock.nat_t) {
-            if (data.size() == 1 && data[0] == 0xff) {
-                ++stats_.rx_keepalive;
-                continue;
-            }
-            if (data.size() < marker_len) {
-                ++stats_.rx_malformed;
-                continue;
-            }
-            if (data[0] || data[1] || data[2] || data[3]) {
-                // A non-zero first word is an ESP SPI (RFC 3948 §2.1).
-                ++stats_.rx_esp_dropped;
-                continue;
-            }
-            data = data.subspan(marker_len);
-        }
-        if (data.size() < ike::header_len) {
-            // Not even an IKE header: nothing the engine could answer.
-            ++stats_.rx_malformed;
-            continue;
+        switch (classify_datagram(sock.nat_t, data)) {
+        case DatagramKind::keepalive: ++stats_.rx_keepalive; continue;
+        case DatagramKind::esp: ++stats_.rx_esp_dropped; continue;
+        case DatagramKind::malformed: ++stats_.rx_malformed; continue;
+        case DatagramKind::ike: break;
         }
         ++stats_.rx_ike;
         deliver(local, remote, data);

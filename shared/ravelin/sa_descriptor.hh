@@ -83,6 +83,7 @@ struct PolicyDescriptor {
     PolicyAction action = PolicyAction::discard;
     Spi sa;                       // for protect: the SA to use (outbound) or expect (inbound)
     uint32_t priority = 0;        // lower value wins; ties go to the earlier entry
+    bool operator==(const PolicyDescriptor&) const = default;
 };
 
 static_assert(std::is_trivially_copyable_v<SaDescriptor>);
