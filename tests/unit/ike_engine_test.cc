@@ -44,6 +44,9 @@ public:
         out.erase(r.outbound.spi.value);
         events.push_back(fmt::format("-out {:08x}", r.outbound.spi.value));
     }
+    std::map<uint32_t, TrapRecord> traps;
+    void install_trap(const TrapRecord& t) override { traps[t.reqid] = t; }
+    void remove_trap(const TrapRecord& t) override { traps.erase(t.reqid); }
 };
 
 using TestRng = fakes::SeededRng;
@@ -737,6 +740,14 @@ TEST(IkeEngineOps, TrapPolicyAcquireInitiatesOnce)
     p.a.engine.tick(p.now);
     p.pump();
     EXPECT_TRUE(p.a.sink.in.empty());              // trap: nothing until traffic
+    ASSERT_EQ(p.a.sink.traps.count(1), 1u);        // but the trap policies are installed
+    const TrapRecord& trap = p.a.sink.traps.at(1);
+    EXPECT_EQ(trap.connection, "gw");
+    EXPECT_EQ(trap.child, "net");
+    ASSERT_EQ(trap.local_ts.size(), 1u);
+    ASSERT_EQ(trap.remote_ts.size(), 1u);
+    EXPECT_EQ(to_string(trap.local_ts[0].start), "198.19.1.0");
+    EXPECT_EQ(to_string(trap.remote_ts[0].end), "198.19.2.255");
     p.a.engine.acquire(p.now, 1);                  // the reqid of gw/net
     p.a.engine.acquire(p.now, 1);                  // a second packet meanwhile
     p.pump();
@@ -747,6 +758,58 @@ TEST(IkeEngineOps, TrapPolicyAcquireInitiatesOnce)
     p.a.engine.acquire(p.now, 99);                 // unknown reqid: ignored
     p.pump();
     EXPECT_EQ(p.a.engine.list_sas(p.now).size(), 1u);
+}
+
+TEST(IkeEngineOps, ReloadRemovesTrapsOfRemovedConnections)
+{
+    Options o;
+    o.start_a = "trap";
+    Pair p(o);
+    p.a.engine.tick(p.now);
+    ASSERT_EQ(p.a.sink.traps.size(), 1u);
+    p.a.engine.reload(p.now, config_from("connections {}\n"));
+    EXPECT_TRUE(p.a.sink.traps.empty());
+}
+
+// A restarted daemon adopts what the data plane still carries: the child
+// keeps its reqid, the adopted SPIs are never handed out again, and the
+// new IKE_AUTH has no INITIAL_CONTACT, so the peer keeps the old SAs (and
+// the traffic on them) until the new ones replace them.
+TEST(IkeEngineOps, AdoptionKeepsTheReqidAndSkipsInitialContact)
+{
+    Options o;
+    for (bool adopt : {false, true}) {
+        Pair p(o);
+        p.up();
+        ASSERT_EQ(p.b.engine.list_sas(p.now).size(), 1u);
+        uint32_t old_spi = p.a.sink.in.begin()->first;
+        // The "restarted" initiator: same config, fresh state.
+        Side a2(config_from(side_config("198.18.0.1", "198.18.0.2", "gw-a", o.remote_id_a, o.ike_a, o.esp_a,
+                                        o.psk_a, o.ts_a_local, o.ts_a_remote, o.start_a, "", "")),
+                3);
+        const uint32_t spis[] = {old_spi};
+        if (adopt) a2.engine.adopt("gw", "net", 42, spis);
+        std::string err;
+        ASSERT_TRUE(a2.engine.initiate(p.now, "gw", "net", err)) << err;
+        for (int round = 0; round < 20 && (!a2.wire.out.empty() || !p.b.wire.out.empty()); ++round) {
+            while (!a2.wire.out.empty()) {
+                auto d = a2.wire.out.front();
+                a2.wire.out.pop_front();
+                p.b.engine.receive(p.now, d.to, d.from, d.data);
+            }
+            while (!p.b.wire.out.empty()) {
+                auto d = p.b.wire.out.front();
+                p.b.wire.out.pop_front();
+                a2.engine.receive(p.now, d.to, d.from, d.data);
+            }
+        }
+        ASSERT_EQ(a2.sink.in.size(), 1u) << "adopt=" << adopt;
+        EXPECT_NE(a2.sink.in.begin()->first, old_spi);
+        EXPECT_EQ(a2.sink.in.begin()->second.reqid, adopt ? 42u : 1u);
+        // With INITIAL_CONTACT the peer drops the old IKE SA (and its
+        // children) at once; without it both stay until the old one dies.
+        EXPECT_EQ(p.b.engine.list_sas(p.now).size(), adopt ? 2u : 1u) << "adopt=" << adopt;
+    }
 }
 
 TEST(IkeEngineOps, ReloadLeavesUnchangedConnectionsAlone)
