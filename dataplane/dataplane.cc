@@ -3,7 +3,8 @@
 // The main lcore is the only writer of the SA table, the SPDs and the
 // neighbour table. It never touches a packet on the fast path: it consumes
 // what workers punt to it (ARP, ND, echo), asks for neighbour resolution,
-// and drains the IKE punt and event rings until a control plane attaches.
+// and serves the control-plane channel (dataplane_channel.cc): commands,
+// replies, events, acquires, IKE punt and transmit.
 #include "dataplane.hh"
 
 #include <arpa/inet.h>
@@ -25,7 +26,6 @@ namespace {
 
 constexpr uint16_t rx_descriptors = 1024;
 constexpr uint16_t tx_descriptors = 1024;
-constexpr unsigned recent_events_kept = 64;
 
 std::string device_name(const std::string& devargs) { return devargs.substr(0, devargs.find(',')); }
 
@@ -56,6 +56,8 @@ std::unique_ptr<Dataplane> Dataplane::create(const DataplaneConfig& config, std:
 {
     std::unique_ptr<Dataplane> dp(new Dataplane());
     SharedState& s = dp->shared_;
+    dp->tsc0_ = rte_rdtsc();
+    dp->mono0_ns_ = monotonic_ns();
     s.workers = config.workers;
     s.burst = std::min<unsigned>(config.burst, max_burst);
     if (s.workers == 0 || s.workers > max_workers) {
@@ -127,7 +129,9 @@ bool Dataplane::setup_rings(const DataplaneConfig& config, std::string& error)
     s.control = ring("rvl_control", RING_F_SC_DEQ);
     s.resolve = ring("rvl_resolve", RING_F_SC_DEQ, sizeof(ResolveRequest));
     s.control_tx = ring("rvl_control_tx", RING_F_SP_ENQ | RING_F_SC_DEQ);
-    if (!s.events || !s.punt_ike || !s.control || !s.resolve || !s.control_tx) return false;
+    static_assert(sizeof(channel::Acquire) % 4 == 0);
+    s.acquires = ring("rvl_acquires", RING_F_SC_DEQ, sizeof(channel::Acquire));
+    if (!s.events || !s.punt_ike || !s.control || !s.resolve || !s.control_tx || !s.acquires) return false;
     for (unsigned from = 0; from < s.workers; ++from)
         for (unsigned to = 0; to < s.workers; ++to) {
             if (from == to) continue;
@@ -200,9 +204,11 @@ bool Dataplane::install_sas(const DataplaneConfig& config, std::string& error)
         return false;
     }
     shared_.sas = sas_.get();
+    sa_records_.assign(capacity, SaRecord{});
     uint16_t default_mtu = 1500;
     for (const PortConfig& pc : config.ports)
         if (pc.role == PortRole::unprotected_side) { default_mtu = pc.mtu; break; }
+    default_mtu_ = default_mtu;
     uint32_t synthetic_reqid = 0x40000000;
     for (const SaConfig& c : config.sas) {
         SaDescriptor d = c.sa;
@@ -216,11 +222,18 @@ bool Dataplane::install_sas(const DataplaneConfig& config, std::string& error)
             return false;
         }
         if (d.direction == SaDirection::inbound) sa->selector = inbound_selector(config, d.spi);
-        if (sas_->install(sa) == no_slot) {
+        uint32_t slot = sas_->install(sa);
+        if (slot == no_slot) {
             sa_free(sa);
             error = config.source + ":" + std::to_string(c.line) + ": sa: SA table full or SPI in use";
             return false;
         }
+        config_reqids_.insert(d.reqid);
+        SaRecord& rec = sa_records_[slot];
+        rec.used = true;
+        rec.installed_ns = mono0_ns_;
+        rec.local = d.local;
+        rec.remote = d.remote;
     }
     return true;
 }
@@ -241,6 +254,7 @@ bool Dataplane::build_spds(const DataplaneConfig& config, std::string& error)
         }
         rules.push_back(r);
     }
+    config_rules_ = rules;   // the channel's policies are added to these on every rebuild
     spd_out_ = Spd::build(SaDirection::outbound, rules, "rvl_spdo", error);
     spd_in_ = Spd::build(SaDirection::inbound, rules, "rvl_spdi", error);
     if (!spd_out_ || !spd_in_) return false;
@@ -252,6 +266,8 @@ bool Dataplane::build_spds(const DataplaneConfig& config, std::string& error)
 Dataplane::~Dataplane()
 {
     workers_.clear();
+    channel_.reset();   // unlinks the file: the control plane sees this instance go
+    for (PendingTx& p : pending_tx_) rte_pktmbuf_free(p.m);
     for (uint16_t id : port_ids_) {
         rte_eth_dev_stop(id);
         rte_eth_dev_close(id);
@@ -261,9 +277,9 @@ Dataplane::~Dataplane()
     spd_in_.reset();
     for (rte_ring* r : rings_) {
         // Rings of mbufs give their packets back to the pool; element rings
-        // (events, resolve requests) hold plain structs.
+        // (events, resolve requests, acquires) hold plain structs.
         void* obj;
-        if (r != shared_.events && r != shared_.resolve)
+        if (r != shared_.events && r != shared_.resolve && r != shared_.acquires)
             while (rte_ring_dequeue(r, &obj) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(obj));
         rte_ring_free(r);
     }
@@ -300,9 +316,10 @@ int Dataplane::run()
 
 void Dataplane::housekeeping()
 {
+    uint64_t now = rte_rdtsc();
     drain_control();
-    drain_resolve(rte_rdtsc());
-    drain_punt_and_events();
+    drain_resolve(now);
+    channel_pass(now);
 }
 
 void Dataplane::drain_control()
@@ -322,36 +339,19 @@ void Dataplane::drain_resolve(uint64_t now)
 {
     ResolveRequest req[max_burst];
     unsigned n = rte_ring_sc_dequeue_burst_elem(shared_.resolve, req, sizeof(ResolveRequest), max_burst, nullptr);
-    for (unsigned i = 0; i < n; ++i) {
-        // At most one request per address per second.
-        if (!neighbors_->want(req[i].ip, req[i].port, now, rte_get_tsc_hz())) continue;
-        const IpAddress* src = fib_->address_on(req[i].port, req[i].ip.family);
-        if (!src) continue;
-        rte_mbuf* m = make_solicitation(pool_, shared_.ports[req[i].port].mac, *src, req[i].ip);
-        if (!m) continue;
-        m->port = req[i].port;
-        if (rte_ring_sp_enqueue(shared_.control_tx, m) != 0) rte_pktmbuf_free(m);
-    }
+    for (unsigned i = 0; i < n; ++i) solicit(req[i].ip, req[i].port, now);
 }
 
-void Dataplane::drain_punt_and_events()
+void Dataplane::solicit(const IpAddress& ip, uint16_t port, uint64_t now)
 {
-    // Until ravelin-iked attaches (integration issue) IKE packets are counted
-    // here and freed.
-    rte_mbuf* pkts[max_burst];
-    unsigned n = rte_ring_sc_dequeue_burst(shared_.punt_ike, reinterpret_cast<void**>(pkts), max_burst, nullptr);
-    rte_pktmbuf_free_bulk(pkts, n);
-    ike_drained_.store(ike_drained_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-    DataplaneEvent ev[16];
-    n = rte_ring_sc_dequeue_burst_elem(shared_.events, ev, sizeof(DataplaneEvent), 16, nullptr);
-    if (!n) return;
-    std::lock_guard lock(events_lock_);
-    for (unsigned i = 0; i < n; ++i) {
-        spdlog::info("SA {:#010x} {}: {} after {} packets, {} bytes", ev[i].spi.value,
-                     ev[i].direction ? "out" : "in", event_name(ev[i].type), ev[i].packets, ev[i].bytes);
-        recent_events_.push_back(ev[i]);
-        if (recent_events_.size() > recent_events_kept) recent_events_.pop_front();
-    }
+    // At most one request per address per second.
+    if (!neighbors_->want(ip, port, now, rte_get_tsc_hz())) return;
+    const IpAddress* src = fib_->address_on(port, ip.family);
+    if (!src) return;
+    rte_mbuf* m = make_solicitation(pool_, shared_.ports[port].mac, *src, ip);
+    if (!m) return;
+    m->port = port;
+    if (rte_ring_sp_enqueue(shared_.control_tx, m) != 0) rte_pktmbuf_free(m);
 }
 
 nlohmann::json Dataplane::stats_json()
@@ -374,7 +374,8 @@ nlohmann::json Dataplane::stats_json()
             {"bypassed", &st.bypassed},       {"punted_ike", &st.punted_ike},
             {"punted_control", &st.punted_control}, {"handoff_out", &st.handoff_out},
             {"handoff_in", &st.handoff_in},   {"events_raised", &st.events_raised},
-            {"events_lost", &st.events_lost}, {"icmp_errors_sent", &st.icmp_errors_sent}};
+            {"events_lost", &st.events_lost}, {"icmp_errors_sent", &st.icmp_errors_sent},
+            {"acquires_raised", &st.acquires_raised}, {"acquires_lost", &st.acquires_lost}};
         for (auto& [name, ctr] : fields) {
             ws[name] = ctr->get();
             stats[name] = stats.value(name, uint64_t(0)) + ctr->get();
@@ -400,7 +401,9 @@ nlohmann::json Dataplane::stats_json()
                            {"packets", sa->state.packets.get()},
                            {"bytes", sa->state.bytes.get()},
                            {"idle_seconds", last ? double(now - last) / double(hz) : -1.0},
-                           {"expired", sa->state.hard_reached.load(std::memory_order_relaxed)}});
+                           {"expired", sa->state.hard_reached.load(std::memory_order_relaxed)},
+                           {"connection", std::string(sa_records_[i].connection.view())},
+                           {"child", std::string(sa_records_[i].child.view())}});
         }
     }
     out["sas"] = sas;
@@ -422,6 +425,29 @@ nlohmann::json Dataplane::stats_json()
     }
     out["events"] = events;
     out["punted_ike_drained"] = ike_drained_.load(std::memory_order_relaxed);
+    json ch = json::object();
+    auto reasons = [](const std::array<Counter, frame_drop_count>& a) {
+        json r = json::object();
+        for (unsigned i = 1; i < frame_drop_count; ++i) r[std::string(frame_drop_name(FrameDrop(i)))] = a[i].get();
+        return r;
+    };
+    ch["open"] = channel_ != nullptr;
+    ch["path"] = channel_ ? channel_->path() : "";
+    ch["attached"] = ch_.attached.load(std::memory_order_relaxed);
+    ch["control_pid"] = ch_.control_pid.load(std::memory_order_relaxed);
+    ch["commands_applied"] = ch_.commands_applied.get();
+    ch["commands_failed"] = ch_.commands_failed.get();
+    ch["replies_pending"] = ch_.replies_pending.load(std::memory_order_relaxed);
+    ch["punt_delivered"] = ch_.punt_delivered.get();
+    ch["punt_dropped"] = reasons(ch_.punt_dropped);
+    ch["transmit_sent"] = ch_.transmit_sent.get();
+    ch["transmit_dropped"] = reasons(ch_.transmit_dropped);
+    ch["transmit_pending"] = ch_.transmit_pending.load(std::memory_order_relaxed);
+    ch["events_forwarded"] = ch_.events_forwarded.get();
+    ch["events_dropped"] = ch_.events_dropped.get();
+    ch["acquires_forwarded"] = ch_.acquires_forwarded.get();
+    ch["acquires_dropped"] = ch_.acquires_dropped.get();
+    out["channel"] = ch;
     json ports = json::array();
     for (std::size_t i = 0; i < port_ids_.size(); ++i) {
         rte_eth_stats es{};

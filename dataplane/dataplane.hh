@@ -2,20 +2,26 @@
 //
 // create() builds everything from a validated config after rte_eal_init;
 // run() launches one Worker per worker lcore and runs the main lcore's
-// housekeeping loop (ARP/ND, punted frames, events) until stop is requested.
+// housekeeping loop (ARP/ND, punted frames, events, and the control-plane
+// channel: dataplane_channel.cc) until stop is requested.
 #pragma once
 
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "channel.hh"
 #include "config.hh"
+#include "frames.hh"
 #include "worker.hh"
+#include "ravelin/channel.hh"
 #include "ravelin/events.hh"
 
 struct rte_mempool;
@@ -35,6 +41,12 @@ public:
     // Async-signal-safe.
     void request_stop() noexcept { shared_.stop.store(true, std::memory_order_relaxed); }
 
+    // Create the control-plane channel file at `path` (ravelin-dataplane:
+    // channel::channel_path(file_prefix)); without it IKE punts are dropped
+    // and counted. Unlinked when the Dataplane is destroyed.
+    bool open_channel(const std::string& path, std::string& error);
+    Channel* channel() noexcept { return channel_.get(); }
+
     // One pass of the main lcore's housekeeping (tests call it directly).
     void housekeeping();
 
@@ -53,7 +65,32 @@ private:
     bool build_spds(const DataplaneConfig& config, std::string& error);
     void drain_control();
     void drain_resolve(uint64_t now);
-    void drain_punt_and_events();
+    void solicit(const IpAddress& ip, uint16_t port, uint64_t now);
+
+    // --- the control-plane channel (dataplane_channel.cc) ------------------
+    void channel_pass(uint64_t now);
+    bool control_attached(uint64_t now);
+    void take_commands();
+    void apply(channel::Command& c, channel::Reply& r, unsigned index);
+    void cmd_sa_add(const channel::SaAdd& a, channel::Result& r);
+    void cmd_sa_delete(const channel::SaDelete& d, channel::Result& r);
+    void cmd_policies_set(const channel::PoliciesSet& p, channel::Result& r, unsigned index);
+    void cmd_flush(channel::Result& r, unsigned index);
+    void finish_commands();
+    bool publish_spds(std::string& error);
+    void release_unused_reqids();
+    void continue_listing();
+    void flush_replies();
+    bool put_reply(const channel::Reply& r);
+    void take_transmits(uint64_t now);
+    void retry_pending_tx(uint64_t now);
+    void send_frame(rte_mbuf* m, uint16_t port, const rte_ether_addr& mac);
+    void deliver_punts(bool attached);
+    void forward_events(bool attached);
+    void forward_acquires(bool attached);
+    channel::SaInfo sa_info(const DpSa& sa) const;
+    uint64_t tsc_to_ns(uint64_t tsc) const noexcept;
+    uint16_t mtu_for(const IpAddress& local) const noexcept;
 
     SharedState shared_;
     rte_mempool* pool_ = nullptr;
@@ -68,8 +105,72 @@ private:
     std::vector<uint16_t> port_ids_;
     std::vector<std::string> port_names_;
     std::atomic<uint64_t> ike_drained_{0};   // main lcore writes, stats thread reads
+    static constexpr unsigned recent_events_kept = 64;
     std::mutex events_lock_;
     std::deque<DataplaneEvent> recent_events_;
+
+    // --- the control-plane channel (main lcore; see dataplane_channel.cc) ---
+    // What the data plane keeps about each SA beside the DpSa, by table slot
+    // (changed under sas_->writer_lock(), so stats_json may read it).
+    struct SaRecord {
+        bool used = false;
+        bool from_channel = false;   // installed by sa_add (flush and sa_delete may remove it)
+        uint64_t installed_ns = 0;
+        IpAddress local, remote;
+        channel::Name connection, child;
+    };
+    // A reqid the control plane named: its policies and its one outbound
+    // slot (reserved at the first sa_add or protect policy; rekeys swap the
+    // SA in it, so the SPD never changes for a rekey).
+    struct ReqidState {
+        uint32_t out_slot = no_slot;
+        std::vector<PolicyDescriptor> policies;
+    };
+    // A policies_set or flush of this pass, undone if the SPD cannot be built.
+    struct PolicyUndo {
+        uint32_t reqid;
+        std::vector<PolicyDescriptor> old;
+        unsigned result;   // index in pass_results_
+    };
+    struct PendingTx {
+        rte_mbuf* m;
+        IpAddress target;
+        uint16_t port;
+        uint64_t deadline;
+    };
+    struct ChannelCounters {
+        Counter commands_applied, commands_failed;
+        Counter punt_delivered, transmit_sent;
+        std::array<Counter, frame_drop_count> punt_dropped, transmit_dropped;
+        Counter events_forwarded, events_dropped, acquires_forwarded, acquires_dropped;
+        std::atomic<uint32_t> control_pid{0};
+        std::atomic<bool> attached{false};
+        std::atomic<uint32_t> replies_pending{0}, transmit_pending{0};
+    };
+
+    std::unique_ptr<Channel> channel_;
+    std::vector<SaRecord> sa_records_;
+    std::map<uint32_t, ReqidState> reqids_;
+    std::set<uint32_t> config_reqids_;
+    std::vector<SpdRule> config_rules_;
+    unsigned spd_generation_ = 0;
+    bool spd_dirty_ = false;
+    std::vector<channel::Reply> pass_results_;
+    std::vector<PolicyUndo> policy_undo_;
+    std::deque<channel::Reply> replies_pending_;   // bounded: commands wait while it is full
+    struct Listing {
+        bool active = false;
+        uint32_t seq = 0;
+        uint32_t next_slot = 0;
+    } listing_;
+    std::vector<PendingTx> pending_tx_;
+    uint64_t tsc0_ = 0, mono0_ns_ = 0;             // TSC <-> CLOCK_MONOTONIC
+    uint16_t default_mtu_ = 1500;
+    uint16_t ip_id_ = 0;
+    uint32_t cp_pid_ = 0;
+    bool cp_alive_ = false;
+    uint64_t cp_checked_tsc_ = 0;
+    ChannelCounters ch_;
 };
 
 } // namespace ravelin::dp

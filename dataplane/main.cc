@@ -69,6 +69,12 @@ int main(int argc, char** argv)
         rte_eal_cleanup();
         return 1;
     }
+    if (!dp->open_channel(ravelin::channel::channel_path(config.file_prefix), error)) {
+        std::fprintf(stderr, "ravelin-dataplane: %s\n", error.c_str());
+        dp.reset();
+        rte_eal_cleanup();
+        return 1;
+    }
     ravelin::dp::ControlServer control(*dp, ravelin::dataplane_socket_path(config.file_prefix));
     if (!control.start(error)) {
         std::fprintf(stderr, "ravelin-dataplane: %s\n", error.c_str());
