@@ -16,6 +16,8 @@ Fixtures:
   charons        factory: charons(ns, name, log_level=2, options=None) -> started Charon
   pki            session-wide pki.Pki (certificates are made on demand)
   ravelin        factory: ravelin(ns, conf, name="iked") -> started RavelinIked
+  dp_pair        netns.Topology with the data plane owning rav's veths (netns.dataplane_pair)
+  gateway        factory: gateway(topo, conf, **kw) -> started gateway.RavelinGateway
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from . import netns, pki as pki_mod, ravelin as ravelin_mod, strongswan
+from . import gateway as gateway_mod, netns, pki as pki_mod, ravelin as ravelin_mod, strongswan
 from .netns import HarnessError
 
 WORK_ROOT = Path(os.environ.get("RVIX_WORKDIR", "/tmp/ravelin-interop"))
@@ -166,6 +168,36 @@ def ravelin(request, lab, workdir):
             print("\n" + r.logs(150), file=sys.stderr)
     for r in made:
         r.stop()
+
+
+@pytest.fixture
+def dp_pair(lab):
+    return netns.dataplane_pair(lab)
+
+
+@pytest.fixture
+def gateway(request, lab, workdir):
+    """gateway(topo, conf, **kw) -> started RavelinGateway (data plane +
+    attached ravelin-iked); stopped after the test, before the namespaces go."""
+    made: list[gateway_mod.RavelinGateway] = []
+
+    def make(topo, conf, **kw) -> gateway_mod.RavelinGateway:
+        g = gateway_mod.RavelinGateway(topo, conf=conf, workdir=workdir, **kw)
+        made.append(g)
+        return g.start()
+
+    yield make
+    if _failed(request.node):
+        for g in made:
+            print("\n" + g.logs(), file=sys.stderr)
+    errors = []
+    for g in made:
+        try:
+            g.stop()
+        except HarnessError as e:
+            errors.append(str(e))
+    if errors and not _failed(request.node):
+        raise HarnessError("\n".join(errors))
 
 
 def pytest_report_header(config):

@@ -26,6 +26,12 @@ namespaces, so they cannot clash)::
     nat masquerades everything leaving out0 (nftables); rav's default route
     is via 198.18.11.1; sw has no route to 198.18.11.0/24.
 
+  data plane          ha eth0 198.19.10.10/24 == in0 [rav: ravelin-dataplane] out0 == out0 sw
+    rav's veths have no kernel addresses: the data plane (net_af_packet)
+    owns them and answers for 198.19.10.1 (inside) and 198.18.10.1
+    (outside) itself. ha is the host behind the Ravelin gateway (default
+    via 198.19.10.1); sw and hb as in the gateway pair.
+
 The strongSwan side has no route to 198.19.10.0/24 except the one its
 charon installs through the libipsec TUN device, so a packet that gets from
 hb to the Ravelin side went through the tunnel.
@@ -336,6 +342,10 @@ class Topology:
     sw: str                       # namespace of the strongSwan gateway
     hb: str                       # namespace of the host behind strongSwan
     nat: str | None = None        # NAT router (NAT topology only)
+    ha: str | None = None         # host behind the Ravelin gateway (data-plane topology only)
+    ha_if: str = "eth0"
+    ha_addr: str = "198.19.10.10"
+    rav_in_if: str = "in0"        # the data plane's protected port (data-plane topology)
     rav_outer: str = "198.18.10.1"    # the Ravelin side's own outer address
     rav_seen_as: str = "198.18.10.1"  # the address strongSwan sees it as
     sw_outer: str = "198.18.10.2"
@@ -389,6 +399,37 @@ def gateway_pair(lab: Lab, ipv6: bool = False) -> Topology:
         lab.addr(topo.rav, "prot0", f"{topo.rav_inner6}/64")
     lab.forwarding(topo.rav, ipv6)
     _strongswan_side(lab, topo, ipv6)
+    return topo
+
+
+def dataplane_pair(lab: Lab, nat: bool = False) -> Topology:
+    """ha <-> rav (the data plane owns both veths) <-> sw <-> hb (module
+    docstring). With nat, a masquerading router sits between rav and sw as
+    in nat_pair()."""
+    if nat:
+        topo = Topology(lab=lab, rav=lab.add_ns("rav"), sw=lab.add_ns("sw"), hb=lab.add_ns("hb"),
+                        ha=lab.add_ns("ha"), nat=lab.add_ns("nat"), rav_outer="198.18.11.2",
+                        rav_seen_as="198.18.10.3")
+        lab.veth(topo.rav, topo.rav_if, topo.nat, "in0")
+        lab.addr(topo.nat, "in0", "198.18.11.1/24")
+        lab.veth(topo.nat, "out0", topo.sw, topo.sw_if)
+        lab.addr(topo.nat, "out0", f"{topo.rav_seen_as}/24")
+        lab.forwarding(topo.nat)
+        lab.nft(topo.nat, (
+            "table ip rvix_nat {\n"
+            " chain post { type nat hook postrouting priority srcnat; policy accept;\n"
+            "  oifname \"out0\" masquerade\n"
+            " }\n"
+            "}\n"))
+    else:
+        topo = Topology(lab=lab, rav=lab.add_ns("rav"), sw=lab.add_ns("sw"), hb=lab.add_ns("hb"),
+                        ha=lab.add_ns("ha"))
+        lab.veth(topo.rav, topo.rav_if, topo.sw, topo.sw_if)
+    lab.addr(topo.sw, topo.sw_if, f"{topo.sw_outer}/24")
+    lab.veth(topo.ha, topo.ha_if, topo.rav, topo.rav_in_if)
+    lab.addr(topo.ha, topo.ha_if, f"{topo.ha_addr}/24")
+    lab.route(topo.ha, "default", topo.rav_inner)
+    _strongswan_side(lab, topo, False)
     return topo
 
 

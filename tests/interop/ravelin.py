@@ -47,8 +47,11 @@ class RavelinIked:
     """ravelin-iked -c <conf> --standalone --sa-sink <file> --foreground in
     namespace `ns` (foreground: the PID we hold is the daemon's)."""
 
-    def __init__(self, ns: str, conf: dict | str, workdir: Path, name: str = "iked"):
-        self.ns, self.name = ns, name
+    def __init__(self, ns: str, conf: dict | str, workdir: Path, name: str = "iked",
+                 dataplane: str | None = None):
+        """dataplane: attach to the data plane with this DPDK file prefix
+        (the gateway) instead of running standalone with an SA sink."""
+        self.ns, self.name, self.dataplane = ns, name, dataplane
         self.dir = Path(workdir) / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.binary = build_dir() / "controlplane" / "iked" / "ravelin-iked"
@@ -74,8 +77,10 @@ class RavelinIked:
         self.conf_path.write_text(self.conf_text + "\n")
         self.control_socket.unlink(missing_ok=True)
         out = open(self.stdout_path, "ab")
+        mode = (["--dataplane", self.dataplane, "--attach-timeout", str(int(timeout))]
+                if self.dataplane else ["--standalone", "--sa-sink", str(self.sa_sink)])
         cmd = ["ip", "netns", "exec", self.ns, str(self.binary), "-c", str(self.conf_path),
-               "--standalone", "--sa-sink", str(self.sa_sink), "--foreground"]
+               *mode, "--foreground"]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
                                      stderr=subprocess.STDOUT, env=netns.owner_env(),
                                      preexec_fn=netns.die_with_parent)
@@ -91,6 +96,14 @@ class RavelinIked:
                                    + self.logs())
             time.sleep(0.02)
         return self
+
+    def kill(self):
+        """SIGKILL: no cleanup at all (the data plane must not notice)."""
+        if self.proc is None:
+            return
+        os.kill(self.proc.pid, 9)
+        self.proc.wait(timeout=5)
+        self.proc = None
 
     def stop(self, timeout: float = 5.0):
         if self.proc is None:

@@ -1,0 +1,142 @@
+"""The whole Ravelin gateway against strongSwan 5.9.8: ravelin-dataplane owns
+the ports (net_af_packet), ravelin-iked is attached to it and negotiates
+through them, and real traffic between ha (behind Ravelin) and hb (behind
+strongSwan) goes through the tunnel.
+
+    ha -- [rav: ravelin-dataplane + ravelin-iked] -- sw: charon (kernel-libipsec) -- hb
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from . import netns, peers
+from .flow import Flow, assert_lossless
+from .gateway import wait_for
+from .peers import ChildSpec
+
+SUITES = [
+    ("aes256gcm16-prfsha256-x25519", "aes256gcm16-x25519"),
+    ("aes128-sha256-modp2048", "aes128-sha256-modp2048"),
+    ("chacha20poly1305-prfsha256-ecp384", "chacha20poly1305-ecp384"),
+]
+
+
+def configs(topo, proposals="aes256gcm16-prfsha256-x25519", esp="aes256gcm16-x25519",
+            rav_child=None, sw_child=None, rav_extra=None, sw_extra=None):
+    # Ravelin's protected side is ha's subnet (rav_net); strongSwan's is hb's.
+    return peers.site_configs(topo, proposals=proposals,
+                              children=[ChildSpec(esp_proposals=esp, rav_extra=rav_child,
+                                                  sw_extra=sw_child)],
+                              rav_extra=rav_extra, sw_extra=sw_extra)
+
+
+def bring_up(topo, charons, gateway, rav_initiates=True, iked=None, **kw):
+    rav_tree, sw_tree = configs(topo, **kw)
+    sw = charons(topo.sw, "sw")
+    sw.write_config(sw_tree)
+    sw.load_all()
+    gw = gateway(topo, rav_tree, iked=iked)
+    if rav_initiates:
+        gw.iked.ctl("initiate", "--ike", "gw", "--child", "net")
+    else:
+        sw.initiate("net", "gw")
+    child = gw.wait_child()
+    sw.wait_child("gw", "net")
+    return gw, sw, child
+
+
+def pings_both_ways(topo, count=3):
+    # The first packet towards a next hop not yet resolved (ARP) may be
+    # dropped, on either gateway: allow a few tries for the first reply.
+    wait_for(lambda: netns.ping(topo.ha, topo.hb_addr, count=1, wait=1), 10, "a first ha -> hb ping")
+    assert netns.ping(topo.ha, topo.hb_addr, count=count, wait=2), "ha -> hb through the tunnel"
+    assert netns.ping(topo.hb, topo.ha_addr, count=count, wait=2), "hb -> ha through the tunnel"
+
+
+def dp_sa(gw, spi_hex: str, direction: str) -> dict:
+    for sa in gw.dp_sas():
+        if sa["spi"] == int(spi_hex, 16) and sa["direction"] == direction:
+            return sa
+    raise AssertionError(f"SA {spi_hex} {direction} not in the data plane: {gw.dp_sas()}")
+
+
+@pytest.mark.parametrize("proposals,esp", SUITES, ids=["gcm-x25519", "cbc-modp2048", "chacha-ecp384"])
+@pytest.mark.parametrize("rav_initiates", [True, False], ids=["rav-init", "sw-init"])
+def test_traffic_flows_through_the_gateway(dp_pair, charons, gateway, proposals, esp, rav_initiates):
+    gw, sw, child = bring_up(dp_pair, charons, gateway, rav_initiates, proposals=proposals, esp=esp)
+    pings_both_ways(dp_pair)
+    # The data plane carried it, on the SAs ravelin-iked negotiated...
+    out, inn = dp_sa(gw, child["spi_out"], "out"), dp_sa(gw, child["spi_in"], "in")
+    assert out["packets"] >= 6 and inn["packets"] >= 6, (out, inn)
+    # ...which strongSwan holds too, and list-sas shows the live counters.
+    c = sw.child_sa("gw", "net")
+    assert int(c["spi-in"], 16) == int(child["spi_out"], 16)
+    assert int(c["spi-out"], 16) == int(child["spi_in"], 16)
+    listed = gw.wait_child()
+    assert listed["out"]["packets"] >= 6 and listed["in"]["packets"] >= 6, listed
+    out_text = gw.iked.ctl("list-sas").stdout
+    assert f"out {child['spi_out']}, " in out_text and " packets" in out_text, out_text
+    # IKE went through the data plane's ports, not kernel sockets.
+    st = gw.iked_stats()
+    assert st["mode"] == "attached" and st["transport"]["rx_ike"] >= 2, st
+    assert st["dataplane"]["frames_in"] >= 2 and st["dataplane"]["frames_out"] >= 2, st
+
+
+def test_trap_policy_negotiates_on_the_first_packet(dp_pair, charons, gateway):
+    rav_tree, sw_tree = configs(dp_pair, rav_child={"start_action": "trap"})
+    sw = charons(dp_pair.sw, "sw")
+    sw.write_config(sw_tree)
+    sw.load_all()
+    gw = gateway(dp_pair, rav_tree)
+    assert sw.ike_sa("gw", state=None) is None          # nothing until traffic
+    # The first packets hit the trap: dropped (counted), negotiation starts.
+    netns.ping(dp_pair.ha, dp_pair.hb_addr, count=1, wait=1)
+    gw.wait_child(timeout=15)
+    sw.wait_child("gw", "net")
+    assert netns.ping(dp_pair.ha, dp_pair.hb_addr, count=3, wait=2)
+    drops = gw.dataplane.stats()["drops"]
+    assert drops.get("no_sa_acquire", 0) >= 1, drops
+
+
+def test_dead_peer_detection_removes_the_sas_from_the_data_plane(dp_pair, charons, gateway):
+    gw, sw, child = bring_up(dp_pair, charons, gateway, rav_extra={"dpd_delay": "1s"},
+                             iked={"retransmit_timeout": "1s", "retransmit_tries": 3})
+    pings_both_ways(dp_pair, 1)
+    spis = {int(child["spi_in"], 16), int(child["spi_out"], 16)}
+    sw.stop()                                          # the peer goes silent
+    wait_for(lambda: not any(sa["spi"] in spis for sa in gw.dp_sas()), 30,
+             "the data plane to drop the dead peer's SAs")
+    assert not gw.iked.list_sas()["sas"]
+
+
+def test_sigkill_of_iked_loses_no_packet_and_the_tunnel_is_adopted(dp_pair, charons, gateway):
+    gw, sw, child = bring_up(dp_pair, charons, gateway)
+    pings_both_ways(dp_pair, 1)
+    with Flow(dp_pair.ha, dp_pair.hb, dp_pair.hb_addr, rate=100, seconds=20) as fwd, \
+            Flow(dp_pair.hb, dp_pair.ha, dp_pair.ha_addr, rate=100, seconds=20, port=5556) as back:
+        time.sleep(3)
+        gw.kill_iked()
+        time.sleep(3)                                  # the data plane forwards on its own
+        gw.start_iked()
+        # The new ravelin-iked adopts the SAs and negotiates new ones.
+        new = gw.wait_child(timeout=15, exclude_spis=(child["spi_in"],))
+        assert new["reqid"] == child["reqid"]
+        r1, r2 = fwd.wait(), back.wait()
+    assert_lossless(r1, "ha -> hb across the iked restart")
+    assert_lossless(r2, "hb -> ha across the iked restart")
+    st = gw.iked_stats()
+    assert st["sa_sink"]["adopted"] == 2, st
+
+
+def test_dataplane_restart_brings_the_tunnel_back(dp_pair, charons, gateway):
+    gw, sw, child = bring_up(dp_pair, charons, gateway)
+    pings_both_ways(dp_pair, 1)
+    gw.restart_dataplane()
+    # ravelin-iked notices, reinstalls and rekeys: traffic flows again.
+    wait_for(lambda: netns.ping(dp_pair.ha, dp_pair.hb_addr, count=1, wait=1), 30,
+             "traffic through the restarted data plane")
+    pings_both_ways(dp_pair, 2)
+    st = gw.iked_stats()
+    assert st["dataplane"]["losses"] >= 1 and st["dataplane"]["reattaches"] >= 1, st
