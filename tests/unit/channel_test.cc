@@ -523,6 +523,43 @@ TEST(Channel, TrapPolicyRaisesOneAcquireThenTheSaFillsTheSlot)
     EXPECT_EQ(channel_stat(s, "acquires_dropped"), 1u);
 }
 
+// A control plane that stops reading: results wait (bounded), commands
+// wait behind them, nothing is lost or reordered once it reads again.
+TEST(Channel, ResultsWaitWhenTheRepliesRingIsFull)
+{
+    Gateway s("full");
+    const uint32_t total = replies_ring_size + 600;   // more than the ring holds
+    uint32_t sent = 0;
+    for (int pass = 0; pass < 1000 && sent < total; ++pass) {
+        while (sent < total && rte_ring_free_count(s.cp->ring(RingId::commands)) > 0) {
+            s.cp->send(simple(CommandType::hello));
+            ++sent;
+        }
+        s.hk();
+    }
+    ASSERT_EQ(sent, total) << "commands must keep flowing until the replies ring and the pending list fill";
+    for (int pass = 0; pass < 20; ++pass) s.hk();
+    EXPECT_EQ(rte_ring_count(s.cp->ring(RingId::replies)), replies_ring_size - 1);
+    uint64_t pending = channel_stat(s, "replies_pending");
+    EXPECT_GT(pending, 0u);
+    EXPECT_LE(pending, 256u) << "pending results are bounded";
+    EXPECT_GT(rte_ring_count(s.cp->ring(RingId::commands)), 0u) << "commands wait while results cannot go out";
+    std::vector<Reply> got;
+    for (int pass = 0; pass < 200 && got.size() < total; ++pass) {
+        auto r = s.cp->replies();
+        got.insert(got.end(), r.begin(), r.end());
+        s.hk();
+    }
+    auto r = s.cp->replies();
+    got.insert(got.end(), r.begin(), r.end());
+    ASSERT_EQ(got.size(), total);
+    for (uint32_t i = 0; i < total; ++i) {
+        ASSERT_EQ(got[i].seq, i + 1) << "results in command order";
+        ASSERT_EQ(got[i].result.status, Status::ok);
+    }
+    EXPECT_EQ(channel_stat(s, "commands_applied"), total);
+}
+
 // An IKE datagram from the peer to 198.18.0.1:500.
 rte_mbuf* ike_packet(Gateway& s, uint16_t dport, const std::vector<uint8_t>& payload)
 {
