@@ -47,6 +47,11 @@ std::unique_ptr<Fib> Fib::build(const DataplaneConfig& config, const std::vector
     auto add = [&](const IpPrefix& p, const NextHop& hop) {
         uint32_t id = uint32_t(fib->hops_.size());
         fib->hops_.push_back(hop);
+        // LPM depths start at 1: a default route (/0) is the fallback of a miss.
+        if (p.len == 0) {
+            fib->default_hop_[p.addr.family == IpFamily::v4 ? 0 : 1] = id;
+            return true;
+        }
         int rc = p.addr.family == IpFamily::v4
                      ? rte_lpm_add(fib->v4_, p.addr.v4_host(), p.len, id)
                      : rte_lpm6_add(fib->v6_, p.addr.bytes.data(), p.len, id);
@@ -82,7 +87,8 @@ const NextHop* Fib::lookup(const IpAddress& dst) const noexcept
     uint32_t id = 0;
     int rc = dst.family == IpFamily::v4 ? rte_lpm_lookup(v4_, dst.v4_host(), &id)
                                         : rte_lpm6_lookup(v6_, dst.bytes.data(), &id);
-    return rc == 0 && id < hops_.size() ? &hops_[id] : nullptr;
+    if (rc != 0) id = default_hop_[dst.family == IpFamily::v4 ? 0 : 1];
+    return id < hops_.size() ? &hops_[id] : nullptr;
 }
 
 bool Fib::is_local(const IpAddress& a) const noexcept

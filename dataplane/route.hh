@@ -58,6 +58,7 @@ private:
     rte_lpm* v4_ = nullptr;
     rte_lpm6* v6_ = nullptr;
     std::vector<NextHop> hops_;
+    uint32_t default_hop_[2] = {UINT32_MAX, UINT32_MAX};   // /0 routes (IPv4, IPv6), index into hops_
     std::vector<LocalAddress> locals_;
 };
 

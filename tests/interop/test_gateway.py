@@ -220,3 +220,19 @@ def test_ike_flood_from_spoofed_sources_starves_nothing(dp_pair, charons, gatewa
     assert handled >= min(flood.sent * 0.1, 20000), (flood.sent, ch)
     st = gw.iked_stats()
     assert st["transport"]["rx_ike"] + st["transport"]["rx_malformed"] > 100, st
+
+
+def test_nat_traversal_through_a_masquerade_carries_traffic(lab, charons, gateway):
+    """The gateway behind an nftables masquerade: NAT detected, ESP in UDP
+    through the NAT both ways, keepalives, and a rekey across it."""
+    topo = netns.dataplane_pair(lab, nat=True)
+    gw, sw, child = bring_up(topo, charons, gateway, rav_initiates=True)
+    assert child["udp_encap"], child
+    pings_both_ways(topo, 3)
+    gw.iked.ctl("rekey", "--ike", "gw", "--child", "net")
+    gw.wait_child(exclude_spis=(child["spi_in"],))
+    with Flow(topo.hb, topo.ha, topo.ha_addr, rate=100, seconds=3, port=5556) as back:
+        r = back.wait()
+    assert_lossless(r, "hb -> ha through the NAT")
+    ike = sw.ike_sa("gw")
+    assert ike["remote-host"] == topo.rav_seen_as, ike

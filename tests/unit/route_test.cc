@@ -77,6 +77,36 @@ TEST(Fib, ConnectedAndStaticRoutesLongestPrefixWins)
     EXPECT_EQ(fib->lookup(v6("2001:db8:2::1")), nullptr);
 }
 
+TEST(Fib, DefaultRoutesCatchWhatNothingElseDoes)
+{
+    test::eal();
+    std::string text = std::string(config_text) + R"(
+[[route]]
+prefix = "0.0.0.0/0"
+via = "198.18.0.254"
+port = "outside"
+
+[[route]]
+prefix = "::/0"
+via = "2001:db8:1::fe"
+port = "inside"
+)";
+    auto cfg = parse_config(text, "route.toml");
+    ASSERT_TRUE(cfg) << cfg.error().to_string();
+    std::string error;
+    auto fib = Fib::build(cfg.value(), {7, 9}, "fib_t3", error);
+    ASSERT_TRUE(fib) << error;
+    const NextHop* nh = fib->lookup(IpAddress::v4(0xc6130001));   // 198.19.0.1: only the default
+    ASSERT_NE(nh, nullptr);
+    EXPECT_EQ(nh->gateway, IpAddress::v4(0xc61200fe));
+    nh = fib->lookup(IpAddress::v4(0xc6124001));                 // the /18 still wins
+    ASSERT_NE(nh, nullptr);
+    EXPECT_EQ(nh->gateway, IpAddress::v4(0xc6120002));
+    nh = fib->lookup(v6("2001:db8:2::1"));
+    ASSERT_NE(nh, nullptr);
+    EXPECT_EQ(nh->gateway, v6("2001:db8:1::fe"));
+}
+
 TEST(Fib, KnowsItsOwnAddresses)
 {
     test::eal();
