@@ -433,6 +433,26 @@ def dataplane_pair(lab: Lab, nat: bool = False) -> Topology:
     return topo
 
 
+def ravelin_pair(lab: Lab) -> tuple[Topology, Topology]:
+    """ha <-> rav (data plane) <-> rav2 (data plane) <-> hb: two Ravelin
+    gateways. Returns two views of it, one per gateway, each with that
+    gateway as "rav" and the other one's addresses as the "sw" side (so
+    RavelinGateway and peers.site_configs work for either)."""
+    a = Topology(lab=lab, rav=lab.add_ns("rav"), sw=lab.add_ns("rav2"), hb=lab.add_ns("hb"),
+                 ha=lab.add_ns("ha"))
+    lab.veth(a.rav, a.rav_if, a.sw, a.sw_if)
+    lab.veth(a.ha, a.ha_if, a.rav, a.rav_in_if)
+    lab.addr(a.ha, a.ha_if, f"{a.ha_addr}/24")
+    lab.route(a.ha, "default", a.rav_inner)
+    lab.veth(a.sw, "in0", a.hb, a.hb_if)
+    lab.addr(a.hb, a.hb_if, f"{a.hb_addr}/24")
+    lab.route(a.hb, "default", a.sw_inner)
+    b = dataclasses.replace(a, rav=a.sw, sw=a.rav, ha=a.hb, hb=a.ha, ha_addr=a.hb_addr, hb_addr=a.ha_addr,
+                            rav_outer=a.sw_outer, rav_seen_as=a.sw_outer, sw_outer=a.rav_outer,
+                            rav_net=a.sw_net, rav_inner=a.sw_inner, sw_net=a.rav_net, sw_inner=a.rav_inner)
+    return a, b
+
+
 def nat_pair(lab: Lab, random_ports: bool = False) -> Topology:
     """rav -> nat (masquerade) -> sw <-> hb (module docstring). With
     random_ports the NAT also rewrites source ports (500 and 4500 become
