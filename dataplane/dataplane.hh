@@ -75,7 +75,7 @@ private:
     void cmd_sa_add(const channel::SaAdd& a, channel::Result& r);
     void cmd_sa_delete(const channel::SaDelete& d, channel::Result& r);
     void cmd_policies_set(const channel::PoliciesSet& p, channel::Result& r, unsigned index);
-    void cmd_flush(channel::Result& r, unsigned index);
+    void cmd_flush(unsigned index);
     void finish_commands();
     bool publish_spds(std::string& error);
     void release_unused_reqids();

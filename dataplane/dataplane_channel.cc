@@ -182,7 +182,7 @@ void Dataplane::apply(Command& c, Reply& r, unsigned index)
     case CommandType::sa_delete: return cmd_sa_delete(c.sa_delete, res);
     case CommandType::policies_set: return cmd_policies_set(c.policies, res, index);
     case CommandType::sa_list: return;   // take_commands() starts the listing
-    case CommandType::flush: return cmd_flush(res, index);
+    case CommandType::flush: return cmd_flush(index);
     }
     set_error(res, Status::bad_command, fmt::format("unknown command type {}", uint16_t(c.type)));
 }
@@ -291,9 +291,8 @@ void Dataplane::cmd_policies_set(const PoliciesSet& p, channel::Result& r, unsig
     spd_dirty_ = true;
 }
 
-void Dataplane::cmd_flush(channel::Result& r, unsigned index)
+void Dataplane::cmd_flush(unsigned index)
 {
-    (void)r;
     {
         std::lock_guard lock(sas_->writer_lock());
         for (uint32_t slot = 0; slot < sa_records_.size(); ++slot)
@@ -356,6 +355,7 @@ void Dataplane::release_unused_reqids()
 
 void Dataplane::finish_commands()
 {
+    if (pass_results_.empty() && !listing_.active) return flush_replies();
     if (spd_dirty_) {
         std::string error;
         if (!publish_spds(error)) {
