@@ -58,6 +58,8 @@ std::unique_ptr<Dataplane> Dataplane::create(const DataplaneConfig& config, std:
     SharedState& s = dp->shared_;
     dp->tsc0_ = rte_rdtsc();
     dp->mono0_ns_ = monotonic_ns();
+    dp->tsc1_ = dp->tsc0_;
+    dp->mono1_ns_ = dp->mono0_ns_;
     s.workers = config.workers;
     s.burst = std::min<unsigned>(config.burst, max_burst);
     if (s.workers == 0 || s.workers > max_workers) {

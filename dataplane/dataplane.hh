@@ -90,6 +90,7 @@ private:
     void forward_acquires(bool attached);
     channel::SaInfo sa_info(const DpSa& sa) const;
     uint64_t tsc_to_ns(uint64_t tsc) const noexcept;
+    void anchor_clock() noexcept;
     uint16_t mtu_for(const IpAddress& local) const noexcept;
 
     SharedState shared_;
@@ -164,7 +165,8 @@ private:
         uint32_t next_slot = 0;
     } listing_;
     std::vector<PendingTx> pending_tx_;
-    uint64_t tsc0_ = 0, mono0_ns_ = 0;             // TSC <-> CLOCK_MONOTONIC
+    uint64_t tsc0_ = 0, mono0_ns_ = 0;             // TSC <-> CLOCK_MONOTONIC at start
+    uint64_t tsc1_ = 0, mono1_ns_ = 0;             // ... and at the latest main-loop pass
     uint16_t default_mtu_ = 1500;
     uint16_t ip_id_ = 0;
     uint32_t cp_pid_ = 0;

@@ -89,12 +89,25 @@ bool Dataplane::open_channel(const std::string& path, std::string& error)
     return channel_ != nullptr;
 }
 
+// TSC to CLOCK_MONOTONIC from the latest anchor (tsc1_, mono1_ns_, taken on
+// every main-loop pass), with the TSC rate measured between the start anchor
+// and it: rte_get_tsc_hz() is an estimate whose error grows with uptime
+// (0.1 % is 60 ms after a minute), which would make the control plane's
+// install-to-first-packet latencies meaningless.
+void Dataplane::anchor_clock() noexcept
+{
+    tsc1_ = rte_rdtsc();
+    mono1_ns_ = monotonic_ns();
+}
+
 uint64_t Dataplane::tsc_to_ns(uint64_t tsc) const noexcept
 {
     if (tsc == 0) return 0;
-    long double d = (static_cast<long double>(tsc) - static_cast<long double>(tsc0_)) * 1e9L /
-                    static_cast<long double>(rte_get_tsc_hz());
-    return uint64_t(static_cast<long double>(mono0_ns_) + d);
+    long double hz = static_cast<long double>(rte_get_tsc_hz());
+    if (mono1_ns_ > mono0_ns_ + 100'000'000 && tsc1_ > tsc0_)
+        hz = static_cast<long double>(tsc1_ - tsc0_) * 1e9L / static_cast<long double>(mono1_ns_ - mono0_ns_);
+    long double d = (static_cast<long double>(tsc) - static_cast<long double>(tsc1_)) * 1e9L / hz;
+    return uint64_t(static_cast<long double>(mono1_ns_) + d);
 }
 
 uint16_t Dataplane::mtu_for(const IpAddress& local) const noexcept
@@ -125,8 +138,9 @@ bool Dataplane::control_attached(uint64_t now)
 void Dataplane::channel_pass(uint64_t now)
 {
     bool attached = control_attached(now);
+    anchor_clock();
     if (channel_) {
-        channel_->heartbeat(monotonic_ns());
+        channel_->heartbeat(mono1_ns_);
         take_commands();
         finish_commands();
         take_transmits(now);

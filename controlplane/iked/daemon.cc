@@ -121,6 +121,8 @@ private:
     void on_reply(const channel::Reply& r, ike::TimePoint now);
     void check_dataplane(ike::TimePoint now);
     void refresh_counters(nlohmann::json& sas);
+    void request_listing();
+    void listing_complete();
     bool reload(std::vector<std::string>& touched, std::string& error);
     void add_stats(nlohmann::json& out) const;
     void on_signal(bool& stop);
@@ -144,6 +146,10 @@ private:
     uint32_t waiting_seq_ = 0;
     bool waiting_done_ = false;
     LatencyWindow command_latency_;
+    LatencyWindow install_latency_;     // outbound install -> first packet on it
+    ike::TimePoint next_first_use_probe_{};
+    bool listing_outstanding_ = false;
+    ike::TimePoint listing_sent_{};
     ike::TimePoint next_liveness_check_{};
     ike::TimePoint next_attach_try_{};
     uint64_t dataplane_losses_ = 0, reattaches_ = 0;
@@ -278,11 +284,7 @@ bool Daemon::start_dataplane(std::string& error)
 // it forwarding, and get new SAs for the same children (dp_sink.hh).
 void Daemon::adopt_running_sas()
 {
-    channel::Command list;
-    list.type = channel::CommandType::sa_list;
-    listing_.clear();
-    listing_seq_ = channel_.send(list);
-    listing_done_ = false;
+    request_listing();
     if (!wait_for(listing_seq_, std::chrono::seconds(2))) {
         logger("chd")->warn("the data plane did not list its SAs; nothing adopted");
         return;
@@ -351,15 +353,45 @@ void Daemon::on_reply(const channel::Reply& r, ike::TimePoint now)
     case channel::ReplyType::list_end:
         if (r.seq == listing_seq_) {
             listing_done_ = true;
+            listing_outstanding_ = false;
+            listing_complete();
             if (r.seq == waiting_seq_) waiting_done_ = true;
         }
         break;
     }
 }
 
+void Daemon::request_listing()
+{
+    channel::Command list;
+    list.type = channel::CommandType::sa_list;
+    listing_.clear();
+    listing_done_ = false;
+    listing_outstanding_ = true;
+    listing_sent_ = ike::Clock::now();
+    listing_seq_ = channel_.send(list);
+}
+
+// A full listing arrived: first uses of new outbound SAs become install
+// latency samples.
+void Daemon::listing_complete()
+{
+    if (!dp_sink_) return;
+    for (const auto& i : listing_)
+        if (i.direction == SaDirection::outbound && i.first_use_ns)
+            if (auto ns = dp_sink_->first_used(i.spi.value, i.first_use_ns)) install_latency_.add(*ns);
+}
+
 void Daemon::serve_channel(ike::TimePoint now)
 {
     if (!channel_.attached()) return;
+    // New outbound SAs wait for their first packet: look a few times a second.
+    // (A listing the data plane never finished, because it went away, is given up.)
+    if (listing_outstanding_ && now - listing_sent_ > std::chrono::seconds(2)) listing_outstanding_ = false;
+    if (dp_sink_->awaiting_first_use() && !listing_outstanding_ && now >= next_first_use_probe_) {
+        next_first_use_probe_ = now + std::chrono::milliseconds(250);
+        request_listing();
+    }
     channel_.poll_frames([&](const channel::Frame& f) {
         dp_transport_->receive(f, [&](const ike::Endpoint& local, const ike::Endpoint& remote, ike::ByteView m) {
             engine_->receive(now, local, remote, m);
@@ -407,11 +439,7 @@ void Daemon::check_dataplane(ike::TimePoint now)
 void Daemon::refresh_counters(nlohmann::json& out)
 {
     if (!channel_.attached()) return;
-    channel::Command list;
-    list.type = channel::CommandType::sa_list;
-    listing_.clear();
-    listing_done_ = false;
-    listing_seq_ = channel_.send(list);
+    request_listing();
     if (!wait_for(listing_seq_, std::chrono::milliseconds(500))) return;
     const uint64_t now_ns = DataplaneChannel::monotonic_ns();
     std::map<std::pair<uint32_t, uint8_t>, const channel::SaInfo*> by_spi;
@@ -498,7 +526,8 @@ void Daemon::add_stats(nlohmann::json& out) const
                             {"frames_out", ch.frames_out},
                             {"frames_out_dropped", ch.frames_out_dropped},
                             {"bad_messages", ch.bad_messages},
-                            {"command_latency", command_latency_.json()}};
+                            {"command_latency", command_latency_.json()},
+                            {"install_latency", install_latency_.json()}};
     } else {
         out["sa_sink"] = {{"kind", json_sink_ ? "json" : "log"},
                           {"installed", sink_->installed()},

@@ -178,6 +178,8 @@ void DataplaneSaSink::install_outbound(const ike::ChildSaRecord& sa)
     send_sa_add(sa.outbound, t);
     t.outbound = sa.outbound.spi.value;
     ++stats_.installed;
+    if (first_use_wait_.size() >= 4096) first_use_wait_.erase(first_use_wait_.begin());
+    first_use_wait_[sa.outbound.spi.value] = DataplaneChannel::monotonic_ns();
     // An adopted outbound SA was just replaced in place; the adopted
     // inbound ones go after the grace period.
     if (t.adopted_out || !t.adopted_in.empty()) {
@@ -205,6 +207,7 @@ void DataplaneSaSink::remove_outbound(const ike::ChildSaRecord& sa)
     auto it = tunnels_.find(sa.reqid);
     uint32_t spi = sa.outbound.spi.value;
     ++stats_.removed;
+    first_use_wait_.erase(spi);
     // After a rekey the data plane already swapped in the new SA: nothing to remove.
     if (it != tunnels_.end() && it->second.outbound && *it->second.outbound != spi) return;
     send_sa_delete(spi, SaDirection::outbound, "deleted");
@@ -301,6 +304,17 @@ std::vector<std::pair<std::string, std::string>> DataplaneSaSink::children_with_
     for (const auto& [reqid, t] : tunnels_)
         if (t.outbound || !t.inbound.empty()) out.emplace_back(t.connection, t.child);
     return out;
+}
+
+std::optional<uint64_t> DataplaneSaSink::first_used(uint32_t spi, uint64_t first_use_ns)
+{
+    auto it = first_use_wait_.find(spi);
+    if (it == first_use_wait_.end() || !first_use_ns) return std::nullopt;
+    uint64_t installed = it->second;
+    first_use_wait_.erase(it);
+    // An SA used before we stamped it cannot be: a clock oddity, not a sample.
+    if (first_use_ns < installed) return std::nullopt;
+    return first_use_ns - installed;
 }
 
 void DataplaneSaSink::on_result(uint32_t seq, const channel::Result& r)

@@ -80,6 +80,13 @@ public:
     // The connection/child names of every reqid with an installed outbound SA.
     std::vector<std::pair<std::string, std::string>> children_with_outbound() const;
 
+    // SA install latency: from the engine's install of an outbound SA (the
+    // exchange completed) to the data plane's first packet on it. The sink
+    // stamps installs; first_used() turns a listing's first-use time into
+    // the latency, once per SA.
+    bool awaiting_first_use() const { return !first_use_wait_.empty(); }
+    std::optional<uint64_t> first_used(uint32_t spi, uint64_t first_use_ns);
+
     // A result came back: log failures (with what the command was).
     void on_result(uint32_t seq, const channel::Result& r);
 
@@ -111,6 +118,7 @@ private:
     DataplaneChannel& channel_;
     std::map<uint32_t, Tunnel> tunnels_;           // by reqid
     std::map<uint32_t, std::string> in_flight_;    // command seq -> what, for error messages
+    std::map<uint32_t, uint64_t> first_use_wait_;  // outbound SPI -> install time (monotonic ns)
     SinkStats stats_;
 };
 
