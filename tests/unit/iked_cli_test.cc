@@ -257,11 +257,15 @@ TEST_F(IkedCli, CheckAcceptsGoodAndRejectsBadConfigs)
     EXPECT_EQ(run({iked, "--help"}).code, 0);
 }
 
-TEST_F(IkedCli, AttachedModeIsNotAvailableYet)
+TEST_F(IkedCli, AttachedModeWithoutADataPlaneFailsAndSaysWhere)
 {
     std::string good = dir.file("good.conf", config(dir.path("s.sock"), 15500, 15501, connection("gw")));
-    auto r = run({iked, "-c", good, "--foreground"});
+    auto r = run({iked, "-c", good, "--foreground", "--dataplane", "rvl-no-such-dp", "--attach-timeout", "0"});
     EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("/run/ravelin/rvl-no-such-dp.channel"), std::string::npos) << r.err;
+    // The SA sink is standalone's: attached, SAs go to the data plane.
+    r = run({iked, "-c", good, "--foreground", "--sa-sink", dir.path("x.jsonl")});
+    EXPECT_EQ(r.code, 2);
     EXPECT_NE(r.err.find("--standalone"), std::string::npos) << r.err;
 }
 
