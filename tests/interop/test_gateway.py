@@ -236,3 +236,17 @@ def test_nat_traversal_through_a_masquerade_carries_traffic(lab, charons, gatewa
     assert_lossless(r, "hb -> ha through the NAT")
     ike = sw.ike_sa("gw")
     assert ike["remote-host"] == topo.rav_seen_as, ike
+
+
+def test_packet_lifetime_in_the_data_plane_rekeys_the_child(dp_pair, charons, gateway):
+    """rekey_packets is enforced by the data plane: its soft-lifetime event
+    makes ravelin-iked rekey, with no loss on a counted flow."""
+    gw, sw, child = bring_up(dp_pair, charons, gateway,
+                             rav_child={"rekey_packets": 300, "life_packets": 100000, "rand_packets": 0})
+    with Flow(dp_pair.ha, dp_pair.hb, dp_pair.hb_addr, rate=200, seconds=4) as fwd:
+        new = gw.wait_child(exclude_spis=(child["spi_in"],), timeout=20)
+        r = fwd.wait()
+    assert_lossless(r, "ha -> hb across the lifetime rekey")
+    events = gw.dataplane.stats()["events"]
+    assert any(e["type"] == "soft-lifetime" and e["spi"] == int(child["spi_out"], 16) for e in events), events
+    assert new["reqid"] == child["reqid"]
