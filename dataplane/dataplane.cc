@@ -322,6 +322,7 @@ void Dataplane::housekeeping()
     drain_control();
     drain_resolve(now);
     channel_pass(now);
+    sas_->reclaim();
 }
 
 void Dataplane::drain_control()

@@ -33,6 +33,9 @@ std::unique_ptr<SaTable> SaTable::create(const std::string& name, uint32_t capac
 
 SaTable::~SaTable()
 {
+    // The workers are stopped by now (offline readers are not waited for).
+    if (!retired_.empty()) rte_rcu_qsbr_synchronize(rcu_, RTE_QSBR_THRID_INVALID);
+    for (const Retired& r : retired_) sa_free(r.sa);
     for (uint32_t i = 0; i < capacity_; ++i) sa_free(slots_[i].exchange(nullptr));
     rte_hash_free(spi_hash_);
 }
@@ -83,10 +86,21 @@ void SaTable::release(uint32_t slot)
 void SaTable::retire(DpSa* old, int32_t key_position)
 {
     if (!old) return;
-    // Wait until no worker can still hold `old` (or the hash position).
-    rte_rcu_qsbr_synchronize(rcu_, RTE_QSBR_THRID_INVALID);
-    if (key_position >= 0) rte_hash_free_key_with_position(spi_hash_, key_position);
-    sa_free(old);
+    // Freed by reclaim() once no worker can still hold `old` (or the hash position).
+    retired_.push_back({old, key_position, rte_rcu_qsbr_start(rcu_)});
+    reclaim();
+}
+
+std::size_t SaTable::reclaim()
+{
+    // Tokens grow: the first one not yet safe ends the walk.
+    while (!retired_.empty() && rte_rcu_qsbr_check(rcu_, retired_.front().token, false) == 1) {
+        const Retired& r = retired_.front();
+        if (r.key_position >= 0) rte_hash_free_key_with_position(spi_hash_, r.key_position);
+        sa_free(r.sa);
+        retired_.pop_front();
+    }
+    return retired_.size();
 }
 
 bool SaTable::replace(uint32_t slot, DpSa* sa)

@@ -2,15 +2,19 @@
 //
 // One writer (the main lcore, under `writer_lock()`), many RCU readers (the
 // workers). Publication is a release store of the slot pointer after the SA
-// is fully built; removal stores nullptr, waits for a grace period
-// (rte_rcu_qsbr_synchronize: every worker has passed a quiescent point, so
-// none still holds the old pointer), then frees the SA and wipes its keys.
+// is fully built; removal stores nullptr and retires the old SA with an RCU
+// token (rte_rcu_qsbr_start). reclaim(), called on every main-loop pass,
+// frees retired SAs (and wipes their keys) once every worker has passed a
+// quiescent point since (rte_rcu_qsbr_check, non-blocking): the writer never
+// waits for the workers, so a rekey costs the main lcore microseconds even
+// when a worker is slow to report.
 // Outbound SAs are reached through the SPD entry's slot, so a rekey can swap
 // the SA in a slot without rebuilding the SPD; inbound SAs through the SPI.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -55,6 +59,10 @@ public:
     bool replace(uint32_t slot, DpSa* sa);
     // Unpublish and free after a grace period.
     void remove(uint32_t slot);
+    // Frees what was retired before every worker's last quiescent point;
+    // returns how many SAs are still waiting.
+    std::size_t reclaim();
+    std::size_t retired() const noexcept { return retired_.size(); }
     // Slot of the SA with this SPI and direction, or no_slot (linear; main lcore only).
     uint32_t find(Spi spi, SaDirection dir) const;
 
@@ -66,6 +74,12 @@ public:
 private:
     SaTable() = default;
     void retire(DpSa* old, int32_t key_position);
+    struct Retired {
+        DpSa* sa;
+        int32_t key_position;   // in the SPI hash, or -1
+        uint64_t token;         // rte_rcu_qsbr_start() when retired
+    };
+    std::deque<Retired> retired_;
 
     rte_hash* spi_hash_ = nullptr;
     rte_rcu_qsbr* rcu_ = nullptr;

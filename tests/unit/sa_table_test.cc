@@ -121,6 +121,36 @@ TEST(SaTable, ReplaceWaitsForReaders)
     EXPECT_GE(reads.load(), uint64_t(replaced)) << "the reader must have run alongside the writer";
     EXPECT_EQ(bad.load(), 0u);
     EXPECT_EQ(t->get(slot)->spi.value, 8u + replaced - 1);
+    // With the reader offline nothing holds an old SA: all of them go.
+    EXPECT_EQ(t->reclaim(), 0u);
+}
+
+// Retiring never blocks the writer: while the reader has not reported a
+// quiescent state since, the old SA waits (keys intact); after it has, the
+// next reclaim() frees it.
+TEST(SaTable, RetiredSasWaitForTheReadersWithoutBlockingTheWriter)
+{
+    test::eal();
+    Rcu rcu(1);
+    Mgr mgr;
+    auto t = SaTable::create("sat_3", 4, rcu.v);
+    uint32_t slot = t->install(make_sa(mgr.m, 7, SaDirection::outbound));
+    ASSERT_NE(slot, no_slot);
+    rte_rcu_qsbr_thread_register(rcu.v, 0);
+    rte_rcu_qsbr_thread_online(rcu.v, 0);
+    const DpSa* held = t->get(slot);                    // the "worker" holds it
+    ASSERT_TRUE(t->replace(slot, make_sa(mgr.m, 8, SaDirection::outbound)));   // returns at once
+    EXPECT_EQ(t->retired(), 1u);
+    EXPECT_EQ(t->reclaim(), 1u);                        // no quiescent state yet
+    EXPECT_EQ(held->keys.salt[0], 0x5a);                // still intact
+    rte_rcu_qsbr_quiescent(rcu.v, 0);
+    EXPECT_EQ(t->reclaim(), 0u);
+    t->remove(slot);
+    EXPECT_EQ(t->retired(), 1u);
+    rte_rcu_qsbr_quiescent(rcu.v, 0);
+    EXPECT_EQ(t->reclaim(), 0u);
+    rte_rcu_qsbr_thread_offline(rcu.v, 0);
+    rte_rcu_qsbr_thread_unregister(rcu.v, 0);
 }
 
 } // namespace
