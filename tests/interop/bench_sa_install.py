@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from interop import netns, peers, strongswan  # noqa: E402
 from interop.flow import Flow  # noqa: E402
-from interop.gateway import RavelinGateway, wait_for  # noqa: E402
+from interop.gateway import RavelinGateway, scratch_lab  # noqa: E402
 
 
 def main() -> int:
@@ -36,10 +34,7 @@ def main() -> int:
     ap.add_argument("--rekeys", type=int, default=40)
     ap.add_argument("--rate", type=float, default=10000, help="packets/s of the flow through the tunnel")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="ravelin-bench-"))
-    lab = netns.Lab()
-    started = []
-    try:
+    with scratch_lab("bench") as (lab, work, started):
         topo = netns.dataplane_pair(lab)
         rav_tree, sw_tree = peers.site_configs(topo)
         gw = RavelinGateway(topo, work, rav_tree)
@@ -78,15 +73,6 @@ def main() -> int:
         print(f"SA command latency (ring -> visible to workers): p50 {cmd.get('p50_us', 0):.0f} us, "
               f"p99 {cmd.get('p99_us', 0):.0f} us over {cmd['count']} commands")
         return 0
-    finally:
-        for s in reversed(started):
-            try:
-                s.stop()
-            except netns.HarnessError as e:
-                print(f"bench: {e}", file=sys.stderr)
-        lab.close()
-        shutil.rmtree(work, ignore_errors=True)
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import shutil
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from interop import netns, peers, strongswan  # noqa: E402
-from interop.gateway import RavelinGateway, wait_for  # noqa: E402
+from interop.gateway import RavelinGateway, scratch_lab, wait_for  # noqa: E402
 
 
 def side_by_side(left_title: str, left: str, right_title: str, right: str, width: int = 78):
@@ -41,10 +39,7 @@ def banner(text: str):
 
 
 def run(args) -> int:
-    work = Path(tempfile.mkdtemp(prefix="ravelin-demo-"))
-    lab = netns.Lab()
-    started = []
-    try:
+    with scratch_lab("demo") as (lab, work, started):
         if args.peer == "ravelin":
             topo, other = netns.ravelin_pair(lab)
         else:
@@ -95,17 +90,9 @@ def run(args) -> int:
         side_by_side("ravelinctl list-sas (Ravelin gateway A)", ours, title, theirs)
         banner("data-plane counters of gateway A (ravelinctl stats)")
         print(netns.run([str(gw.dataplane.ctl), "--file-prefix", gw.prefix, "stats"], check=False).stdout)
-        return 0
-    finally:
         banner("tearing down")
-        for s in reversed(started):
-            try:
-                s.stop()
-            except netns.HarnessError as e:
-                print(f"demo: {e}", file=sys.stderr)
-        lab.close()
-        shutil.rmtree(work, ignore_errors=True)
-        print("done", flush=True)
+    print("done", flush=True)
+    return 0
 
 
 def main() -> int:

@@ -15,7 +15,10 @@ channel file, not DPDK memory), one worker on lcore 1.
 """
 from __future__ import annotations
 
+import contextlib
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -155,3 +158,24 @@ def wait_for(pred, timeout: float, what: str, step: float = 0.1):
 
 def sleep_until(deadline: float):
     time.sleep(max(0.0, deadline - time.monotonic()))
+
+
+@contextlib.contextmanager
+def scratch_lab(name: str):
+    """For programs outside pytest (the demo, benchmarks): a Lab, a work
+    directory and a list to append started daemons to. On the way out, even
+    on Ctrl-C, the daemons are stopped (last first), the namespaces deleted
+    and the directory removed."""
+    work = Path(tempfile.mkdtemp(prefix=f"ravelin-{name}-"))
+    lab = netns.Lab()
+    started: list = []
+    try:
+        yield lab, work, started
+    finally:
+        for s in reversed(started):
+            try:
+                s.stop()
+            except HarnessError as e:
+                print(f"{name}: {e}", file=sys.stderr)
+        lab.close()
+        shutil.rmtree(work, ignore_errors=True)

@@ -99,6 +99,21 @@ private:
 
 constexpr uint64_t second = 1'000'000'000;
 
+// A fake data plane and ravelin-iked's channel attached to it.
+class Attached : public ::testing::Test {
+protected:
+    void SetUp() override
+    {
+        std::string error;
+        ASSERT_TRUE(ch.attach(dp.path, DataplaneChannel::monotonic_ns(), second, error)) << error;
+    }
+    FakeDataplane dp;
+    DataplaneChannel ch;
+};
+using IkedDpSink = Attached;
+using IkedDpTransport = Attached;
+using IkedDpChannelAttached = Attached;
+
 TEST(IkedDpChannel, AttachChecksTheFileTheHeartbeatAndExclusivity)
 {
     FakeDataplane dp;
@@ -159,12 +174,8 @@ TEST(IkedDpChannel, LivenessSeesAStoppedHeartbeatAndANewInstance)
     EXPECT_NE(ch.instance(), old_instance);
 }
 
-TEST(IkedDpChannel, CommandsWaitForRingSpaceAndKeepTheirOrder)
+TEST_F(IkedDpChannelAttached, CommandsWaitForRingSpaceAndKeepTheirOrder)
 {
-    FakeDataplane dp;
-    DataplaneChannel ch;
-    std::string error;
-    ASSERT_TRUE(ch.attach(dp.path, DataplaneChannel::monotonic_ns(), second, error)) << error;
     const unsigned n = channel::commands_ring_size + 100;   // more than the ring holds
     for (unsigned i = 0; i < n; ++i) {
         Command c;
@@ -281,12 +292,8 @@ std::vector<std::string> describe(const std::vector<Command>& cmds)
 
 using Strings = std::vector<std::string>;
 
-TEST(IkedDpSink, InstallRekeyAndDeleteAreMakeBeforeBreak)
+TEST_F(IkedDpSink, InstallRekeyAndDeleteAreMakeBeforeBreak)
 {
-    FakeDataplane dp;
-    DataplaneChannel ch;
-    std::string error;
-    ASSERT_TRUE(ch.attach(dp.path, DataplaneChannel::monotonic_ns(), second, error)) << error;
     DataplaneSaSink sink(ch);
 
     auto first = record(3, 0x1001, 0x2001);
@@ -315,12 +322,8 @@ TEST(IkedDpSink, InstallRekeyAndDeleteAreMakeBeforeBreak)
     EXPECT_EQ(describe(dp.commands()), (Strings{"del:in:1002", "del:out:2002", "policies:3:0"}));
 }
 
-TEST(IkedDpSink, TrapsKeepTheirPoliciesWithoutSas)
+TEST_F(IkedDpSink, TrapsKeepTheirPoliciesWithoutSas)
 {
-    FakeDataplane dp;
-    DataplaneChannel ch;
-    std::string error;
-    ASSERT_TRUE(ch.attach(dp.path, DataplaneChannel::monotonic_ns(), second, error)) << error;
     DataplaneSaSink sink(ch);
     ike::TrapRecord trap{"gw", "net", 5, {ts("198.19.1.0", "198.19.1.255")}, {ts("198.19.2.0", "198.19.2.255")}};
     sink.install_trap(trap);
@@ -336,12 +339,8 @@ TEST(IkedDpSink, TrapsKeepTheirPoliciesWithoutSas)
     EXPECT_EQ(describe(dp.commands()), (Strings{"policies:5:0"}));
 }
 
-TEST(IkedDpSink, AdoptedSasGoAfterTheGraceOnceReplaced)
+TEST_F(IkedDpSink, AdoptedSasGoAfterTheGraceOnceReplaced)
 {
-    FakeDataplane dp;
-    DataplaneChannel ch;
-    std::string error;
-    ASSERT_TRUE(ch.attach(dp.path, DataplaneChannel::monotonic_ns(), second, error)) << error;
     DataplaneSaSink sink(ch);
     auto now = ike::Clock::now();
     channel::SaInfo in, out;
@@ -370,12 +369,8 @@ TEST(IkedDpSink, AdoptedSasGoAfterTheGraceOnceReplaced)
     EXPECT_EQ(sink.stats().adopted_removed, 1u);
 }
 
-TEST(IkedDpSink, AdoptedSasThatNothingReplacesExpire)
+TEST_F(IkedDpSink, AdoptedSasThatNothingReplacesExpire)
 {
-    FakeDataplane dp;
-    DataplaneChannel ch;
-    std::string error;
-    ASSERT_TRUE(ch.attach(dp.path, DataplaneChannel::monotonic_ns(), second, error)) << error;
     DataplaneSaSink sink(ch);
     auto now = ike::Clock::now();
     channel::SaInfo in;
@@ -388,12 +383,8 @@ TEST(IkedDpSink, AdoptedSasThatNothingReplacesExpire)
     EXPECT_EQ(describe(dp.commands()), (Strings{"del:in:1001", "policies:3:0"}));
 }
 
-TEST(IkedDpSink, ANewDataPlaneGetsPoliciesAndInboundSasAgain)
+TEST_F(IkedDpSink, ANewDataPlaneGetsPoliciesAndInboundSasAgain)
 {
-    FakeDataplane dp;
-    DataplaneChannel ch;
-    std::string error;
-    ASSERT_TRUE(ch.attach(dp.path, DataplaneChannel::monotonic_ns(), second, error)) << error;
     DataplaneSaSink sink(ch);
     auto r = record(3, 0x1001, 0x2001);
     sink.install_inbound(r);
@@ -406,6 +397,7 @@ TEST(IkedDpSink, ANewDataPlaneGetsPoliciesAndInboundSasAgain)
     EXPECT_EQ(children[0], (std::pair<std::string, std::string>{"gw", "net"}));
 
     dp.restart();
+    std::string error;
     ASSERT_TRUE(ch.attach(dp.path, DataplaneChannel::monotonic_ns(), second, error)) << error;
     sink.reinstall();
     auto cmds = dp.commands();
@@ -415,12 +407,8 @@ TEST(IkedDpSink, ANewDataPlaneGetsPoliciesAndInboundSasAgain)
     EXPECT_EQ(cmds[1].sa_add.sa.cipher_key[0], 0xaa);
 }
 
-TEST(IkedDpTransport, MarkerKeepalivesAndEspOnTheNatTPort)
+TEST_F(IkedDpTransport, MarkerKeepalivesAndEspOnTheNatTPort)
 {
-    FakeDataplane dp;
-    DataplaneChannel ch;
-    std::string error;
-    ASSERT_TRUE(ch.attach(dp.path, DataplaneChannel::monotonic_ns(), second, error)) << error;
     DataplaneTransport t(ch, 4500);
     ike::Endpoint me{v4("198.18.0.1"), 4500}, peer{v4("198.18.0.2"), 4500};
     std::vector<uint8_t> msg(40, 0x11);
@@ -475,12 +463,8 @@ TEST(IkedDpTransport, MarkerKeepalivesAndEspOnTheNatTPort)
     EXPECT_EQ(t.stats().rx_malformed, 1u);
 }
 
-TEST(IkedDpChannel, RepliesAreReadInOrder)
+TEST_F(IkedDpChannelAttached, RepliesAreReadInOrder)
 {
-    FakeDataplane dp;
-    DataplaneChannel ch;
-    std::string error;
-    ASSERT_TRUE(ch.attach(dp.path, DataplaneChannel::monotonic_ns(), second, error)) << error;
     for (uint32_t i = 1; i <= 5; ++i) {
         Reply r;
         r.type = channel::ReplyType::result;
