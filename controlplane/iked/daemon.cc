@@ -234,6 +234,7 @@ bool Daemon::start(std::string& error)
     if (!control_->open(daemon_.control_socket, error)) return false;
     if (daemon_.metrics.enabled) {
         ike::MetricsConfig m = daemon_.metrics;
+        if (m.dataplane.empty()) m.dataplane = options_.dataplane;   // attached: the one we serve
         metrics_ = Metrics::start(m, error);
         if (!metrics_) return false;
         log->info("metrics on {}:{}{}", m.listen, metrics_->port(), m.dataplane.empty() ? "" : ", data plane " + m.dataplane);
@@ -344,8 +345,10 @@ void Daemon::on_reply(const channel::Reply& r, ike::TimePoint now)
 {
     switch (r.type) {
     case channel::ReplyType::result:
-        if (uint64_t sent = channel_.sent_ns(r.seq); sent && r.result.applied_ns >= sent)
+        if (uint64_t sent = channel_.sent_ns(r.seq); sent && r.result.applied_ns >= sent) {
             command_latency_.add(r.result.applied_ns - sent);
+            if (metrics_) metrics_->observe_sa_command_latency(double(r.result.applied_ns - sent) / 1e9);
+        }
         if (dp_sink_) dp_sink_->on_result(r.seq, r.result);
         if (r.seq == waiting_seq_ && waiting_seq_ != listing_seq_) waiting_done_ = true;
         break;
