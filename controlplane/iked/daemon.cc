@@ -393,7 +393,10 @@ void Daemon::listing_complete()
     if (!dp_sink_) return;
     for (const auto& i : listing_)
         if (i.direction == SaDirection::outbound && i.first_use_ns)
-            if (auto ns = dp_sink_->first_used(i.spi.value, i.first_use_ns)) install_latency_.add(*ns);
+            if (auto ns = dp_sink_->first_used(i.spi.value, i.first_use_ns)) {
+                install_latency_.add(*ns);
+                if (metrics_) metrics_->observe_sa_install_latency(double(*ns) / 1e9);
+            }
 }
 
 void Daemon::serve_channel(ike::TimePoint now)

@@ -400,7 +400,7 @@ std::unique_ptr<Metrics> Metrics::start(const ike::MetricsConfig& config, std::s
                                   .Add({}, buckets);
     m->sa_install_latency_ = &prometheus::BuildHistogram()
                                   .Name("ravelin_sa_install_latency_seconds")
-                                  .Help("Child SAs from the engine's install to being visible to the workers")
+                                  .Help("outbound SAs from ravelin-iked's install to the first packet sent on them")
                                   .Register(*m->histograms_)
                                   .Add({}, buckets);
     std::string dataplane_socket = config.dataplane.empty() ? "" : dataplane_socket_path(config.dataplane);

@@ -94,9 +94,8 @@ public:
     bool refresh_requested();
     void publish(IkeSnapshot snapshot);
 
-    // Fed by the data-plane integration (docs/metrics.md): from an SA
-    // command's enqueue to its result, and from the engine's install call
-    // to the data plane's applied_ns.
+    // Fed in attached mode (docs/metrics.md): from an SA command's enqueue
+    // to its result, and from an outbound SA's install to its first packet.
     void observe_sa_command_latency(double seconds);
     void observe_sa_install_latency(double seconds);
 
