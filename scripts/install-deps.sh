@@ -22,9 +22,13 @@ packages=(
     libdpdk-dev dpdk dpdk-dev libipsec-mb-dev libssl-dev
     libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev
     nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
+    prometheus-cpp-dev
     # test tools
     python3-scapy python3-cryptography python3-pytest
     iperf3 iproute2 iputils-ping procps nftables ethtool tcpdump valgrind
+    # a real Prometheus server scrapes ravelin-iked in the interop tests;
+    # systemd-analyze checks the unit files
+    prometheus systemd
     # the IKE interop peer: strongSwan 5.9.8 with user-space ESP
     # (kernel-libipsec, in libcharon-extra-plugins), x25519, openssl and gcm
     strongswan-charon strongswan-swanctl strongswan-pki

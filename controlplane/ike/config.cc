@@ -1039,6 +1039,7 @@ private:
 
     bool iked(const Section& s);
     bool log_levels(const Section& s);
+    bool metrics(const Section& s);
     bool authority(const Section& s);
     bool secret(const Section& s);
     bool connection(const Section& s);
@@ -1142,12 +1143,47 @@ bool Interpreter::iked(const Section& s)
         {"keylog", set_text(d.keylog, true)},
         {"sa_sink", set_text(d.sa_sink, true)},
     };
-    if (!keys(s, rules, {"log"})) return false;
+    if (!keys(s, rules, {"log", "metrics"})) return false;
     for (const auto& c : s.children) {
+        if (c->name == "metrics") {
+            if (!metrics(*c)) return false;
+            continue;
+        }
         if (c->name != "log") return bad_section(*c, rules);
         if (!log_levels(*c)) return false;
     }
     return true;
+}
+
+bool Interpreter::metrics(const Section& s)
+{
+    MetricsConfig& m = cfg_.daemon.metrics;
+    std::initializer_list<KeyRule> rules = {
+        {"enabled", set_bool(m.enabled)},
+        {"listen", [&](const Value& v, std::string& msg) {
+             unsigned char buf[16];
+             if (inet_pton(AF_INET, v.text.c_str(), buf) != 1 && inet_pton(AF_INET6, v.text.c_str(), buf) != 1) {
+                 msg = "'" + v.text + "' is not a numeric IPv4 or IPv6 address";
+                 return false;
+             }
+             m.listen = v.text;
+             return true;
+         }},
+        {"port", set_port(m.port)},
+        {"dataplane", [&](const Value& v, std::string& msg) {
+             // A DPDK file prefix: it names files under /run/ravelin.
+             bool ok = v.text.size() <= 64 && std::all_of(v.text.begin(), v.text.end(), [](char c) {
+                 return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+             }) && v.text.find("..") == std::string::npos;
+             if (!ok) {
+                 msg = "bad file prefix '" + v.text + "' (up to 64 of A-Z a-z 0-9 _ - .)";
+                 return false;
+             }
+             m.dataplane = v.text;
+             return true;
+         }},
+    };
+    return keys(s, rules) && no_sections(s, rules);
 }
 
 bool Interpreter::log_levels(const Section& s)

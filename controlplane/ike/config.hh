@@ -168,6 +168,14 @@ struct LogLevels {
     std::map<std::string, std::string> subsystems;  // "ike" -> "debug"
 };
 
+// ravelin-iked's Prometheus endpoint (docs/metrics.md).
+struct MetricsConfig {
+    bool enabled = false;
+    std::string listen = "127.0.0.1";        // one numeric IPv4 or IPv6 address
+    uint16_t port = 9814;
+    std::string dataplane;                   // DPDK file prefix of the data plane to read; empty = none
+};
+
 struct DaemonConfig {
     std::vector<std::string> listen;        // addresses for standalone mode; empty = any
     uint16_t port = 500;
@@ -184,6 +192,7 @@ struct DaemonConfig {
     std::string keylog;                      // Wireshark key log file (empty = off)
     std::string sa_sink;                     // standalone: JSON lines of installed SAs
     LogLevels log;
+    MetricsConfig metrics;
 };
 
 struct IkeConfig {

@@ -157,12 +157,19 @@ std::vector<Bytes> Engine::Impl::protect(IkeSa& sa, Header h, const std::vector<
     return out;
 }
 
-void Engine::Impl::send_all(IkeSa& sa, const std::vector<Bytes>& datagrams)
+void Engine::Impl::send_all(IkeSa& sa, const std::vector<Bytes>& datagrams, bool retransmit)
 {
     for (const auto& d : datagrams) {
         transport.send(sa.local, sa.remote, view(d));
-        ++stats.tx_messages;
+        count_tx(view(d), retransmit);
     }
+}
+
+void Engine::Impl::count_tx(ByteView datagram, bool retransmit)
+{
+    ++stats.tx_messages;
+    auto& m = stats.messages[exchange_index(datagram.size() > 18 ? datagram[18] : 0)];
+    ++(retransmit ? m.out_retransmit : m.out_sent);
 }
 
 Duration Engine::Impl::retransmit_delay(unsigned sent) const
@@ -221,6 +228,13 @@ void Engine::Impl::run_queue(TimePoint now, IkeSa& sa)
 void Engine::Impl::receive(TimePoint now, const Endpoint& local, const Endpoint& remote, ByteView msg)
 {
     ++stats.rx_messages;
+    // Counted per exchange on the way out: invalid if a check below said so.
+    struct CountRx {
+        EngineStats& s;
+        std::size_t x;
+        uint64_t invalid_before;
+        ~CountRx() { ++(s.rx_invalid != invalid_before ? s.messages[x].in_invalid : s.messages[x].in_processed); }
+    } count_rx{stats, exchange_index(msg.size() > 18 ? msg[18] : 0), stats.rx_invalid};
     Header h;
     if (!parse_header(msg, h)) {
         ++stats.rx_invalid;
@@ -264,7 +278,7 @@ void Engine::Impl::receive(TimePoint now, const Endpoint& local, const Endpoint&
             // A retransmitted request: answer with the cached response, once
             // per retransmission (for fragments: on fragment 1, RFC 7383 §2.6.1).
             const auto* f = m.payloads.empty() ? nullptr : std::get_if<FragmentPayload>(&m.payloads.back().body);
-            if (!f || f->number == 1) send_all(sa, sa.response);
+            if (!f || f->number == 1) send_all(sa, sa.response, true);
             return;
         }
         if (h.message_id != sa.peer_mid) {
@@ -463,12 +477,18 @@ void Engine::Impl::destroy(TimePoint, IkeSa& sa, bool remove_children)
     sa.request.reset();
 }
 
+void Engine::Impl::count_failure(Phase phase, std::string_view failure)
+{
+    ++stats.negotiation_failures;
+    ++stats.failures[{phase, failure_reason(phase, failure)}];
+}
+
 void Engine::Impl::fail(IkeSa& sa, Phase phase, std::string failure)
 {
     auto& st = status[sa.conn->name];
     st.failed_phase = phase;
     st.failure = failure;
-    ++stats.negotiation_failures;
+    count_failure(phase, failure);
     log_ike()->warn("{}: IKE_SA #{} failed in {}: {}", sa.conn->name, sa.unique_id,
                     phase == Phase::ike_sa_init ? "IKE_SA_INIT" : phase == Phase::ike_auth ? "IKE_AUTH" : "CHILD",
                     failure);
@@ -586,7 +606,7 @@ TimePoint Engine::Impl::tick(TimePoint now)
                 if (restart) retry_at[sa.conn->name] = {now + 1s, first};
                 continue;
             }
-            send_all(sa, sa.request->datagrams);
+            send_all(sa, sa.request->datagrams, true);
             ++stats.retransmits;
             ++sa.request->sent;
             sa.request->next_send = now + retransmit_delay(sa.request->sent);

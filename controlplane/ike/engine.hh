@@ -9,6 +9,7 @@
 // deterministic Rng and a hand-driven clock.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -163,7 +164,33 @@ struct EngineStats {
     uint64_t ike_established = 0, child_installed = 0;
     uint64_t ike_rekeys = 0, child_rekeys = 0;
     uint64_t auth_failures = 0, negotiation_failures = 0;
+
+    // For metrics. Messages per exchange (exchange_index) and outcome, in
+    // datagrams (a fragment counts once). in_invalid: what rx_invalid
+    // counts; out_retransmit: requests sent again and cached responses
+    // re-sent for a retransmitted request.
+    struct Messages {
+        uint64_t in_processed = 0, in_invalid = 0;
+        uint64_t out_sent = 0, out_retransmit = 0;
+    };
+    std::array<Messages, 5> messages{};
+    // Every negotiation_failures count by phase and reason (failure_reason():
+    // bounded, never text the peer chose).
+    std::map<std::pair<Phase, std::string>, uint64_t> failures;
 };
+
+// 0..3: IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL; 4: any other.
+inline std::size_t exchange_index(uint8_t exchange_type)
+{
+    return exchange_type >= 34 && exchange_type <= 37 ? exchange_type - 34u : 4u;
+}
+inline constexpr std::array<std::string_view, 5> exchange_names{
+    "IKE_SA_INIT", "IKE_AUTH", "CREATE_CHILD_SA", "INFORMATIONAL", "other"};
+std::string_view phase_name(Phase p);   // "none", "ike_sa_init", "ike_auth", "child"
+// A failure text as a metric label: its leading notify name
+// ("AUTHENTICATION_FAILED: bad signature" -> AUTHENTICATION_FAILED),
+// "timeout", AUTHENTICATION_FAILED for other IKE_AUTH refusals, else "other".
+std::string failure_reason(Phase phase, std::string_view failure);
 
 // Hooks for the daemon: key logging for Wireshark, events for logs/metrics.
 struct EngineHooks {

@@ -161,7 +161,7 @@ std::optional<uint16_t> Engine::Impl::respond_child(TimePoint now, IkeSa& sa, co
         if (type != notify::invalid_ke_payload) {
             st.failed_phase = Phase::child;
             st.failure = std::string(notify_name(type));
-            ++stats.negotiation_failures;
+            count_failure(Phase::child, st.failure);
         }
         return type;
     };
@@ -484,7 +484,7 @@ void Engine::Impl::create_child_response(TimePoint now, IkeSa& sa, Request& req,
         if (err != notify::temporary_failure && err != notify::child_sa_not_found) {
             st.failed_phase = Phase::child;
             st.failure = std::string(notify_name(err));
-            ++stats.negotiation_failures;
+            count_failure(Phase::child, st.failure);
         }
         log_ike()->info("{}: CREATE_CHILD_SA for '{}' failed: {}", sa.conn->name, req.child, notify_name(err));
         if (old && old->state == ChildState::rekeying) {
@@ -501,6 +501,7 @@ void Engine::Impl::create_child_response(TimePoint now, IkeSa& sa, Request& req,
         log_ike()->info("{}: CREATE_CHILD_SA response refused: {}", sa.conn->name, why);
         status[sa.conn->name].failed_phase = Phase::child;
         status[sa.conn->name].failure = why;
+        count_failure(Phase::child, why);
         if (old && old->state == ChildState::rekeying) {
             old->state = ChildState::installed;
             old->rekey_at = now + 30s;

@@ -165,7 +165,7 @@ void Engine::Impl::init_request(TimePoint now, const Endpoint& local, const Endp
         if (sit != sas.end() && sit->second->has_response && sit->second->response_mid == 0) {
             // Same first message again: the answer got lost.
             if (sit->second->init_request == Bytes(datagram.begin(), datagram.end()))
-                send_all(*sit->second, sit->second->response);
+                send_all(*sit->second, sit->second->response, true);
             return;
         }
     }
@@ -182,7 +182,7 @@ void Engine::Impl::init_request(TimePoint now, const Endpoint& local, const Endp
         r.flags = header_flags::response;
         Bytes out = encode_message(r, payloads);
         transport.send(local, remote, view(out));
-        ++stats.tx_messages;
+        count_tx(view(out), false);
     };
 
     const auto* sap = find_payload<SaPayload>(m.payloads, PayloadType::sa);
@@ -220,7 +220,7 @@ void Engine::Impl::init_request(TimePoint now, const Endpoint& local, const Endp
     if (!conn) {
         log_ike()->info("{}: no connection for IKE_SA_INIT to {}", to_string(remote), to_string(local));
         send_plain({notify_payload(notify::no_proposal_chosen)}, 0);
-        ++stats.negotiation_failures;
+        count_failure(Phase::ike_sa_init, "NO_PROPOSAL_CHOSEN");
         return;
     }
     auto& st = status[conn->name];
@@ -235,7 +235,7 @@ void Engine::Impl::init_request(TimePoint now, const Endpoint& local, const Endp
                         st.peer_proposals);
         st.failed_phase = Phase::ike_sa_init;
         st.failure = "NO_PROPOSAL_CHOSEN";
-        ++stats.negotiation_failures;
+        count_failure(Phase::ike_sa_init, st.failure);
         send_plain({notify_payload(notify::no_proposal_chosen)}, 0);
         return;
     }
@@ -262,7 +262,7 @@ void Engine::Impl::init_request(TimePoint now, const Endpoint& local, const Endp
     sa->dh = new_dh(chosen->dh);
     if (!sa->dh || !derive_keys(*sa, view(ke->data))) {
         log_ike()->info("{}: invalid KE from {}", conn->name, to_string(remote));
-        ++stats.negotiation_failures;
+        count_failure(Phase::ike_sa_init, "INVALID_SYNTAX");
         send_plain({notify_payload(notify::invalid_syntax)}, 0);
         return;
     }
@@ -305,7 +305,7 @@ void Engine::Impl::init_request(TimePoint now, const Endpoint& local, const Endp
     sa->next_mid = 0;
     sa->state = IkeState::authenticating;
     transport.send(local, remote, view(sa->init_response));
-    ++stats.tx_messages;
+    count_tx(view(sa->init_response), false);
     half_open_index[key] = sa->spi_r;
     log_ike()->info("{}: IKE_SA #{} from {} negotiating {}", conn->name, sa->unique_id, to_string(remote),
                     describe(sa->selected, ProtocolId::ike));
@@ -555,6 +555,7 @@ void Engine::Impl::auth_request(TimePoint now, IkeSa& sa, uint32_t mid, std::vec
         auto& st = status[sa.conn->name];
         st.failed_phase = Phase::ike_auth;
         st.failure = why.starts_with("AUTHENTICATION_FAILED") ? "AUTHENTICATION_FAILED" : why;
+        count_failure(Phase::ike_auth, st.failure);
         sa.state = IkeState::dead;
         return;
     }
@@ -635,7 +636,7 @@ void Engine::Impl::auth_response(TimePoint now, IkeSa& sa, std::vector<Payload>&
         if (err) {
             st.failed_phase = Phase::child;
             st.failure = std::string(notify_name(err));
-            ++stats.negotiation_failures;
+            count_failure(Phase::child, st.failure);
             log_ike()->info("{}: IKE SA up, but the Child SA '{}' failed: {}", sa.conn->name, sa.auth_child, st.failure);
         } else {
             Request req;
@@ -648,7 +649,7 @@ void Engine::Impl::auth_response(TimePoint now, IkeSa& sa, std::vector<Payload>&
             if (!complete_child(now, sa, req, p, view(sa.ni), view(sa.nr), why)) {
                 st.failed_phase = Phase::child;
                 st.failure = why;
-                ++stats.negotiation_failures;
+                count_failure(Phase::child, why);
                 log_ike()->info("{}: Child SA '{}' from IKE_AUTH refused: {}", sa.conn->name, sa.auth_child, why);
             }
         }

@@ -353,7 +353,9 @@ struct Engine::Impl {
     // Sending.
     std::vector<Bytes> protect(IkeSa& sa, Header h, const std::vector<Payload>& inner);
     Header header_for(const IkeSa& sa, ExchangeType x, bool response, uint32_t mid) const;
-    void send_all(IkeSa& sa, const std::vector<Bytes>& datagrams);
+    void send_all(IkeSa& sa, const std::vector<Bytes>& datagrams, bool retransmit = false);
+    void count_tx(ByteView datagram, bool retransmit);
+    void count_failure(Phase phase, std::string_view failure);
     void start_request(TimePoint now, IkeSa& sa, Request req, ExchangeType x,
                        const std::vector<Payload>& inner);
     void respond(IkeSa& sa, ExchangeType x, uint32_t mid, const std::vector<Payload>& inner);

@@ -57,6 +57,32 @@ std::string_view notify_name(uint16_t t)
     }
 }
 
+} // namespace detail
+
+std::string_view phase_name(Phase p)
+{
+    switch (p) {
+    case Phase::none: return "none";
+    case Phase::ike_sa_init: return "ike_sa_init";
+    case Phase::ike_auth: return "ike_auth";
+    case Phase::child: return "child";
+    }
+    return "none";
+}
+
+std::string failure_reason(Phase phase, std::string_view failure)
+{
+    std::string_view token = failure.substr(0, failure.find(':'));
+    bool notify_like = !token.empty() && token.size() <= 40 &&
+                       std::all_of(token.begin(), token.end(),
+                                   [](char c) { return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'; });
+    if (notify_like) return std::string(token);
+    if (failure == "timeout") return "timeout";
+    return phase == Phase::ike_auth ? "AUTHENTICATION_FAILED" : "other";
+}
+
+namespace detail {
+
 std::string hint_for(Phase phase, std::string_view failure)
 {
     if (failure == "NO_PROPOSAL_CHOSEN")

@@ -21,6 +21,7 @@
 #include "json_sink.hh"
 #include "keylog.hh"
 #include "logging.hh"
+#include "metrics.hh"
 #include "udp_transport.hh"
 
 namespace ravelin::iked {
@@ -75,7 +76,9 @@ namespace {
 bool restart_needed(const ike::DaemonConfig& a, const ike::DaemonConfig& b)
 {
     return a.listen != b.listen || a.port != b.port || a.port_nat_t != b.port_nat_t ||
-           a.control_socket != b.control_socket || a.keylog != b.keylog || a.sa_sink != b.sa_sink;
+           a.control_socket != b.control_socket || a.keylog != b.keylog || a.sa_sink != b.sa_sink ||
+           a.metrics.enabled != b.metrics.enabled || a.metrics.listen != b.metrics.listen ||
+           a.metrics.port != b.metrics.port || a.metrics.dataplane != b.metrics.dataplane;
 }
 
 // Latencies of SA commands (sent -> visible to the workers), last N.
@@ -127,6 +130,7 @@ private:
     void add_stats(nlohmann::json& out) const;
     void on_signal(bool& stop);
     const TransportStats& transport_stats() const { return dp_transport_ ? dp_transport_->stats() : udp_.stats(); }
+    void publish_metrics();
 
     DaemonOptions options_;
     ike::DaemonConfig daemon_;          // as started (listen, sockets, files)
@@ -160,6 +164,7 @@ private:
     std::unique_ptr<ike::Engine> engine_;
     std::unique_ptr<Commands> commands_;
     std::unique_ptr<ControlServer> control_;
+    std::unique_ptr<Metrics> metrics_;   // null when iked.metrics is off
     int signal_fd_ = -1;
     uint64_t reloads_ = 0, reload_failures_ = 0;
     ike::TimePoint started_;
@@ -227,6 +232,13 @@ bool Daemon::start(std::string& error)
     commands_ = std::make_unique<Commands>(*engine_, logging_, std::move(command_hooks));
     control_ = std::make_unique<ControlServer>(*commands_);
     if (!control_->open(daemon_.control_socket, error)) return false;
+    if (daemon_.metrics.enabled) {
+        ike::MetricsConfig m = daemon_.metrics;
+        if (m.dataplane.empty()) m.dataplane = options_.dataplane;   // attached: the one we serve
+        metrics_ = Metrics::start(m, error);
+        if (!metrics_) return false;
+        log->info("metrics on {}:{}{}", m.listen, metrics_->port(), m.dataplane.empty() ? "" : ", data plane " + m.dataplane);
+    }
     started_ = ike::Clock::now();
     return true;
 }
@@ -333,8 +345,10 @@ void Daemon::on_reply(const channel::Reply& r, ike::TimePoint now)
 {
     switch (r.type) {
     case channel::ReplyType::result:
-        if (uint64_t sent = channel_.sent_ns(r.seq); sent && r.result.applied_ns >= sent)
+        if (uint64_t sent = channel_.sent_ns(r.seq); sent && r.result.applied_ns >= sent) {
             command_latency_.add(r.result.applied_ns - sent);
+            if (metrics_) metrics_->observe_sa_command_latency(double(r.result.applied_ns - sent) / 1e9);
+        }
         if (dp_sink_) dp_sink_->on_result(r.seq, r.result);
         if (r.seq == waiting_seq_ && waiting_seq_ != listing_seq_) waiting_done_ = true;
         break;
@@ -379,7 +393,10 @@ void Daemon::listing_complete()
     if (!dp_sink_) return;
     for (const auto& i : listing_)
         if (i.direction == SaDirection::outbound && i.first_use_ns)
-            if (auto ns = dp_sink_->first_used(i.spi.value, i.first_use_ns)) install_latency_.add(*ns);
+            if (auto ns = dp_sink_->first_used(i.spi.value, i.first_use_ns)) {
+                install_latency_.add(*ns);
+                if (metrics_) metrics_->observe_sa_install_latency(double(*ns) / 1e9);
+            }
 }
 
 void Daemon::serve_channel(ike::TimePoint now)
@@ -477,8 +494,8 @@ bool Daemon::reload(std::vector<std::string>& touched, std::string& error)
     std::string level_error;
     if (!logging_.apply(config->daemon.log, level_error)) log->warn("reload: {}", level_error);
     if (restart_needed(daemon_, config->daemon))
-        log->warn("reload: listen addresses, ports, control socket, keylog and sa_sink changes take effect "
-                  "at the next start");
+        log->warn("reload: listen addresses, ports, control socket, keylog, sa_sink and metrics changes take "
+                  "effect at the next start");
     touched = engine_->reload(ike::Clock::now(), std::move(*config));
     ++reloads_;
     std::string names;
@@ -541,6 +558,17 @@ void Daemon::add_stats(nlohmann::json& out) const
     out["uptime_s"] = std::chrono::duration_cast<std::chrono::seconds>(ike::Clock::now() - started_).count();
 }
 
+// A scrape asked for fresh values (metrics.hh): the engine is read here, on
+// the loop's thread, and handed over as a copy.
+void Daemon::publish_metrics()
+{
+    if (!metrics_->refresh_requested()) return;
+    IkeSnapshot s = snapshot_of(*engine_, ike::Clock::now());
+    s.reloads = reloads_;
+    s.reload_failures = reload_failures_;
+    metrics_->publish(std::move(s));
+}
+
 void Daemon::on_signal(bool& stop)
 {
     signalfd_siginfo si;
@@ -590,6 +618,8 @@ int Daemon::run(const std::function<void()>& on_ready)
         udp_.poll_fds(fds);
         const std::size_t control_begin = fds.size();
         control_->poll_fds(fds);
+        const std::size_t metrics_index = fds.size();
+        if (metrics_) fds.push_back({metrics_->refresh_fd(), POLLIN, 0});
 
         int n = poll(fds.data(), fds.size(), timeout);
         if (n < 0) {
@@ -604,10 +634,12 @@ int Daemon::run(const std::function<void()>& on_ready)
             if (fds[i].revents)
                 udp_.receive(fds[i].fd, [&](const ike::Endpoint& local, const ike::Endpoint& remote,
                                             ike::ByteView message) { engine_->receive(now, local, remote, message); });
-        for (std::size_t i = control_begin; i < fds.size(); ++i)
+        for (std::size_t i = control_begin; i < metrics_index; ++i)
             if (fds[i].revents) control_->ready(fds[i], now);
         if (attached_mode()) channel_.flush();
+        if (metrics_ && fds[metrics_index].revents) publish_metrics();
     }
+    metrics_.reset();   // stop serving before the engine goes
     control_->close();
     return 0;
 }

@@ -1047,3 +1047,40 @@ TEST(IkeConfig, StrongSwanTestbedConfigsParse)
 
 } // namespace
 } // namespace ravelin::ike
+
+// --- iked.metrics ------------------------------------------------------------------------------
+
+namespace ravelin::ike {
+namespace {
+
+TEST(IkeConfig, MetricsSectionDefaultsAndKeys)
+{
+    const IkeConfig none = parse_ok(iked(" port = 500\n"));
+    EXPECT_FALSE(none.daemon.metrics.enabled);
+    EXPECT_EQ(none.daemon.metrics.listen, "127.0.0.1");
+    EXPECT_EQ(none.daemon.metrics.port, 9814);
+    EXPECT_EQ(none.daemon.metrics.dataplane, "");
+
+    const IkeConfig all = parse_ok(iked(" metrics {\n  enabled = yes\n  listen = 2001:db8::7\n  port = 19814\n"
+                                        "  dataplane = gw-1.a_b\n }\n"));
+    EXPECT_TRUE(all.daemon.metrics.enabled);
+    EXPECT_EQ(all.daemon.metrics.listen, "2001:db8::7");
+    EXPECT_EQ(all.daemon.metrics.port, 19814);
+    EXPECT_EQ(all.daemon.metrics.dataplane, "gw-1.a_b");
+}
+
+TEST(IkeConfig, BadMetricsSettingsNameTheLine)
+{
+    EXPECT_EQ(parse_err(iked(" metrics {\n  listen = localhost\n }\n")),
+              "t.conf:3: listen: 'localhost' is not a numeric IPv4 or IPv6 address");
+    EXPECT_EQ(parse_err(iked(" metrics {\n  port = 0\n }\n")), "t.conf:3: port: bad port '0' (1..65535)");
+    EXPECT_EQ(parse_err(iked(" metrics {\n  enabled = maybe\n }\n")).substr(0, 18), "t.conf:3: enabled:");
+    EXPECT_EQ(parse_err(iked(" metrics {\n  dataplane = ../etc/x\n }\n")),
+              "t.conf:3: dataplane: bad file prefix '../etc/x' (up to 64 of A-Z a-z 0-9 _ - .)");
+    EXPECT_EQ(parse_err(iked(" metrics {\n  color = red\n }\n")), "t.conf:3: unknown key 'iked.metrics.color'");
+    EXPECT_EQ(parse_err(iked(" metrics {\n  inner {\n  }\n }\n")), "t.conf:3: unknown section 'iked.metrics.inner'");
+    EXPECT_EQ(parse_err(iked(" metrics = yes\n")), "t.conf:2: 'iked.metrics' must be a section, not a key");
+}
+
+} // namespace
+} // namespace ravelin::ike

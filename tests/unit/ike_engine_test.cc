@@ -1088,3 +1088,86 @@ TEST(IkeEngineOps, PfsDemandedButNotConfiguredIsNoProposalChosen)
 
 } // namespace
 } // namespace ravelin::ike
+
+// --- counters for metrics (EngineStats::messages, failures) --------------------
+
+namespace ravelin::ike {
+namespace {
+
+TEST(IkeEngineStats, MessagesAreCountedPerExchangeAndDirection)
+{
+    Pair p;
+    p.up();
+    const auto& a = p.a.engine.stats();
+    const auto& b = p.b.engine.stats();
+    for (std::size_t x : {0u, 1u}) {   // one IKE_SA_INIT and one IKE_AUTH each way
+        EXPECT_EQ(a.messages[x].out_sent, 1u) << exchange_names[x];
+        EXPECT_EQ(a.messages[x].in_processed, 1u) << exchange_names[x];
+        EXPECT_EQ(b.messages[x].out_sent, 1u) << exchange_names[x];
+        EXPECT_EQ(b.messages[x].in_processed, 1u) << exchange_names[x];
+    }
+    uint64_t sent = 0, received = 0;
+    for (const auto& m : a.messages) {
+        sent += m.out_sent + m.out_retransmit;
+        received += m.in_processed + m.in_invalid;
+    }
+    EXPECT_EQ(sent, a.tx_messages);
+    EXPECT_EQ(received, a.rx_messages);
+    EXPECT_EQ(exchange_index(37), 3u);
+    EXPECT_EQ(exchange_index(0), 4u);
+    EXPECT_EQ(exchange_index(38), 4u);
+}
+
+TEST(IkeEngineStats, RetransmissionsAndInvalidMessagesHaveTheirOwnCounts)
+{
+    Pair p;
+    std::string err;
+    ASSERT_TRUE(p.a.engine.initiate(p.now, "gw", "net", err));
+    int auth_seen = 0;
+    p.pump([&](const Datagram& d, bool from_a) {
+        Header h;
+        if (!from_a && parse_header(d.data, h) && h.exchange == ExchangeType::ike_auth) return ++auth_seen > 1;
+        return true;
+    });
+    p.advance(2s);
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+    EXPECT_EQ(p.a.engine.stats().messages[1].out_retransmit, 1u);   // IKE_AUTH request again
+    EXPECT_EQ(p.b.engine.stats().messages[1].out_retransmit, 1u);   // cached response again
+    EXPECT_EQ(p.b.engine.stats().messages[1].out_sent, 1u);
+
+    const Bytes junk(40, 0x25);   // 0x25 = 37 at the exchange type's offset
+    p.b.engine.receive(p.now, Endpoint{IpAddress::v4(0xc6120002), 500}, Endpoint{IpAddress::v4(0xc6120001), 500}, junk);
+    EXPECT_EQ(p.b.engine.stats().messages[3].in_invalid, 1u);
+}
+
+TEST(IkeEngineStats, FailuresAreCountedByPhaseAndBoundedReason)
+{
+    Options o;
+    o.psk_b = "another secret entirely";
+    Pair p(o);
+    p.up();
+    auto count = [](const EngineStats& s, Phase ph, const std::string& r) {
+        auto it = s.failures.find({ph, r});
+        return it == s.failures.end() ? uint64_t(0) : it->second;
+    };
+    EXPECT_EQ(count(p.a.engine.stats(), Phase::ike_auth, "AUTHENTICATION_FAILED"), 1u);
+    EXPECT_EQ(count(p.b.engine.stats(), Phase::ike_auth, "AUTHENTICATION_FAILED"), 1u);
+    EXPECT_EQ(p.b.engine.stats().negotiation_failures, 1u);
+
+    Options q;
+    q.ts_b_remote = "198.19.9.0/24";
+    Pair t(q);
+    t.up();
+    EXPECT_EQ(count(t.a.engine.stats(), Phase::child, "TS_UNACCEPTABLE"), 1u);
+    EXPECT_EQ(count(t.b.engine.stats(), Phase::child, "TS_UNACCEPTABLE"), 1u);
+
+    EXPECT_EQ(failure_reason(Phase::ike_auth, "AUTHENTICATION_FAILED: bad signature"), "AUTHENTICATION_FAILED");
+    EXPECT_EQ(failure_reason(Phase::ike_auth, "identity 'x' is not the configured 'y'"), "AUTHENTICATION_FAILED");
+    EXPECT_EQ(failure_reason(Phase::ike_sa_init, "timeout"), "timeout");
+    EXPECT_EQ(failure_reason(Phase::child, "peer widened TSi"), "other");
+    EXPECT_EQ(failure_reason(Phase::child, "NO_PROPOSAL_CHOSEN"), "NO_PROPOSAL_CHOSEN");
+    EXPECT_EQ(phase_name(Phase::child), "child");
+}
+
+} // namespace
+} // namespace ravelin::ike
