@@ -206,6 +206,14 @@ bool Dataplane::install_sas(const DataplaneConfig& config, std::string& error)
         return false;
     }
     shared_.sas = sas_.get();
+    sas_->on_free([this](const DpSa& sa) {
+        std::lock_guard lock(sas_->writer_lock());
+        auto name = reqid_names_.find(sa.reqid);
+        if (name == reqid_names_.end()) return;   // a configured SA: no tunnel name
+        TunnelTotals& t = retired_totals_[name->second];
+        t.packets[unsigned(sa.direction)] += sa.state.packets.get();
+        t.bytes[unsigned(sa.direction)] += sa.state.bytes.get();
+    });
     sa_records_.assign(capacity, SaRecord{});
     uint16_t default_mtu = 1500;
     for (const PortConfig& pc : config.ports)
@@ -410,6 +418,28 @@ nlohmann::json Dataplane::stats_json()
         }
     }
     out["sas"] = sas;
+    // Per tunnel: the SAs that are gone plus those still here, so each series
+    // only grows within this data plane's life (docs/metrics.md).
+    json tunnels = json::array();
+    {
+        std::lock_guard lock(sas_->writer_lock());
+        std::map<std::pair<std::string, std::string>, TunnelTotals> all = retired_totals_;
+        for (uint32_t i = 0; i < sas_->capacity(); ++i) {
+            const DpSa* sa = sas_->get(i);
+            if (!sa) continue;
+            auto name = reqid_names_.find(sa->reqid);
+            if (name == reqid_names_.end()) continue;
+            TunnelTotals& t = all[name->second];
+            t.packets[unsigned(sa->direction)] += sa->state.packets.get();
+            t.bytes[unsigned(sa->direction)] += sa->state.bytes.get();
+        }
+        for (const auto& [name, t] : all)
+            for (SaDirection d : {SaDirection::inbound, SaDirection::outbound})
+                tunnels.push_back({{"connection", name.first}, {"child", name.second},
+                                   {"direction", d == SaDirection::inbound ? "in" : "out"},
+                                   {"packets", t.packets[unsigned(d)]}, {"bytes", t.bytes[unsigned(d)]}});
+    }
+    out["tunnels"] = tunnels;
     json neigh = json::array();
     for (const auto& n : neighbors_->snapshot()) {
         char mac[RTE_ETHER_ADDR_FMT_SIZE];

@@ -152,6 +152,16 @@ private:
     std::unique_ptr<Channel> channel_;
     std::vector<SaRecord> sa_records_;
     std::map<uint32_t, ReqidState> reqids_;
+    // Per tunnel (connection/child names from sa_add) and direction: the
+    // final counts of its SAs that are gone, so stats can report totals
+    // that never go down across rekeys. Written by the main lcore and read
+    // by the stats thread, both under sas_->writer_lock().
+    struct TunnelTotals {
+        uint64_t packets[2] = {0, 0};   // [SaDirection]
+        uint64_t bytes[2] = {0, 0};
+    };
+    std::map<uint32_t, std::pair<std::string, std::string>> reqid_names_;
+    std::map<std::pair<std::string, std::string>, TunnelTotals> retired_totals_;
     std::set<uint32_t> config_reqids_;
     std::vector<SpdRule> config_rules_;
     unsigned spd_generation_ = 0;

@@ -255,6 +255,8 @@ void Dataplane::cmd_sa_add(const SaAdd& a, channel::Result& r)
     rec.remote = d.remote;
     rec.connection = a.connection;
     rec.child = a.child;
+    if (!a.connection.view().empty())
+        reqid_names_[reqid] = {std::string(a.connection.view()), std::string(a.child.view())};
     spdlog::info("channel: SA {:#010x} {} reqid {} installed in slot {} ({}/{})", d.spi.value,
                  inbound ? "in" : "out", reqid, slot, rec.connection.view(), rec.child.view());
 }

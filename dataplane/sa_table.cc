@@ -86,9 +86,9 @@ void SaTable::release(uint32_t slot)
 void SaTable::retire(DpSa* old, int32_t key_position)
 {
     if (!old) return;
-    // Freed by reclaim() once no worker can still hold `old` (or the hash position).
+    // Freed by reclaim() once no worker can still hold `old` (or the hash
+    // position). Not from here: the writer holds its lock, which on_free takes.
     retired_.push_back({old, key_position, rte_rcu_qsbr_start(rcu_)});
-    reclaim();
 }
 
 std::size_t SaTable::reclaim()
@@ -97,6 +97,7 @@ std::size_t SaTable::reclaim()
     while (!retired_.empty() && rte_rcu_qsbr_check(rcu_, retired_.front().token, false) == 1) {
         const Retired& r = retired_.front();
         if (r.key_position >= 0) rte_hash_free_key_with_position(spi_hash_, r.key_position);
+        if (on_free_) on_free_(*r.sa);
         sa_free(r.sa);
         retired_.pop_front();
     }

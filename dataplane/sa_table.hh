@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -60,8 +61,11 @@ public:
     // Unpublish and free after a grace period.
     void remove(uint32_t slot);
     // Frees what was retired before every worker's last quiescent point;
-    // returns how many SAs are still waiting.
+    // returns how many SAs are still waiting. Main lcore, writer lock not held.
     std::size_t reclaim();
+    // Called (main lcore, writer lock not held) with each SA just before it
+    // is freed: its counters are final then.
+    void on_free(std::function<void(const DpSa&)> f) { on_free_ = std::move(f); }
     std::size_t retired() const noexcept { return retired_.size(); }
     // Slot of the SA with this SPI and direction, or no_slot (linear; main lcore only).
     uint32_t find(Spi spi, SaDirection dir) const;
@@ -80,6 +84,7 @@ private:
         uint64_t token;         // rte_rcu_qsbr_start() when retired
     };
     std::deque<Retired> retired_;
+    std::function<void(const DpSa&)> on_free_;
 
     rte_hash* spi_hash_ = nullptr;
     rte_rcu_qsbr* rcu_ = nullptr;

@@ -260,9 +260,24 @@ std::vector<MetricFamily> render_dataplane(const std::optional<nlohmann::json>& 
         }
     }
 
-    // Per tunnel: the SAs' counts summed per connection/child and direction,
-    // with the counts of SAs that went away kept (TunnelCounters).
-    if (auto sas = j.find("sas"); sas != j.end() && sas->is_array()) {
+    // Per tunnel. The data plane's "tunnels" already include the final
+    // counts of its SAs that are gone (exact across rekeys); TunnelCounters
+    // then only has to bridge a data-plane restart, where they start over.
+    // Without them: the SAs' counts summed per connection/child and
+    // direction, with the last seen counts of SAs that went away kept.
+    if (auto tl = j.find("tunnels"); tl != j.end() && tl->is_array()) {
+        std::vector<SaCounts> live;
+        for (const auto& t : *tl) {
+            auto packets = u64(t, "packets"), bytes = u64(t, "bytes");
+            std::string conn = text(t, "connection"), child = text(t, "child"), dir = text(t, "direction");
+            if (!packets || !bytes || conn.empty() || (dir != "in" && dir != "out")) continue;
+            const auto d = dir == "in" ? TrafficDirection::in : TrafficDirection::out;
+            TunnelKey key{conn, child};
+            uint64_t id = std::hash<std::string>{}(conn + '\0' + child) << 1 | (d == TrafficDirection::out ? 1u : 0u);
+            live.push_back({id, key, d, *packets, *bytes});
+        }
+        tunnels.update(live);
+    } else if (auto sas = j.find("sas"); sas != j.end() && sas->is_array()) {
         std::vector<SaCounts> live;
         for (const auto& sa : *sas) {
             auto spi = u64(sa, "spi"), reqid = u64(sa, "reqid"), packets = u64(sa, "packets"), bytes = u64(sa, "bytes");
