@@ -126,6 +126,12 @@ struct WorkerStats {
     Counter icmp_errors_sent;
     Counter acquires_raised; // trap policy hit: acquire queued for the main lcore
     Counter acquires_lost;   // acquire ring full
+    // Busy-time accounting of the poll loop, in TSC cycles, added once per
+    // loop iteration (not per packet): poll_cycles is every cycle of the
+    // loop, busy_cycles those of iterations that received, handed over or
+    // sent at least one packet. busy / poll is the worker's busy ratio.
+    Counter busy_cycles;
+    Counter poll_cycles;
 };
 
 struct alignas(64) WorkerCounters {

@@ -386,7 +386,8 @@ nlohmann::json Dataplane::stats_json()
             {"punted_control", &st.punted_control}, {"handoff_out", &st.handoff_out},
             {"handoff_in", &st.handoff_in},   {"events_raised", &st.events_raised},
             {"events_lost", &st.events_lost}, {"icmp_errors_sent", &st.icmp_errors_sent},
-            {"acquires_raised", &st.acquires_raised}, {"acquires_lost", &st.acquires_lost}};
+            {"acquires_raised", &st.acquires_raised}, {"acquires_lost", &st.acquires_lost},
+            {"busy_cycles", &st.busy_cycles}, {"poll_cycles", &st.poll_cycles}};
         for (auto& [name, ctr] : fields) {
             ws[name] = ctr->get();
             stats[name] = stats.value(name, uint64_t(0)) + ctr->get();

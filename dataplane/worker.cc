@@ -63,19 +63,36 @@ void Worker::run() noexcept
 
 void Worker::poll_once() noexcept
 {
+    // One TSC read per iteration: it dates this iteration's packets
+    // (SA last-use, ICMP rate limit) and closes the busy-time accounting of
+    // the previous iteration, which ran from its own read to this one.
+    const uint64_t now = rte_rdtsc();
+    if (poll_start_tsc_ != 0) {
+        const uint64_t cycles = now - poll_start_tsc_;
+        counters_.stats.poll_cycles.inc(cycles);
+        if (poll_busy_) counters_.stats.busy_cycles.inc(cycles);
+    }
+    poll_start_tsc_ = now;
+    esp_.now_tsc = now;
+    hop_generation_ = shared_.neighbors->generation();
+
     rte_mbuf* pkts[max_burst];
+    unsigned work = 0;
     for (uint16_t port : shared_.port_ids) {
         uint16_t n = rte_eth_rx_burst(port, id_.value, pkts, uint16_t(shared_.burst));
-        if (n) process_rx(port, pkts, n);
+        if (n) rx_burst(port, pkts, n);
+        work += n;
     }
     for (unsigned from = 0; from < shared_.workers; ++from) {
         rte_ring* r = shared_.handoff[from][id_.value];
         if (!r) continue;
         unsigned n = rte_ring_sc_dequeue_burst(r, reinterpret_cast<void**>(pkts), shared_.burst, nullptr);
         if (n) process_handoff(pkts, uint16_t(n));
+        work += n;
     }
-    if (id_.value == 0) send_control_frames();
-    flush_tx();
+    if (id_.value == 0) work += send_control_frames();
+    work += flush_tx();
+    poll_busy_ = work != 0;
     rte_rcu_qsbr_quiescent(shared_.rcu, id_.value);
 }
 
@@ -95,6 +112,13 @@ void Worker::process_rx(uint16_t port, rte_mbuf** pkts, uint16_t n) noexcept
 {
     esp_.now_tsc = rte_rdtsc();
     hop_generation_ = shared_.neighbors->generation();
+    rx_burst(port, pkts, n);
+}
+
+// A received burst; poll_once() or process_rx() has set the burst's time
+// and neighbour generation.
+void Worker::rx_burst(uint16_t port, rte_mbuf** pkts, uint16_t n) noexcept
+{
     counters_.stats.rx_packets.inc(n);
     Burst out, in_esp, in_clear;
     for (uint16_t i = 0; i < n; ++i) {
@@ -421,8 +445,6 @@ void Worker::handoff_inbound(rte_mbuf* m, WorkerId owner, uint32_t slot, uint32_
 
 void Worker::process_handoff(rte_mbuf** pkts, uint16_t n) noexcept
 {
-    esp_.now_tsc = rte_rdtsc();
-    hop_generation_ = shared_.neighbors->generation();
     counters_.stats.handoff_in.inc(n);
     Burst clear;
     for (uint16_t i = 0; i < n; ++i) {
@@ -517,7 +539,7 @@ void Worker::forward(rte_mbuf* m, const IpInfo& info) noexcept
     if (tx.n == tx.pkts.size()) flush_tx();
 }
 
-void Worker::send_control_frames() noexcept
+unsigned Worker::send_control_frames() noexcept
 {
     rte_mbuf* pkts[max_burst];
     unsigned n = rte_ring_sc_dequeue_burst(shared_.control_tx, reinterpret_cast<void**>(pkts), max_burst, nullptr);
@@ -526,18 +548,22 @@ void Worker::send_control_frames() noexcept
         tx.pkts[tx.n++] = pkts[i];
         if (tx.n == tx.pkts.size()) flush_tx();
     }
+    return n;
 }
 
-void Worker::flush_tx() noexcept
+unsigned Worker::flush_tx() noexcept
 {
+    unsigned total = 0;
     for (uint16_t port : shared_.port_ids) {
         TxBuffer& tx = tx_[port];
         if (!tx.n) continue;
         uint16_t sent = rte_eth_tx_burst(port, id_.value, tx.pkts.data(), tx.n);
         counters_.stats.tx_packets.inc(sent);
         for (uint16_t i = sent; i < tx.n; ++i) drop(tx.pkts[i], DropReason::tx_full);
+        total += tx.n;
         tx.n = 0;
     }
+    return total;
 }
 
 } // namespace ravelin::dp

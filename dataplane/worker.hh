@@ -82,7 +82,9 @@ public:
     // Process a burst as if received on `port` (data at the Ethernet
     // header). Used by poll_once and by tests and benchmarks.
     void process_rx(uint16_t port, rte_mbuf** pkts, uint16_t n) noexcept;
-    void flush_tx() noexcept;
+    // Hand the buffered TX packets to the ports; returns how many packets
+    // were buffered (sent or dropped as tx_full).
+    unsigned flush_tx() noexcept;
 
     WorkerId id() const noexcept { return id_; }
     // False if the worker's IPsec-MB manager could not be set up.
@@ -110,6 +112,7 @@ private:
     };
     static_assert(std::is_trivially_destructible_v<Item>);
 
+    void rx_burst(uint16_t port, rte_mbuf** pkts, uint16_t n) noexcept;
     void classify(uint16_t port, rte_mbuf* m, Burst& out, Burst& in_esp, Burst& in_clear) noexcept;
     bool is_local(const rte_mbuf* m, const IpInfo& info) const noexcept;
     void local_delivery(rte_mbuf* m, const IpInfo& info, Burst& in_esp) noexcept;
@@ -131,7 +134,7 @@ private:
     struct HopEntry;
     bool resolve_hop(rte_mbuf* m, const IpInfo& info, HopEntry& e) noexcept;
     void punt(rte_ring* ring, rte_mbuf* m, Counter& counter) noexcept;
-    void send_control_frames() noexcept;
+    unsigned send_control_frames() noexcept;
     void drop(rte_mbuf* m, DropReason r) noexcept;
 
     SharedState& shared_;
@@ -158,6 +161,12 @@ private:
     static constexpr unsigned hop_cache_size = 256;
     std::array<HopEntry, hop_cache_size> hop_cache_{};
     uint32_t hop_generation_ = 0;   // neighbour generation, read once per burst
+
+    // Busy-time accounting (WorkerStats::busy_cycles, poll_cycles): when
+    // the current loop iteration started (0: none yet) and whether the
+    // previous one did any work.
+    uint64_t poll_start_tsc_ = 0;
+    bool poll_busy_ = false;
 
     // ICMP errors this worker may send: at most icmp_errors_per_window per
     // 100 ms window.

@@ -380,5 +380,34 @@ TEST(Worker, AnswersArpForItsAddress)
     rte_pktmbuf_free(out[0]);
 }
 
+// Busy-time accounting: every loop iteration adds its cycles to
+// poll_cycles; only iterations that moved packets add them to busy_cycles.
+// An iteration is accounted when the next one starts.
+TEST(Worker, CountsBusyAndPollCycles)
+{
+    DataplaneFixture f("busy");
+    Worker& w = f.dp->worker(1);
+    const WorkerStats& st = w.counters().stats;
+    for (int i = 0; i < 4; ++i) w.poll_once();
+    const uint64_t idle_poll = st.poll_cycles.get();
+    EXPECT_GT(idle_poll, 0u);
+    EXPECT_EQ(st.busy_cycles.get(), 0u) << "idle iterations counted as busy";
+
+    const rte_ether_addr gw_in_mac = f.dp->shared().ports[f.inside.id].mac;
+    f.inside.inject(1, udp_frame(f.dp->pool(), host_a, host_b, 1, 32, gw_in_mac));
+    w.poll_once();   // receives, seals, sends
+    EXPECT_EQ(st.busy_cycles.get(), 0u) << "accounted before the iteration ended";
+    w.poll_once();   // closes the busy iteration
+    const uint64_t busy = st.busy_cycles.get();
+    EXPECT_GT(busy, 0u);
+    EXPECT_GT(st.poll_cycles.get(), idle_poll);
+    EXPECT_LE(busy, st.poll_cycles.get() - idle_poll);
+    for (int i = 0; i < 3; ++i) w.poll_once();
+    EXPECT_EQ(st.busy_cycles.get(), busy) << "idle iterations after traffic counted as busy";
+    auto out = f.outside.take(1);
+    EXPECT_EQ(out.size(), 1u);
+    for (rte_mbuf* m : out) rte_pktmbuf_free(m);
+}
+
 } // namespace
 } // namespace ravelin::dp
