@@ -108,6 +108,87 @@ void Worker::punt(rte_ring* ring, rte_mbuf* m, Counter& counter) noexcept
     counter.inc();
 }
 
+namespace {
+
+// The cache key of a destination: its address bytes as two words.
+inline void hop_key(const rte_mbuf* m, IpFamily family, uint64_t key[2]) noexcept
+{
+    if (family == IpFamily::v4) {
+        key[0] = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*)->dst_addr;
+        key[1] = 0;
+    } else {
+        std::memcpy(key, rte_pktmbuf_mtod(m, const rte_ipv6_hdr*)->dst_addr, 16);
+    }
+}
+
+inline unsigned hop_index(const uint64_t key[2], unsigned size) noexcept
+{
+    uint64_t h = (key[0] ^ key[1] * 0x9e3779b97f4a7c15ull) * 0x9e3779b97f4a7c15ull;
+    return unsigned(h >> 32) & (size - 1);
+}
+
+// The neighbour generation and the family in one word, so a cache hit is
+// three compares. Never 0 (the family is 4 or 6), which marks an empty entry.
+inline uint64_t hop_tag(uint32_t generation, IpFamily family) noexcept
+{
+    return generation | uint64_t(family) << 32;
+}
+
+} // namespace
+
+// Slow path of forward(): route, neighbour lookup, and fill the cache entry
+// with the packet's whole Ethernet header.
+bool Worker::resolve_hop(rte_mbuf* m, IpFamily family, HopEntry& e) noexcept
+{
+    IpInfo info{family, 0, 0, false};
+    IpAddress dst = ip_dst(m, info);
+    const NextHop* nh = shared_.fib->lookup(dst);
+    if (!nh) return drop(m, DropReason::no_route), false;
+    const IpAddress& target = nh->on_link ? dst : nh->gateway;
+    rte_ether_hdr eth;
+    if (!shared_.neighbors->lookup(target, eth.dst_addr)) {
+        ResolveRequest req{target, 0, nh->port};
+        rte_ring_mp_enqueue_elem(shared_.resolve, &req, sizeof(req));   // best effort
+        return drop(m, DropReason::neighbor_unresolved), false;
+    }
+    eth.src_addr = shared_.ports[nh->port].mac;
+    eth.ether_type = rte_cpu_to_be_16(family == IpFamily::v4 ? RTE_ETHER_TYPE_IPV4 : RTE_ETHER_TYPE_IPV6);
+    std::memcpy(e.eth, &eth, sizeof(eth));
+    hop_key(m, family, e.key);
+    e.port = nh->port;
+    e.tag = hop_tag(hop_generation_, family);
+    return true;
+}
+
+// A packet we route (not one we originate): TTL / hop limit first.
+inline void Worker::forward_routed(rte_mbuf* m, IpFamily family) noexcept
+{
+    if (!decrement_ttl(m, family)) return drop(m, DropReason::ttl_expired);
+    forward(m, family);
+}
+
+// Route, resolve the next hop, add the Ethernet header and queue for TX.
+// Inline in every caller: on a cache hit this is a hash, three compares
+// and one 14-octet copy of the prebuilt header.
+inline void Worker::forward(rte_mbuf* m, IpFamily family) noexcept
+{
+    uint64_t key[2];
+    hop_key(m, family, key);
+    HopEntry& e = hop_cache_[hop_index(key, hop_cache_size)];
+    if (unlikely(e.tag != hop_tag(hop_generation_, family) || e.key[0] != key[0] || e.key[1] != key[1]))
+        if (!resolve_hop(m, family, e)) return;
+    // Every packet that gets here had its Ethernet header taken off or
+    // was given room for one (esp_encap, make_too_big); still checked.
+    if (unlikely(m->data_off < sizeof(rte_ether_hdr))) return drop(m, DropReason::no_buffer_space);
+    m->data_off = uint16_t(m->data_off - sizeof(rte_ether_hdr));
+    m->data_len = uint16_t(m->data_len + sizeof(rte_ether_hdr));
+    m->pkt_len += sizeof(rte_ether_hdr);
+    std::memcpy(rte_pktmbuf_mtod(m, uint8_t*), e.eth, sizeof(rte_ether_hdr));
+    TxBuffer& tx = tx_[e.port];
+    tx.pkts[tx.n++] = m;
+    if (unlikely(tx.n == tx.pkts.size())) flush_tx();
+}
+
 void Worker::process_rx(uint16_t port, rte_mbuf** pkts, uint16_t n) noexcept
 {
     esp_.now_tsc = rte_rdtsc();
@@ -254,7 +335,7 @@ void Worker::outbound(Burst& b) noexcept
         case PolicyAction::discard: drop(it.m, DropReason::policy_discard); break;
         case PolicyAction::bypass:
             counters_.stats.bypassed.inc();
-            forward_routed(it.m, it.info);
+            forward_routed(it.m, it.info.family);
             break;
         case PolicyAction::protect: outbound_protect(it, e[i]->sa_slot, e[i]->reqid); break;
         }
@@ -278,8 +359,7 @@ void Worker::outbound_protect(Item& it, uint32_t sa_slot, uint32_t reqid) noexce
     // Transport mode keeps the packet's own IP header, whatever the config's
     // (optional) endpoint family says.
     IpFamily family = sa->mode == SaMode::transport ? it.info.family : sa->outer_family;
-    IpInfo outer{family, proto_esp, 0, false};
-    forward(it.m, outer);
+    forward(it.m, family);
 }
 
 // The policy's reqid slot is empty: its Child SA is not negotiated yet
@@ -326,8 +406,7 @@ void Worker::mtu_error(Item& it, const DpSa& sa) noexcept
     uint16_t room = uint16_t(sa.outer_mtu - std::min<unsigned>(sa.outer_mtu, sa_overhead(sa)));
     if (!from || !make_too_big(it.m, it.info, *from, room)) return (void)rte_pktmbuf_free(it.m);
     counters_.stats.icmp_errors_sent.inc();
-    IpInfo info{it.info.family, it.info.family == IpFamily::v4 ? proto_icmp : proto_icmpv6, 0, false};
-    forward(it.m, info);
+    forward(it.m, it.info.family);
 }
 
 void Worker::inbound_esp(Burst& b) noexcept
@@ -386,7 +465,7 @@ void Worker::inbound_policy(Burst& b) noexcept
             drop(it.m, DropReason::policy_mismatch);
             continue;
         }
-        forward_routed(it.m, it.info);
+        forward_routed(it.m, it.info.family);
     }
     if (!ask_spd.n) return;
     const Spd& spd = *shared_.spd_in.load(std::memory_order_acquire);
@@ -399,7 +478,7 @@ void Worker::inbound_policy(Burst& b) noexcept
             drop(it.m, DropReason::policy_mismatch);
             continue;
         }
-        forward_routed(it.m, it.info);
+        forward_routed(it.m, it.info.family);
     }
 }
 
@@ -416,7 +495,7 @@ void Worker::inbound_clear(Burst& b) noexcept
         // Clear traffic where the policy demands protection.
         if (e[i]->action == PolicyAction::protect) { drop(it.m, DropReason::policy_mismatch); continue; }
         counters_.stats.bypassed.inc();
-        forward_routed(it.m, it.info);
+        forward_routed(it.m, it.info.family);
     }
 }
 
@@ -472,71 +551,6 @@ void Worker::process_handoff(rte_mbuf** pkts, uint16_t n) noexcept
         clear.add(it);
     }
     if (clear.n) inbound_policy(clear);
-}
-
-namespace {
-
-// The cache key of a destination: its address bytes as two words.
-inline void hop_key(const rte_mbuf* m, const IpInfo& info, uint64_t key[2]) noexcept
-{
-    if (info.family == IpFamily::v4) {
-        key[0] = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*)->dst_addr;
-        key[1] = 0;
-    } else {
-        std::memcpy(key, rte_pktmbuf_mtod(m, const rte_ipv6_hdr*)->dst_addr, 16);
-    }
-}
-
-inline unsigned hop_index(const uint64_t key[2], unsigned size) noexcept
-{
-    uint64_t h = (key[0] ^ key[1] * 0x9e3779b97f4a7c15ull) * 0x9e3779b97f4a7c15ull;
-    return unsigned(h >> 32) & (size - 1);
-}
-
-} // namespace
-
-// Slow path of forward(): route, neighbour lookup, and fill the cache entry.
-bool Worker::resolve_hop(rte_mbuf* m, const IpInfo& info, HopEntry& e) noexcept
-{
-    IpAddress dst = ip_dst(m, info);
-    const NextHop* nh = shared_.fib->lookup(dst);
-    if (!nh) return drop(m, DropReason::no_route), false;
-    const IpAddress& target = nh->on_link ? dst : nh->gateway;
-    if (!shared_.neighbors->lookup(target, e.mac)) {
-        ResolveRequest req{target, 0, nh->port};
-        rte_ring_mp_enqueue_elem(shared_.resolve, &req, sizeof(req));   // best effort
-        return drop(m, DropReason::neighbor_unresolved), false;
-    }
-    hop_key(m, info, e.key);
-    e.family = info.family;
-    e.port = nh->port;
-    e.generation = hop_generation_;
-    return true;
-}
-
-// A packet we route (not one we originate): TTL / hop limit first.
-void Worker::forward_routed(rte_mbuf* m, const IpInfo& info) noexcept
-{
-    if (!decrement_ttl(m, info.family)) return drop(m, DropReason::ttl_expired);
-    forward(m, info);
-}
-
-// Route, resolve the next hop, add the Ethernet header and queue for TX.
-void Worker::forward(rte_mbuf* m, const IpInfo& info) noexcept
-{
-    uint64_t key[2];
-    hop_key(m, info, key);
-    HopEntry& e = hop_cache_[hop_index(key, hop_cache_size)];
-    if (e.generation != hop_generation_ || e.key[0] != key[0] || e.key[1] != key[1] || e.family != info.family)
-        if (!resolve_hop(m, info, e)) return;
-    auto* eth = reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_prepend(m, sizeof(rte_ether_hdr)));
-    if (!eth) return drop(m, DropReason::no_buffer_space);
-    eth->dst_addr = e.mac;
-    eth->src_addr = shared_.ports[e.port].mac;
-    eth->ether_type = rte_cpu_to_be_16(info.family == IpFamily::v4 ? RTE_ETHER_TYPE_IPV4 : RTE_ETHER_TYPE_IPV6);
-    TxBuffer& tx = tx_[e.port];
-    tx.pkts[tx.n++] = m;
-    if (tx.n == tx.pkts.size()) flush_tx();
 }
 
 unsigned Worker::send_control_frames() noexcept

@@ -129,10 +129,10 @@ private:
     void handoff_outbound(rte_mbuf* m, WorkerId owner, uint32_t slot, uint32_t reqid) noexcept;
     void handoff_inbound(rte_mbuf* m, WorkerId owner, uint32_t slot, uint32_t esp_offset) noexcept;
     void mtu_error(Item& it, const DpSa& sa) noexcept;
-    void forward(rte_mbuf* m, const IpInfo& info) noexcept;
-    void forward_routed(rte_mbuf* m, const IpInfo& info) noexcept;
+    [[gnu::always_inline]] void forward(rte_mbuf* m, IpFamily family) noexcept;
+    [[gnu::always_inline]] void forward_routed(rte_mbuf* m, IpFamily family) noexcept;
     struct HopEntry;
-    bool resolve_hop(rte_mbuf* m, const IpInfo& info, HopEntry& e) noexcept;
+    [[gnu::noinline]] bool resolve_hop(rte_mbuf* m, IpFamily family, HopEntry& e) noexcept;
     void punt(rte_ring* ring, rte_mbuf* m, Counter& counter) noexcept;
     unsigned send_control_frames() noexcept;
     void drop(rte_mbuf* m, DropReason r) noexcept;
@@ -153,10 +153,11 @@ private:
     // itself never changes after start).
     struct HopEntry {
         uint64_t key[2];        // destination address bytes (IPv4: key[0] low 32 bits)
-        uint32_t generation;    // 0 = empty
-        IpFamily family;        // part of the key: ::a.b.c.d must not hit a.b.c.d
+        // Neighbour generation | family << 32 (0 = empty). The family is
+        // part of the key: ::a.b.c.d must not hit a.b.c.d.
+        uint64_t tag;
+        uint8_t eth[16];        // the Ethernet header to prepend (14 octets used)
         uint16_t port;
-        rte_ether_addr mac;
     };
     static constexpr unsigned hop_cache_size = 256;
     std::array<HopEntry, hop_cache_size> hop_cache_{};
