@@ -17,6 +17,7 @@
 // Nothing here locks, allocates, throws or makes a syscall.
 #include "worker.hh"
 
+#include <cstddef>
 #include <cstring>
 
 #include <rte_cycles.h>
@@ -289,37 +290,84 @@ void Worker::local_delivery(rte_mbuf* m, const IpInfo& info, Burst& in_esp) noex
     return drop(m, DropReason::not_for_us);
 }
 
+namespace {
+
+// An IPv4 packet's 5-tuple read in place, as two words: exactly what
+// flow_key() would put into a FlowKey for it (ports only for TCP, UDP and
+// SCTP when visible), so equal words mean equal keys.
+struct Tuple4 {
+    uint64_t addrs;   // source and destination address as on the wire
+    uint64_t rest;    // protocol | source port << 32 | destination port << 48
+    bool operator==(const Tuple4&) const = default;
+};
+
+inline Tuple4 tuple_v4(const rte_mbuf* m, const IpInfo& info) noexcept
+{
+    const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
+    Tuple4 t;
+    std::memcpy(&t.addrs, ip + offsetof(rte_ipv4_hdr, src_addr), 8);
+    t.rest = info.proto;
+    const bool has_ports = info.proto == proto_tcp || info.proto == proto_udp || info.proto == proto_sctp;
+    if (has_ports && !info.l4_hidden && has_bytes(m, info.l3_len, 4)) {
+        uint32_t ports;
+        std::memcpy(&ports, ip + info.l3_len, 4);
+        t.rest |= uint64_t(ports) << 32;
+    }
+    return t;
+}
+
+inline void flow_key_v4(const Tuple4& t, FlowKey& key) noexcept
+{
+    std::memset(&key, 0, sizeof(key));
+    key.proto = uint8_t(t.rest);
+    key.src[0] = uint32_t(t.addrs);
+    key.dst[0] = uint32_t(t.addrs >> 32);
+    const uint32_t ports = uint32_t(t.rest >> 32);
+    std::memcpy(&key.sport, &ports, 4);   // sport, dport: adjacent, wire order
+}
+
+} // namespace
+
 // One rte_acl call per family for the burst. A packet whose 5-tuple equals
-// the one before it (the common case for a flow in a burst) reuses that
-// packet's answer instead of being classified again.
+// the one before it of the same family (the common case for a flow in a
+// burst) reuses that packet's answer instead of being classified again;
+// IPv4 tuples are compared in place, without building a FlowKey.
 void Worker::spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out) noexcept
 {
-    FlowKey keys[max_burst];
+    static_assert(offsetof(FlowKey, dport) == offsetof(FlowKey, sport) + 2);
+    FlowKey keys4[max_burst], keys6[max_burst];
     const FlowKey* k4[max_burst];
     const FlowKey* k6[max_burst];
-    uint16_t i4[max_burst], i6[max_burst], same_as[max_burst];
+    // Which answer a packet takes: its index among the family's lookups,
+    // with v6_bit set for IPv6.
+    constexpr uint16_t v6_bit = 0x8000;
+    uint16_t which[max_burst];
     uint32_t n4 = 0, n6 = 0;
+    Tuple4 prev4{0, ~uint64_t(0)};   // no packet has this (rest's bits 8-31 are 0)
     for (uint16_t i = 0; i < b.n; ++i) {
-        flow_key(b.items[i].m, b.items[i].info, keys[i]);
-        same_as[i] = i;
-        if (i > 0 && b.items[i].info.family == b.items[i - 1].info.family &&
-            std::memcmp(&keys[i], &keys[i - 1], sizeof(FlowKey)) == 0) {
-            same_as[i] = same_as[i - 1];
-            continue;
+        const Item& it = b.items[i];
+        if (likely(it.info.family == IpFamily::v4)) {
+            const Tuple4 t = tuple_v4(it.m, it.info);
+            if (t == prev4) { which[i] = uint16_t(n4 - 1); continue; }
+            prev4 = t;
+            flow_key_v4(t, keys4[n4]);
+            k4[n4] = &keys4[n4];
+            which[i] = uint16_t(n4++);
+        } else {
+            flow_key(it.m, it.info, keys6[n6]);
+            if (n6 > 0 && std::memcmp(&keys6[n6], &keys6[n6 - 1], sizeof(FlowKey)) == 0) {
+                which[i] = uint16_t(v6_bit | (n6 - 1));
+                continue;
+            }
+            k6[n6] = &keys6[n6];
+            which[i] = uint16_t(v6_bit | n6++);
         }
-        if (b.items[i].info.family == IpFamily::v4) i4[n4] = i, k4[n4++] = &keys[i];
-        else i6[n6] = i, k6[n6++] = &keys[i];
     }
-    const SpdEntry* r[max_burst];
-    if (n4) {
-        spd.lookup_v4(k4, n4, r);
-        for (uint32_t j = 0; j < n4; ++j) out[i4[j]] = r[j];
-    }
-    if (n6) {
-        spd.lookup_v6(k6, n6, r);
-        for (uint32_t j = 0; j < n6; ++j) out[i6[j]] = r[j];
-    }
-    for (uint16_t i = 0; i < b.n; ++i) out[i] = out[same_as[i]];
+    const SpdEntry* r4[max_burst];
+    const SpdEntry* r6[max_burst];
+    if (n4) spd.lookup_v4(k4, n4, r4);
+    if (n6) spd.lookup_v6(k6, n6, r6);
+    for (uint16_t i = 0; i < b.n; ++i) out[i] = which[i] & v6_bit ? r6[which[i] & ~v6_bit] : r4[which[i]];
 }
 
 void Worker::outbound(Burst& b) noexcept
