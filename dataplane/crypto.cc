@@ -19,6 +19,7 @@
 
 #include <cstring>
 
+#include <emmintrin.h>
 #include <openssl/rand.h>
 #include <rte_byteorder.h>
 #include <rte_branch_prediction.h>
@@ -111,6 +112,37 @@ inline const uint8_t* make_aad(const uint8_t* esp, uint32_t esn_hi, uint8_t* buf
     }
 }
 
+// The GCM fast path builds the nonce and the AAD in registers and writes
+// each with one 16-octet store. IPsec-MB reads them with wide loads right
+// away; a load that spans several smaller stores still in the store
+// buffer cannot be forwarded and stalls until they reach the cache, on the
+// critical path of a short packet. For the same reason seal() writes the
+// IV with one 8-octet store and reads nothing back that it has just
+// written in pieces.
+inline void store16(uint8_t* p, uint64_t lo, uint64_t hi) noexcept
+{
+    _mm_store_si128(reinterpret_cast<__m128i*>(p), _mm_set_epi64x(int64_t(hi), int64_t(lo)));
+}
+
+// nonce = salt || IV; `iv` is the IV's 8 octets as a little-endian load
+// of them would give.
+inline void make_nonce16(const SaKeys& k, uint64_t iv, uint8_t* nonce) noexcept
+{
+    uint32_t salt;
+    std::memcpy(&salt, k.salt, 4);
+    store16(nonce, salt | iv << 32, iv >> 32);
+}
+
+// AAD = SPI || [seq hi] || seq lo, from the header words as on the wire.
+template <bool Esn>
+inline void make_aad16(uint32_t spi_wire, uint32_t seq_lo_wire, uint32_t esn_hi, uint8_t* aad) noexcept
+{
+    if constexpr (Esn)
+        store16(aad, spi_wire | uint64_t(rte_cpu_to_be_32(esn_hi)) << 32, seq_lo_wire);
+    else
+        store16(aad, spi_wire | uint64_t(seq_lo_wire) << 32, 0);
+}
+
 template <bool Esn>
 constexpr uint32_t aad_len = Esn ? 12 : 8;
 
@@ -159,11 +191,17 @@ template <unsigned KeyBytes, bool Esn>
 void gcm_seal(IMB_MGR* m, const EspTransform&, const SaKeys& k, uint8_t* esp, uint32_t len,
               uint32_t esn_hi) noexcept
 {
-    write_seq_iv<Esn>(esp, esn_hi);
+    uint32_t spi_wire, seq_lo_wire;
+    std::memcpy(&spi_wire, esp, 4);
+    std::memcpy(&seq_lo_wire, esp + 4, 4);
+    // IV = seq hi (0 without ESN) || seq lo, as the 64-bit sequence number
+    // on the wire (see write_seq_iv).
+    const uint64_t iv = uint64_t(rte_cpu_to_be_32(Esn ? esn_hi : 0)) | uint64_t(seq_lo_wire) << 32;
+    std::memcpy(esp + esp_hdr_len, &iv, 8);
     alignas(16) uint8_t nonce[16];
-    alignas(16) uint8_t aad_buf[16];
-    make_nonce(k, esp + esp_hdr_len, nonce);
-    const uint8_t* aad = make_aad<Esn>(esp, esn_hi, aad_buf);
+    alignas(16) uint8_t aad[16];
+    make_nonce16(k, iv, nonce);
+    make_aad16<Esn>(spi_wire, seq_lo_wire, esn_hi, aad);
     uint8_t* data = esp + esp_hdr_len + aead_iv_len;
     Gcm<KeyBytes>::enc(m, k, nonce, aad, aad_len<Esn>, data, data, len - esp_hdr_len - aead_iv_len, esp + len);
 }
@@ -172,11 +210,20 @@ template <unsigned KeyBytes, bool Esn>
 bool gcm_open(IMB_MGR* m, const EspTransform&, const SaKeys& k, uint8_t* esp, uint32_t len,
               uint32_t esn_hi) noexcept
 {
+    uint64_t iv;
+    std::memcpy(&iv, esp + esp_hdr_len, 8);
     alignas(16) uint8_t nonce[16];
     alignas(16) uint8_t aad_buf[16];
     alignas(16) uint8_t tag[aead_tag_len];
-    make_nonce(k, esp + esp_hdr_len, nonce);
-    const uint8_t* aad = make_aad<Esn>(esp, esn_hi, aad_buf);
+    make_nonce16(k, iv, nonce);
+    const uint8_t* aad = esp;   // without ESN: the received header as it lies
+    if constexpr (Esn) {
+        uint32_t spi_wire, seq_lo_wire;
+        std::memcpy(&spi_wire, esp, 4);
+        std::memcpy(&seq_lo_wire, esp + 4, 4);
+        make_aad16<Esn>(spi_wire, seq_lo_wire, esn_hi, aad_buf);
+        aad = aad_buf;
+    }
     uint8_t* data = esp + esp_hdr_len + aead_iv_len;
     uint32_t dlen = len - esp_hdr_len - aead_iv_len;
     Gcm<KeyBytes>::dec(m, k, nonce, aad, aad_len<Esn>, data, data, dlen, tag);
