@@ -230,23 +230,23 @@ void Worker::classify(uint16_t port, rte_mbuf* m, Burst& out, Burst& in_esp, Bur
     if (!group && !rte_is_same_ether_addr(&eth->dst_addr, &shared_.ports[port].mac))
         return drop(m, DropReason::not_for_us);
     rte_pktmbuf_adj(m, sizeof(rte_ether_hdr));
-    Item it{m, {}, 0, nullptr};
-    if (DropReason r = validate_ip(m, it.info); r != DropReason::none) return drop(m, r);
-    if (it.info.family == IpFamily::v4) {
+    IpInfo info;
+    if (DropReason r = validate_ip(m, info); r != DropReason::none) return drop(m, r);
+    if (info.family == IpFamily::v4) {
         // Neither link broadcast nor IPv4 multicast/broadcast is routed.
         uint32_t dst = rte_be_to_cpu_32(rte_pktmbuf_mtod(m, const rte_ipv4_hdr*)->dst_addr);
         if (group || dst >= 0xe0000000u) return drop(m, DropReason::not_for_us);
     } else if (is_v6_multicast(m)) {
         // Neighbour discovery: the main lcore wants the whole frame.
-        if (it.info.proto != proto_icmpv6) return drop(m, DropReason::not_for_us);
+        if (info.proto != proto_icmpv6) return drop(m, DropReason::not_for_us);
         rte_pktmbuf_prepend(m, sizeof(rte_ether_hdr));
         return punt(shared_.control, m, counters_.stats.punted_control);
     } else if (group) {
         return drop(m, DropReason::not_for_us);
     }
-    if (is_local(m, it.info)) return local_delivery(m, it.info, in_esp);
-    if (shared_.ports[port].role == PortRole::protected_side) out.add(it);
-    else in_clear.add(it);
+    if (is_local(m, info)) return local_delivery(m, info, in_esp);
+    if (shared_.ports[port].role == PortRole::protected_side) out.add(m, info, 0, nullptr);
+    else in_clear.add(m, info, 0, nullptr);
 }
 
 // Is the packet addressed to the gateway itself? IPv4 compares against
@@ -269,14 +269,14 @@ inline bool Worker::is_local(const rte_mbuf* m, const IpInfo& info) const noexce
 void Worker::local_delivery(rte_mbuf* m, const IpInfo& info, Burst& in_esp) noexcept
 {
     if (info.fragment) return drop(m, DropReason::unsupported);
-    if (info.proto == proto_esp) return in_esp.add({m, info, info.l3_len, nullptr});
+    if (info.proto == proto_esp) return in_esp.add(m, info, info.l3_len, nullptr);
     if (info.proto == proto_udp && has_bytes(m, info.l3_len, 8)) {
         auto* udp = rte_pktmbuf_mtod_offset(m, const rte_udp_hdr*, info.l3_len);
         uint16_t dport = rte_be_to_cpu_16(udp->dst_port);
         if (dport == natt_port && has_bytes(m, info.l3_len + 8u, 4)) {
             uint32_t marker;
             std::memcpy(&marker, rte_pktmbuf_mtod_offset(m, const uint8_t*, info.l3_len + 8u), 4);
-            if (marker != 0) return in_esp.add({m, info, info.l3_len + 8u, nullptr});
+            if (marker != 0) return in_esp.add(m, info, info.l3_len + 8u, nullptr);
             return punt(shared_.punt_ike, m, counters_.stats.punted_ike);
         }
         if (dport == natt_port && m->data_len == info.l3_len + 9u)

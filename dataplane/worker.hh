@@ -108,7 +108,18 @@ private:
         };
         uint16_t n = 0;
         Burst() noexcept {}
-        void add(const Item& it) noexcept { items[n++] = it; }
+        // Field by field: an Item whose fields were just written one by
+        // one, copied as a whole with wide loads, would stall on store
+        // forwarding (IpInfo is written with one 8-octet store).
+        void add(rte_mbuf* m, const IpInfo& info, uint32_t esp_offset, DpSa* sa) noexcept
+        {
+            Item& d = items[n++];
+            d.m = m;
+            d.info = info;
+            d.esp_offset = esp_offset;
+            d.sa = sa;
+        }
+        void add(const Item& it) noexcept { add(it.m, it.info, it.esp_offset, it.sa); }
     };
     static_assert(std::is_trivially_destructible_v<Item>);
 
