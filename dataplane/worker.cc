@@ -326,6 +326,24 @@ inline void flow_key_v4(const Tuple4& t, FlowKey& key) noexcept
     std::memcpy(&key.sport, &ports, 4);   // sport, dport: adjacent, wire order
 }
 
+// selector_matches() without a FlowKey for IPv4: the tuple is read in place.
+inline bool exact_selector_matches(const SaSelector& s, const rte_mbuf* m, const IpInfo& info) noexcept
+{
+    if (info.family != IpFamily::v4) {
+        FlowKey key;
+        flow_key(m, info, key);
+        return selector_matches(s, key, info.family, info.l4_hidden);
+    }
+    if (s.family != IpFamily::v4 || (info.l4_hidden && s.proto != 0)) return false;
+    const Tuple4 t = tuple_v4(m, info);
+    const uint32_t src = uint32_t(t.addrs), dst = uint32_t(t.addrs >> 32);
+    if (((dst & s.local_mask[0]) != s.local[0]) | ((src & s.remote_mask[0]) != s.remote[0])) return false;
+    if (s.proto == 0) return true;
+    const uint16_t sport = rte_be_to_cpu_16(uint16_t(t.rest >> 32));
+    const uint16_t dport = rte_be_to_cpu_16(uint16_t(t.rest >> 48));
+    return uint8_t(t.rest) == s.proto && s.local_ports.contains(dport) && s.remote_ports.contains(sport);
+}
+
 } // namespace
 
 // One rte_acl call per family for the burst. A packet whose 5-tuple equals
@@ -507,9 +525,7 @@ void Worker::inbound_policy(Burst& b) noexcept
             ask_spd.add(it);
             continue;
         }
-        FlowKey key;
-        flow_key(it.m, it.info, key);
-        if (!selector_matches(it.sa->selector, key, it.info.family, it.info.l4_hidden)) {
+        if (!exact_selector_matches(it.sa->selector, it.m, it.info)) {
             drop(it.m, DropReason::policy_mismatch);
             continue;
         }
