@@ -93,9 +93,9 @@ if [ "$do_callgrind" = 1 ]; then
             total=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
             ir[$kind-$size]=$((total / (bursts * 32)))
             callgrind_annotate --inclusive=yes "$f" 2>/dev/null |
-                sed -n '/file:function/,$p' | sed 's/ \[\/[^]]*\]$//' | head -40 >"$f.inclusive.txt"
+                sed -n '/file:function/,$p' | sed 's/ \[\/[^]]*\]$//' | awk 'NR <= 40' >"$f.inclusive.txt"
             callgrind_annotate "$f" 2>/dev/null |
-                sed -n '/file:function/,$p' | sed 's/ \[\/[^]]*\]$//' | head -40 >"$f.self.txt"
+                sed -n '/file:function/,$p' | sed 's/ \[\/[^]]*\]$//' | awk 'NR <= 40' >"$f.self.txt"
         done
         printf '%5s out: %5d instr/pkt (raw enc %4d, ours %5d)   in w1024+ESN: %5d (raw dec %4d, ours %5d)   in off: %5d (ours %5d)\n' \
             "$size" "${ir[out-$size]}" "${ir[raw_enc-$size]}" $((ir[out-$size] - ir[raw_enc-$size])) \
