@@ -309,7 +309,8 @@ void print_diagnoses(const json& doc)
         if (props.is_object()) {
             const json ours = props.value("ours", json::object());
             std::string o = "IKE " + str(ours, "ike");
-            for (auto& [child, kw] : ours.value("esp", json::object()).items())
+            const json esp = ours.value("esp", json::object());   // named: items() must not outlive it
+            for (auto& [child, kw] : esp.items())
                 o += "; ESP " + child + ": " + (kw.is_string() ? kw.get<std::string>() : "");
             line("our proposals:", o);
             const json peer = props.value("peer", json::object());

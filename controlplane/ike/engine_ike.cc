@@ -613,6 +613,10 @@ void Engine::Impl::auth_response(TimePoint now, IkeSa& sa, std::vector<Payload>&
     std::string why;
     if (!verify_peer(sa, p, false, why)) {
         ++stats.auth_failures;
+        // Tell the responder, which considers the IKE SA up (RFC 7296
+        // §2.21.2 allows this one INFORMATIONAL; no answer is awaited).
+        send_all(sa, protect(sa, header_for(sa, ExchangeType::informational, false, sa.next_mid),
+                             {notify_payload(notify::authentication_failed)}));
         fail(sa, Phase::ike_auth, notify::authentication_failed, auth_failure_detail(why));
         return;
     }
