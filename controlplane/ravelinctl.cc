@@ -331,7 +331,7 @@ void print_diagnoses(const json& doc)
             if (drops.is_object())
                 for (auto& [reason, n] : drops.items()) text += (text.empty() ? "" : ", ") + reason + " " + n.dump();
             line("data-plane drops:", drops.is_object() ? (text.empty() ? "none" : text)
-                                                        : "not available (ravelin-iked runs without a data plane)");
+                                                        : "not reported per tunnel yet (ravelinctl stats: the gateway's drops)");
         }
         line("hint:", str(d, "hint"));
     }
