@@ -269,6 +269,21 @@ void print_conns(const json& doc)
     }
 }
 
+// "phase 1, IKE_AUTH: AUTHENTICATION_FAILED (from the peer; we initiated), 3 s ago"
+std::string failed_line(const json& f)
+{
+    std::string notify = str(f, "notify");
+    std::string what = notify.empty() ? str(f, "reason") : notify;
+    std::string line = "phase " + std::to_string(f.value("phase", 0)) + ", " + str(f, "exchange") + ": " + what;
+    line += str(f, "detected_by") == "peer" ? " (from the peer; " : " (refused by us; ";
+    line += str(f, "role") == "initiator" ? "we initiated)" : "the peer initiated)";
+    std::string child = str(f, "child");
+    if (!child.empty()) line += ", child '" + child + "'";
+    if (f.contains("seconds_ago") && f["seconds_ago"].is_number())
+        line += ", " + std::to_string(f["seconds_ago"].get<long long>()) + " s ago";
+    return line;
+}
+
 void print_diagnoses(const json& doc)
 {
     const auto& list = doc.at("diagnoses");
@@ -280,14 +295,44 @@ void print_diagnoses(const json& doc)
         };
         line("phase 1 (IKE SA):", str(d, "phase1"));
         line("phase 2 (Child SA):", str(d, "phase2"));
-        std::string failed = str(d, "failed_phase");
-        std::string failure = str(d, "failure");
-        if (!failed.empty() || !failure.empty())
-            line("failed:", failed.empty() ? failure : failed + (failure.empty() ? "" : ": " + failure));
-        line("our proposals:", str(d, "our_proposals"));
-        line("peer proposals:", str(d, "peer_proposals"));
+        const json failed = d.value("failed", json());
+        if (failed.is_object()) {
+            line("failed:", failed_line(failed));
+            if (str(failed, "reason") != str(failed, "notify")) line("reason:", str(failed, "reason"));
+        } else {
+            std::string phase = str(d, "failed_phase");
+            std::string failure = str(d, "failure");
+            if (!phase.empty() || !failure.empty())
+                line("failed:", phase.empty() ? failure : phase + (failure.empty() ? "" : ": " + failure));
+        }
+        const json props = d.value("proposals", json());
+        if (props.is_object()) {
+            const json ours = props.value("ours", json::object());
+            std::string o = "IKE " + str(ours, "ike");
+            const json esp = ours.value("esp", json::object());   // named: items() must not outlive it
+            for (auto& [child, kw] : esp.items())
+                o += "; ESP " + child + ": " + (kw.is_string() ? kw.get<std::string>() : "");
+            line("our proposals:", o);
+            const json peer = props.value("peer", json::object());
+            std::string p;
+            if (!str(peer, "ike").empty()) p = "IKE " + str(peer, "ike") + " (" + str(peer, "ike_seen") + ")";
+            if (!str(peer, "esp").empty())
+                p += (p.empty() ? "" : "; ") + std::string("ESP ") + str(peer, "esp") + " (" + str(peer, "esp_seen") + ")";
+            line("peer proposals:", p);
+        } else {
+            line("our proposals:", str(d, "our_proposals"));
+            line("peer proposals:", str(d, "peer_proposals"));
+        }
         line("our selectors:", str(d, "our_ts"));
         line("peer selectors:", str(d, "peer_ts"));
+        if (d.contains("dataplane_drops")) {
+            const json& drops = d["dataplane_drops"];
+            std::string text;
+            if (drops.is_object())
+                for (auto& [reason, n] : drops.items()) text += (text.empty() ? "" : ", ") + reason + " " + n.dump();
+            line("data-plane drops:", drops.is_object() ? (text.empty() ? "none" : text)
+                                                        : "not reported per tunnel yet (ravelinctl stats: the gateway's drops)");
+        }
         line("hint:", str(d, "hint"));
     }
 }

@@ -483,17 +483,15 @@ void Engine::Impl::count_failure(Phase phase, std::string_view failure)
     ++stats.failures[{phase, failure_reason(phase, failure)}];
 }
 
-void Engine::Impl::fail(IkeSa& sa, Phase phase, std::string failure)
+void Engine::Impl::fail(IkeSa& sa, Phase phase, uint16_t notify, std::string detail, Detected by)
 {
-    auto& st = status[sa.conn->name];
-    st.failed_phase = phase;
-    st.failure = failure;
-    count_failure(phase, failure);
-    log_ike()->warn("{}: IKE_SA #{} failed in {}: {}", sa.conn->name, sa.unique_id,
-                    phase == Phase::ike_sa_init ? "IKE_SA_INIT" : phase == Phase::ike_auth ? "IKE_AUTH" : "CHILD",
-                    failure);
-    if (sa.initiator && st.tries_left > 1) {
-        --st.tries_left;
+    const auto& st = note_failure(sa.conn->name, phase, phase == Phase::ike_sa_init ? "IKE_SA_INIT" : "IKE_AUTH",
+                                  by, sa.initiator, notify, std::move(detail));
+    log_ike()->warn("{}: IKE_SA #{} failed in {}: {}{}", sa.conn->name, sa.unique_id, st.exchange,
+                    st.failure, by == Detected::peer ? " (from the peer)" : "");
+    auto& tries = status[sa.conn->name].tries_left;
+    if (sa.initiator && tries > 1) {
+        --tries;
         retry_at[sa.conn->name] = {now_ + retransmit_delay(1), sa.auth_child};
     }
     for (auto& c : sa.children) uninstall(c);
@@ -590,8 +588,8 @@ TimePoint Engine::Impl::tick(TimePoint now)
             if (sa.request->sent > config.daemon.retransmit_tries) {
                 log_ike()->warn("{}: IKE_SA #{}: no answer after {} transmissions", sa.conn->name, sa.unique_id,
                                 sa.request->sent);
-                if (sa.state == IkeState::connecting) { fail(sa, Phase::ike_sa_init, "timeout"); continue; }
-                if (sa.state == IkeState::authenticating) { fail(sa, Phase::ike_auth, "timeout"); continue; }
+                if (sa.state == IkeState::connecting) { fail(sa, Phase::ike_sa_init, 0, "timeout"); continue; }
+                if (sa.state == IkeState::authenticating) { fail(sa, Phase::ike_auth, 0, "timeout"); continue; }
                 // An established peer that went silent: dead peer (RFC 7296 §2.4).
                 bool restart = false;
                 std::string first;
@@ -599,9 +597,7 @@ TimePoint Engine::Impl::tick(TimePoint now)
                     restart |= c.cfg->dpd_action == DpdAction::restart;
                     if (first.empty()) first = c.cfg->name;
                 }
-                auto& st = status[sa.conn->name];
-                st.failed_phase = Phase::none;
-                st.failure = "peer dead (DPD)";
+                note_failure(sa.conn->name, Phase::none, "INFORMATIONAL", Detected::local, true, 0, "peer dead (DPD)");
                 destroy(now, sa, true);
                 if (restart) retry_at[sa.conn->name] = {now + 1s, first};
                 continue;
@@ -902,46 +898,6 @@ std::vector<IkeSaInfo> Engine::list_sas(TimePoint now) const
         out.push_back(std::move(i));
     }
     std::sort(out.begin(), out.end(), [](const IkeSaInfo& a, const IkeSaInfo& b) { return a.unique_id < b.unique_id; });
-    return out;
-}
-
-std::vector<Diagnosis> Engine::diagnose() const
-{
-    const auto& I = *impl_;
-    std::vector<Diagnosis> out;
-    for (const auto& conn : I.config.connections) {
-        Diagnosis d;
-        d.connection = conn.name;
-        d.phase1 = "down";
-        std::vector<std::string> kids;
-        for (const auto& [k, sa] : I.sas) {
-            if (sa->conn->name != conn.name || sa->state == IkeState::dead || sa->state == IkeState::rekeyed) continue;
-            d.phase1 = sa->state == IkeState::established ? "established" : "connecting";
-            for (const auto& c : sa->children)
-                kids.push_back(fmt::format("{}: {}", c.cfg->name, state_name(c.state)));
-        }
-        for (const auto& c : conn.children)
-            if (std::none_of(kids.begin(), kids.end(), [&](const std::string& s) { return s.starts_with(c.name + ":"); }))
-                kids.push_back(c.name + ": not installed");
-        for (const auto& k : kids) d.phase2 += (d.phase2.empty() ? "" : ", ") + k;
-        d.our_proposals = "IKE " + specs_text(conn.proposals, ProtocolId::ike);
-        for (const auto& c : conn.children) {
-            d.our_proposals += "; ESP(" + c.name + ") " + specs_text(c.esp_proposals, ProtocolId::esp);
-            std::string l, r;
-            for (const auto& t : c.local_ts) l += (l.empty() ? "" : " ") + (t.dynamic ? std::string("dynamic") : ts_text(t.ts));
-            for (const auto& t : c.remote_ts) r += (r.empty() ? "" : " ") + (t.dynamic ? std::string("dynamic") : ts_text(t.ts));
-            d.our_ts += (d.our_ts.empty() ? "" : "; ") + c.name + ": " + (l.empty() ? "dynamic" : l) + " === " +
-                        (r.empty() ? "dynamic" : r);
-        }
-        if (auto it = I.status.find(conn.name); it != I.status.end()) {
-            d.failed_phase = it->second.failed_phase;
-            d.failure = it->second.failure;
-            d.peer_proposals = it->second.peer_proposals;
-            d.peer_ts = it->second.peer_ts;
-            d.hint = hint_for(d.failed_phase, d.failure);
-        }
-        out.push_back(std::move(d));
-    }
     return out;
 }
 

@@ -143,7 +143,16 @@ struct IkeSaInfo {
 
 enum class Phase : uint8_t { none, ike_sa_init, ike_auth, child };
 
-// What the last attempt of a connection did, for `ravelinctl diagnose`.
+// One configured child of a connection, for `ravelinctl diagnose`.
+struct ChildDiagnosis {
+    std::string name;
+    std::string state;              // INSTALLED, REKEYING, ... or "not installed"
+    std::string esp_proposals;      // ours, as proposal keywords
+    std::string local_ts, remote_ts;   // ours as configured ("dynamic": the SA's address)
+};
+
+// What the last attempt of a connection did, for `ravelinctl diagnose`. A
+// failure stays until the phase it happened in succeeds.
 struct Diagnosis {
     std::string connection;
     std::string phase1;             // down, connecting, established
@@ -154,6 +163,22 @@ struct Diagnosis {
     std::string peer_proposals;     // what the peer offered, if we saw it
     std::string our_ts, peer_ts;
     std::string hint;               // one line for the operator
+
+    // The failure in detail (failure empty: none).
+    int phase_number = 0;           // 1 = IKE SA, 2 = Child SA, 0 = no failure
+    std::string exchange;           // IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL
+    std::string notify;             // the error notify by name, sent or received ("" = none)
+    std::string reason;             // in words ("pre-shared key mismatch")
+    bool by_peer = false;           // the peer refused (sent the notify); else we did
+    bool as_initiator = false;      // our role in the failed exchange
+    std::string child;              // Phase 2: the child config concerned
+    TimePoint failed_at{};
+    // Proposals as keywords; the peer's as it offered them (we responded)
+    // or answered (we initiated).
+    std::string our_ike_keywords;
+    std::string peer_ike_keywords, peer_esp_keywords;
+    bool peer_ike_answered = false, peer_esp_answered = false;
+    std::vector<ChildDiagnosis> children;
 };
 
 struct EngineStats {

@@ -154,14 +154,15 @@ std::optional<uint16_t> Engine::Impl::respond_child(TimePoint now, IkeSa& sa, co
                                                     ByteView ni, ByteView nr, bool in_auth,
                                                     std::vector<Payload>& out, ChildSa* rekeying)
 {
-    auto error = [&](uint16_t type, Bytes data = {}) -> std::optional<uint16_t> {
+    // `child`: the config concerned, when one is (none matched: the only one).
+    auto error = [&](uint16_t type, Bytes data = {}, std::string detail = {},
+                     const ChildConfig* child = nullptr) -> std::optional<uint16_t> {
         out.clear();
         out.push_back(notify_payload(type, std::move(data)));
-        auto& st = status[sa.conn->name];
         if (type != notify::invalid_ke_payload) {
-            st.failed_phase = Phase::child;
-            st.failure = std::string(notify_name(type));
-            count_failure(Phase::child, st.failure);
+            if (!child && sa.conn->children.size() == 1) child = &sa.conn->children.front();
+            note_failure(sa.conn->name, Phase::child, in_auth ? "IKE_AUTH" : "CREATE_CHILD_SA", Detected::local,
+                         false, type, std::move(detail), child ? child->name : std::string{});
         }
         return type;
     };
@@ -172,7 +173,8 @@ std::optional<uint16_t> Engine::Impl::respond_child(TimePoint now, IkeSa& sa, co
     bool transport_mode = find_notify(p, notify::use_transport_mode) != nullptr;
     auto& st = status[sa.conn->name];
     st.peer_ts = ts_list_text(tsi->selectors) + " === " + ts_list_text(tsr->selectors);
-    st.peer_proposals = proposals_text(sap->proposals, ProtocolId::esp);
+    st.peer_esp = sap->proposals;
+    st.peer_esp_answered = false;
 
     const ChildConfig* cfg = nullptr;
     std::vector<TrafficSelector> local, remote;
@@ -194,16 +196,18 @@ std::optional<uint16_t> Engine::Impl::respond_child(TimePoint now, IkeSa& sa, co
     }
     if (!cfg) {
         log_ike()->info("{}: no child matches traffic selectors {}", sa.conn->name, st.peer_ts);
-        return error(notify::ts_unacceptable);
+        return error(notify::ts_unacceptable, {}, "no child's selectors overlap the peer's");
     }
     const auto* ke = find_payload<KePayload>(p, PayloadType::ke);
     std::optional<SelectedSuite> chosen;
+    bool pfs_missing = false;
     if (in_auth || !ke) {
         auto specs = without_dh(cfg->esp_proposals);
         // Without a KE, a config that insists on PFS accepts nothing.
         bool pfs_required = !in_auth && std::all_of(cfg->esp_proposals.begin(), cfg->esp_proposals.end(),
                                                     [](const ProposalSpec& s) { return !s.dh.empty(); });
         if (!pfs_required) chosen = select_proposal(strip_dh(sap->proposals), specs);
+        pfs_missing = pfs_required;
     } else {
         chosen = select_proposal(sap->proposals, cfg->esp_proposals);
         // We chose no DH group but the peer sent a KE: unless that proposal
@@ -219,8 +223,12 @@ std::optional<uint16_t> Engine::Impl::respond_child(TimePoint now, IkeSa& sa, co
             }
     }
     if (!chosen || chosen->spi.size() != 4) {
-        log_ike()->info("{}: no acceptable ESP proposal (offered {})", sa.conn->name, st.peer_proposals);
-        return error(notify::no_proposal_chosen);
+        log_ike()->info("{}: no acceptable ESP proposal (offered {})", sa.conn->name,
+                        proposals_text(sap->proposals, ProtocolId::esp));
+        return error(notify::no_proposal_chosen, {},
+                     pfs_missing ? "the peer offers no PFS, our esp_proposals all require a DH group"
+                                     : "none of the peer's ESP proposals is acceptable",
+                     cfg);
     }
     Bytes shared;
     std::unique_ptr<DhKey> dh;
@@ -260,8 +268,7 @@ std::optional<uint16_t> Engine::Impl::respond_child(TimePoint now, IkeSa& sa, co
     log_ike()->info("{}: CHILD_SA {}{{{}}} established with SPIs {:08x}_i {:08x}_o and TS {} === {}", sa.conn->name,
                     cfg->name, c.unique_id, spi_in, spi_out, ts_list_text(local), ts_list_text(remote));
     ++stats.child_installed;
-    st.failed_phase = Phase::none;
-    st.failure.clear();
+    clear_failure(sa.conn->name);
     sa.children.push_back(std::move(c));
     return std::nullopt;
 }
@@ -280,6 +287,10 @@ bool Engine::Impl::complete_child(TimePoint now, IkeSa& sa, Request& req, const 
     const auto* tsi = find_payload<TsPayload>(p, PayloadType::tsi);
     const auto* tsr = find_payload<TsPayload>(p, PayloadType::tsr);
     if (!sap || !tsi || !tsr || sap->proposals.size() != 1) { why = "malformed Child SA response"; return false; }
+    auto& st = status[sa.conn->name];   // the peer's answer, for diagnose()
+    st.peer_esp = sap->proposals;
+    st.peer_esp_answered = true;
+    st.peer_ts = ts_list_text(tsi->selectors) + " === " + ts_list_text(tsr->selectors);
     auto specs = req.dh ? cfg->esp_proposals : without_dh(cfg->esp_proposals);
     auto chosen = accept_response(sap->proposals[0], specs);
     if (!chosen || chosen->spi.size() != 4) { why = "peer chose an ESP proposal we did not offer"; return false; }
@@ -293,7 +304,7 @@ bool Engine::Impl::complete_child(TimePoint now, IkeSa& sa, Request& req, const 
             why = "peer widened TSr";
             return false;
         }
-    if (tsi->selectors.empty() || tsr->selectors.empty()) { why = "empty traffic selectors"; return false; }
+    if (tsi->selectors.empty() || tsr->selectors.empty()) { why = "peer narrowed the traffic selectors to nothing"; return false; }
     Bytes shared;
     if (chosen->dh) {
         const auto* ke = find_payload<KePayload>(p, PayloadType::ke);
@@ -319,8 +330,7 @@ bool Engine::Impl::complete_child(TimePoint now, IkeSa& sa, Request& req, const 
         forget_nonces(c);
     }
     sa.children.push_back(std::move(c));
-    status[sa.conn->name].failed_phase = Phase::none;
-    status[sa.conn->name].failure.clear();
+    clear_failure(sa.conn->name);
 
     if (req.old_spi) {
         // Rekey done. A collision (the peer rekeyed the same SA meanwhile):
@@ -480,11 +490,9 @@ void Engine::Impl::create_child_response(TimePoint now, IkeSa& sa, Request& req,
         }
     }
     if (err) {
-        auto& st = status[sa.conn->name];
         if (err != notify::temporary_failure && err != notify::child_sa_not_found) {
-            st.failed_phase = Phase::child;
-            st.failure = std::string(notify_name(err));
-            count_failure(Phase::child, st.failure);
+            note_failure(sa.conn->name, Phase::child, "CREATE_CHILD_SA", Detected::peer, true, err, {},
+                         old ? old->cfg->name : req.child);
         }
         log_ike()->info("{}: CREATE_CHILD_SA for '{}' failed: {}", sa.conn->name, req.child, notify_name(err));
         if (old && old->state == ChildState::rekeying) {
@@ -499,9 +507,8 @@ void Engine::Impl::create_child_response(TimePoint now, IkeSa& sa, Request& req,
     if (!nr || !complete_child(now, sa, req, p, view(req.nonce), view(nr->data), why)) {
         if (why.empty()) why = "no nonce in the response";
         log_ike()->info("{}: CREATE_CHILD_SA response refused: {}", sa.conn->name, why);
-        status[sa.conn->name].failed_phase = Phase::child;
-        status[sa.conn->name].failure = why;
-        count_failure(Phase::child, why);
+        note_failure(sa.conn->name, Phase::child, "CREATE_CHILD_SA", Detected::local, true, 0, why,
+                     old ? old->cfg->name : req.child);
         if (old && old->state == ChildState::rekeying) {
             old->state = ChildState::installed;
             old->rekey_at = now + 30s;
@@ -513,6 +520,18 @@ void Engine::Impl::create_child_response(TimePoint now, IkeSa& sa, Request& req,
 
 void Engine::Impl::informational_request(TimePoint now, IkeSa& sa, uint32_t mid, std::vector<Payload>& p)
 {
+    if (find_notify(p, notify::authentication_failed)) {
+        // The initiator did not accept our IKE_AUTH response (our identity
+        // or AUTH) and closed the IKE SA on its side (RFC 7296 §2.21.2).
+        ++stats.auth_failures;
+        note_failure(sa.conn->name, Phase::ike_auth, "IKE_AUTH", Detected::peer, sa.initiator,
+                     notify::authentication_failed, "the peer refused our authentication after IKE_AUTH");
+        log_ike()->warn("{}: IKE_SA #{}: the peer sent AUTHENTICATION_FAILED, deleting it", sa.conn->name,
+                        sa.unique_id);
+        respond(sa, ExchangeType::informational, mid, {});
+        destroy(now, sa, true);
+        return;
+    }
     std::vector<uint32_t> ours;
     bool delete_ike_sa = false;
     for (const auto& pl : p) {

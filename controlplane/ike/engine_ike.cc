@@ -65,9 +65,7 @@ IkeSa* Engine::Impl::initiate_ike(TimePoint now, const ConnectionConfig& conn, c
     }
     IkeSa& ref = *sa;
     sas.emplace(sa->spi_i, std::move(sa));
-    auto& st = status[conn.name];
-    st.failed_phase = Phase::none;
-    st.failure.clear();
+    // A failure stays for diagnose() until this attempt gets past it.
     log_ike()->info("{}: initiating IKE_SA #{} to {}", conn.name, ref.unique_id, to_string(ref.remote));
     send_init(now, ref);
     return &ref;
@@ -224,7 +222,8 @@ void Engine::Impl::init_request(TimePoint now, const Endpoint& local, const Endp
         return;
     }
     auto& st = status[conn->name];
-    st.peer_proposals = proposals_text(sap->proposals, ProtocolId::ike);
+    st.peer_ike = sap->proposals;
+    st.peer_ike_answered = false;
 
     // Prefer the group the initiator already sent a KE for, if acceptable.
     std::optional<SelectedSuite> chosen = select_ike_proposal(sap->proposals, conn->proposals, ke->group);
@@ -232,10 +231,9 @@ void Engine::Impl::init_request(TimePoint now, const Endpoint& local, const Endp
         if (chosen && p.number == chosen->number && !p.spi.empty()) chosen.reset();  // SPI must be empty here
     if (!chosen) {
         log_ike()->info("{}: no acceptable IKE proposal from {} (offered {})", conn->name, to_string(remote),
-                        st.peer_proposals);
-        st.failed_phase = Phase::ike_sa_init;
-        st.failure = "NO_PROPOSAL_CHOSEN";
-        count_failure(Phase::ike_sa_init, st.failure);
+                        proposals_text(sap->proposals, ProtocolId::ike));
+        note_failure(conn->name, Phase::ike_sa_init, "IKE_SA_INIT", Detected::local, false, notify::no_proposal_chosen,
+                     "none of the peer's IKE proposals is acceptable");
         send_plain({notify_payload(notify::no_proposal_chosen)}, 0);
         return;
     }
@@ -262,7 +260,8 @@ void Engine::Impl::init_request(TimePoint now, const Endpoint& local, const Endp
     sa->dh = new_dh(chosen->dh);
     if (!sa->dh || !derive_keys(*sa, view(ke->data))) {
         log_ike()->info("{}: invalid KE from {}", conn->name, to_string(remote));
-        count_failure(Phase::ike_sa_init, "INVALID_SYNTAX");
+        note_failure(conn->name, Phase::ike_sa_init, "IKE_SA_INIT", Detected::local, false, notify::invalid_syntax,
+                     "invalid KE payload from the peer");
         send_plain({notify_payload(notify::invalid_syntax)}, 0);
         return;
     }
@@ -323,7 +322,7 @@ void Engine::Impl::init_response(TimePoint now, IkeSa& sa, ByteView datagram, co
     }
     const auto& p = m.payloads;
     if (const auto* c = find_notify(p, notify::cookie)) {
-        if (sa.init_attempts > 3 || c->data.empty() || c->data.size() > 64) { fail(sa, Phase::ike_sa_init, "COOKIE loop"); return; }
+        if (sa.init_attempts > 3 || c->data.empty() || c->data.size() > 64) { fail(sa, Phase::ike_sa_init, 0, "COOKIE loop"); return; }
         sa.cookie = c->data;
         sa.request.reset();
         send_init(now, sa);
@@ -335,7 +334,10 @@ void Engine::Impl::init_response(TimePoint now, IkeSa& sa, ByteView datagram, co
         for (const auto& spec : sa.conn->proposals)
             for (const auto& t : spec.dh) offered |= t.id == group;
         if (!offered || sa.init_attempts > 3 || group == sa.dh->group()) {
-            fail(sa, Phase::ike_sa_init, "INVALID_KE_PAYLOAD");
+            fail(sa, Phase::ike_sa_init, notify::invalid_ke_payload,
+                 offered ? "the peer keeps asking for another DH group"
+                         : fmt::format("the peer wants DH group {} ({}), which we do not offer", group, dh_name(group)),
+                 Detected::peer);
             return;
         }
         log_ike()->info("{}: peer wants DH group {}, retrying", sa.conn->name, group);
@@ -347,20 +349,21 @@ void Engine::Impl::init_response(TimePoint now, IkeSa& sa, ByteView datagram, co
     for (const auto& pl : p)
         if (const auto* n = std::get_if<NotifyPayload>(&pl.body))
             if (is_error_notify(n->type)) {
-                fail(sa, Phase::ike_sa_init, std::string(notify_name(n->type)));
+                fail(sa, Phase::ike_sa_init, n->type, {}, Detected::peer);
                 return;
             }
     const auto* sap = find_payload<SaPayload>(p, PayloadType::sa);
     const auto* ke = find_payload<KePayload>(p, PayloadType::ke);
     const auto* nr = find_payload<NoncePayload>(p, PayloadType::nonce);
     if (!sap || !ke || !nr || sap->proposals.size() != 1 || m.header.spi_r == 0) {
-        fail(sa, Phase::ike_sa_init, "malformed IKE_SA_INIT response");
+        fail(sa, Phase::ike_sa_init, 0, "malformed IKE_SA_INIT response");
         return;
     }
     auto chosen = accept_response(sap->proposals[0], sa.conn->proposals);
     if (!chosen || chosen->dh != ke->group || ke->group != sa.dh->group()) {
-        status[sa.conn->name].peer_proposals = proposals_text(sap->proposals, ProtocolId::ike);
-        fail(sa, Phase::ike_sa_init, "peer chose a proposal we did not offer");
+        status[sa.conn->name].peer_ike = sap->proposals;
+        status[sa.conn->name].peer_ike_answered = true;
+        fail(sa, Phase::ike_sa_init, 0, "peer chose a proposal we did not offer");
         return;
     }
     sa.selected = *chosen;
@@ -368,7 +371,7 @@ void Engine::Impl::init_response(TimePoint now, IkeSa& sa, ByteView datagram, co
     sa.nr = nr->data;
     sa.request.reset();
     if (!derive_keys(sa, view(ke->data))) {
-        fail(sa, Phase::ike_sa_init, "invalid KE payload from the peer");
+        fail(sa, Phase::ike_sa_init, 0, "invalid KE payload from the peer");
         return;
     }
     check_nat(sa, p, sa.local, sa.remote);
@@ -509,7 +512,7 @@ void Engine::Impl::send_auth(TimePoint now, IkeSa& sa)
     if (!conn.remote.id.any && !conn.remote.id.text.empty())
         p.push_back(Payload{PayloadType::idr, false, conn.remote.id.id});
     auto auth = make_auth(sa, true);
-    if (!auth) { fail(sa, Phase::ike_auth, "no credentials to authenticate with"); return; }
+    if (!auth) { fail(sa, Phase::ike_auth, 0, "no credentials to authenticate with"); return; }
     p.push_back(Payload{PayloadType::auth, false, *auth});
     bool other = false;
     for (auto& [k, o] : sas) other |= o.get() != &sa && o->conn->name == conn.name && o->state == IkeState::established;
@@ -552,10 +555,8 @@ void Engine::Impl::auth_request(TimePoint now, IkeSa& sa, uint32_t mid, std::vec
         log_ike()->info("{}: IKE_SA #{} peer authentication failed: {}", sa.conn->name, sa.unique_id, why);
         respond(sa, ExchangeType::ike_auth, mid, {notify_payload(notify::authentication_failed)});
         ++stats.auth_failures;
-        auto& st = status[sa.conn->name];
-        st.failed_phase = Phase::ike_auth;
-        st.failure = why.starts_with("AUTHENTICATION_FAILED") ? "AUTHENTICATION_FAILED" : why;
-        count_failure(Phase::ike_auth, st.failure);
+        note_failure(sa.conn->name, Phase::ike_auth, "IKE_AUTH", Detected::local, false,
+                     notify::authentication_failed, auth_failure_detail(why));
         sa.state = IkeState::dead;
         return;
     }
@@ -563,7 +564,7 @@ void Engine::Impl::auth_request(TimePoint now, IkeSa& sa, uint32_t mid, std::vec
     auto auth = make_auth(sa, false);
     if (!auth) {
         respond(sa, ExchangeType::ike_auth, mid, {notify_payload(notify::authentication_failed)});
-        fail(sa, Phase::ike_auth, "no credentials to authenticate with");
+        fail(sa, Phase::ike_auth, 0, "no credentials to authenticate with");
         return;
     }
     std::vector<Payload> out;
@@ -606,13 +607,17 @@ void Engine::Impl::auth_response(TimePoint now, IkeSa& sa, std::vector<Payload>&
             if (n->type == notify::authentication_failed || n->type == notify::invalid_syntax ||
                 n->type == notify::unsupported_critical_payload) {
                 ++stats.auth_failures;
-                fail(sa, Phase::ike_auth, std::string(notify_name(n->type)));
+                fail(sa, Phase::ike_auth, n->type, {}, Detected::peer);
                 return;
             }
     std::string why;
     if (!verify_peer(sa, p, false, why)) {
         ++stats.auth_failures;
-        fail(sa, Phase::ike_auth, why.starts_with("AUTHENTICATION_FAILED") ? "AUTHENTICATION_FAILED" : why);
+        // Tell the responder, which considers the IKE SA up (RFC 7296
+        // §2.21.2 allows this one INFORMATIONAL; no answer is awaited).
+        send_all(sa, protect(sa, header_for(sa, ExchangeType::informational, false, sa.next_mid),
+                             {notify_payload(notify::authentication_failed)}));
+        fail(sa, Phase::ike_auth, notify::authentication_failed, auth_failure_detail(why));
         return;
     }
     established(now, sa);
@@ -632,12 +637,10 @@ void Engine::Impl::auth_response(TimePoint now, IkeSa& sa, std::vector<Payload>&
         for (const auto& pl : p)
             if (const auto* n = std::get_if<NotifyPayload>(&pl.body))
                 if (is_error_notify(n->type)) err = n->type;
-        auto& st = status[sa.conn->name];
         if (err) {
-            st.failed_phase = Phase::child;
-            st.failure = std::string(notify_name(err));
-            count_failure(Phase::child, st.failure);
-            log_ike()->info("{}: IKE SA up, but the Child SA '{}' failed: {}", sa.conn->name, sa.auth_child, st.failure);
+            note_failure(sa.conn->name, Phase::child, "IKE_AUTH", Detected::peer, true, err, {}, sa.auth_child);
+            log_ike()->info("{}: IKE SA up, but the Child SA '{}' failed: {}", sa.conn->name, sa.auth_child,
+                            notify_name(err));
         } else {
             Request req;
             req.kind = ExchangeKind::create_child;
@@ -647,9 +650,7 @@ void Engine::Impl::auth_response(TimePoint now, IkeSa& sa, std::vector<Payload>&
             req.tsr = sa.auth_tsr;
             req.nonce = sa.ni;
             if (!complete_child(now, sa, req, p, view(sa.ni), view(sa.nr), why)) {
-                st.failed_phase = Phase::child;
-                st.failure = why;
-                count_failure(Phase::child, why);
+                note_failure(sa.conn->name, Phase::child, "IKE_AUTH", Detected::local, true, 0, why, sa.auth_child);
                 log_ike()->info("{}: Child SA '{}' from IKE_AUTH refused: {}", sa.conn->name, sa.auth_child, why);
             }
         }
@@ -685,9 +686,7 @@ void Engine::Impl::established(TimePoint now, IkeSa& sa)
     for (auto it = half_open_index.begin(); it != half_open_index.end();)
         it = it->second == sa.our_spi() ? half_open_index.erase(it) : std::next(it);
     ++stats.ike_established;
-    auto& st = status[sa.conn->name];
-    st.failed_phase = Phase::none;
-    st.failure.clear();
+    clear_failure(sa.conn->name);
     retry_at.erase(sa.conn->name);
     log_ike()->info("{}: IKE_SA #{} established between {} '{}' and {} '{}' ({}{})", sa.conn->name, sa.unique_id,
                     to_string(sa.local), id_text(sa.local_id), to_string(sa.remote), id_text(sa.remote_id),

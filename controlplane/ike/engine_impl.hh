@@ -36,7 +36,7 @@ int64_t seconds_between(TimePoint from, TimePoint to);
 inline std::string hex64(uint64_t v) { return fmt::format("{:016x}", v); }
 
 std::string_view notify_name(uint16_t t);
-std::string hint_for(Phase phase, std::string_view failure);
+std::string auth_failure_detail(std::string_view why);   // engine_diagnose.cc
 Bytes id_body(const IdPayload& id);
 bool same_id(const IdPayload& a, const IdPayload& b);
 
@@ -219,10 +219,25 @@ struct IkeSa {
     }
 };
 
+// Who noticed a failure: we refused (and sent the notify, if any), or the
+// peer did (its notify reached us).
+enum class Detected : uint8_t { local, peer };
+
+// A connection's last failure and what the peer showed us, for diagnose()
+// (engine_diagnose.cc); set through note_failure(), cleared on success.
 struct ConnStatus {
     Phase failed_phase = Phase::none;
-    std::string failure;
-    std::string peer_proposals;
+    std::string failure;            // the notify's name, else `detail`
+    std::string notify;
+    std::string detail;
+    std::string exchange;
+    std::string child;
+    Detected detected = Detected::local;
+    bool initiator = false;         // our role in the failed exchange
+    TimePoint at{};
+    // The peer's proposals: offered (we responded) or answered (we initiated).
+    std::vector<Proposal> peer_ike, peer_esp;
+    bool peer_ike_answered = false, peer_esp_answered = false;
     std::string peer_ts;
     unsigned tries_left = 0;
     bool adopted = false;           // next IKE_AUTH without INITIAL_CONTACT (Engine::adopt)
@@ -435,7 +450,12 @@ struct Engine::Impl {
     void informational_request(TimePoint now, IkeSa& sa, uint32_t mid, std::vector<Payload>& p);
     void delete_ike(TimePoint now, IkeSa& sa);
     void destroy(TimePoint now, IkeSa& sa, bool remove_children);
-    void fail(IkeSa& sa, Phase phase, std::string failure);
+    // An initiator's IKE SA failed: note it, count a try, kill the SA.
+    void fail(IkeSa& sa, Phase phase, uint16_t notify, std::string detail, Detected by = Detected::local);
+    // Records a connection's failure (engine_diagnose.cc). notify = 0: none.
+    ConnStatus& note_failure(const std::string& conn, Phase phase, std::string_view exchange, Detected by,
+                             bool initiator, uint16_t notify, std::string detail, std::string child = {});
+    void clear_failure(const std::string& conn);
     void schedule(TimePoint now, IkeSa& sa);
     void after_child_change(IkeSa& sa);
 

@@ -83,27 +83,6 @@ std::string failure_reason(Phase phase, std::string_view failure)
 
 namespace detail {
 
-std::string hint_for(Phase phase, std::string_view failure)
-{
-    if (failure == "NO_PROPOSAL_CHOSEN")
-        return phase == Phase::ike_sa_init
-                   ? "Phase 1 proposals do not overlap: compare `proposals` on both sides"
-                   : "Phase 2 (ESP) proposals do not overlap: compare `esp_proposals`, incl. PFS group and ESN";
-    if (failure == "AUTHENTICATION_FAILED")
-        return "check the pre-shared key / certificates and that local/remote `id` match the other side";
-    if (failure == "TS_UNACCEPTABLE")
-        return "traffic selectors do not overlap: compare local_ts/remote_ts with the peer's (mirrored)";
-    if (failure == "INVALID_KE_PAYLOAD")
-        return "DH group mismatch: the peer asked for another group than the first one we proposed";
-    if (failure == "timeout")
-        return "no answer from the peer: check reachability of UDP 500/4500, remote_addrs, and that the peer runs";
-    if (failure.starts_with("identity"))
-        return "the peer's identity is not the configured remote id";
-    if (failure.starts_with("certificate"))
-        return "the peer's certificate did not validate against the configured CAs";
-    return {};
-}
-
 // ID payload body as it enters the AUTH computation (RFC 7296 §2.15: IDx').
 Bytes id_body(const IdPayload& id)
 {

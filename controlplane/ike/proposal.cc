@@ -469,4 +469,73 @@ std::string describe(const SelectedSuite& suite, ProtocolId protocol)
     return out;
 }
 
+// --- proposals as keywords -----------------------------------------------------
+
+namespace {
+
+// Spellings parse_proposal accepts but that are not the usual name.
+bool alias_keyword(std::string_view name)
+{
+    return name == "aes" || name == "curve25519" || name.ends_with("gcm128");
+}
+
+std::string transform_keyword(const Transform& t)
+{
+    for (const Keyword& k : keywords)
+        if (k.type == t.type && k.id == t.id && k.key_bits == t.key_bits && !alias_keyword(k.name))
+            return std::string(k.name);
+    switch (t.type) {
+    case TransformType::encr:
+        return encr_label(t.id) + (t.key_bits ? "_" + std::to_string(t.key_bits) : std::string());
+    case TransformType::prf: return prf_label(t.id);
+    case TransformType::integ: return integ_label(t.id);
+    case TransformType::dh: return dh_label(t.id);
+    case TransformType::esn: return t.id ? "esn" : "noesn";
+    }
+    return "?";
+}
+
+} // namespace
+
+std::string proposal_keywords(const Proposal& p)
+{
+    std::vector<Transform> of[5];
+    for (const auto& t : p.transforms) {
+        auto i = std::size_t(t.type) - 1;   // encr = 1 ... esn = 5
+        if (i < 5) of[i].push_back(t);
+    }
+    auto& encrs = of[std::size_t(TransformType::encr) - 1];
+    auto& prfs = of[std::size_t(TransformType::prf) - 1];
+    auto& integs = of[std::size_t(TransformType::integ) - 1];
+    auto& dhs = of[std::size_t(TransformType::dh) - 1];
+    auto& esns = of[std::size_t(TransformType::esn) - 1];
+    // The PRFs the integrity keywords bring, in order: then prf* is implied.
+    std::vector<uint16_t> implied;
+    for (const auto& t : integs)
+        for (const Keyword& k : keywords)
+            if (k.type == I && k.id == t.id && k.implied_prf) implied.push_back(k.implied_prf);
+    std::vector<uint16_t> prf_ids;
+    for (const auto& t : prfs) prf_ids.push_back(t.id);
+    bool prf_implied = !integs.empty() && prf_ids == implied;
+
+    std::string out;
+    auto add = [&](const Transform& t) { out += (out.empty() ? "" : "-") + transform_keyword(t); };
+    for (const auto& t : encrs) add(t);
+    for (const auto& t : integs) add(t);
+    if (p.protocol == ProtocolId::ike && !prf_implied)
+        for (const auto& t : prfs) add(t);
+    for (const auto& t : dhs)
+        if (t.id != 0) add(t);
+    if (p.protocol != ProtocolId::ike && !(esns.size() == 1 && esns[0].id == 0))
+        for (const auto& t : esns) add(t);
+    return out;
+}
+
+std::string proposals_keywords(const std::vector<Proposal>& v)
+{
+    std::string out;
+    for (const auto& p : v) out += (out.empty() ? "" : ", ") + proposal_keywords(p);
+    return out;
+}
+
 } // namespace ravelin::ike

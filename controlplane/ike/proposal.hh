@@ -77,4 +77,14 @@ std::optional<SelectedSuite> accept_response(const Proposal& answer,
 // "AES_GCM_16_256/PRF_HMAC_SHA2_256/CURVE_25519" as swanctl --list-sas prints it.
 std::string describe(const SelectedSuite& suite, ProtocolId protocol);
 
+// A proposal as the proposal string that would configure it, for operators
+// comparing what a peer sent with their own `proposals`/`esp_proposals`:
+// "aes128-sha1-modp1024", "aes256gcm16-prfsha256-x25519", "aes128-sha256-esn".
+// An IKE PRF is left out when the integrity keywords imply exactly it; ESP's
+// default noesn is left out. A transform without a keyword shows its IANA
+// name ("AES_CTR_128", "DH_31") so nothing the peer offered is hidden.
+std::string proposal_keywords(const Proposal& p);
+// Several, comma-separated ("aes256gcm16-prfsha256-x25519, aes128-sha256-modp2048").
+std::string proposals_keywords(const std::vector<Proposal>& v);
+
 } // namespace ravelin::ike

@@ -202,22 +202,54 @@ json connections_json(const ike::IkeConfig& config)
     return {{"connections", std::move(list)}};
 }
 
-json diagnoses_json(const std::vector<ike::Diagnosis>& list)
+json diagnoses_json(const std::vector<ike::Diagnosis>& list, ike::TimePoint now, const TunnelDropsFn& tunnel_drops)
 {
+    auto or_null = [](const std::string& s) { return s.empty() ? json(nullptr) : json(s); };
     json out = json::array();
-    for (const auto& d : list)
+    for (const auto& d : list) {
+        json failed = nullptr;
+        if (d.phase_number) {
+            failed = {
+                {"phase", d.phase_number},
+                {"exchange", d.exchange},
+                {"notify", or_null(d.notify)},
+                {"reason", d.reason},
+                {"detected_by", d.by_peer ? "peer" : "local"},
+                {"role", d.as_initiator ? "initiator" : "responder"},
+                {"child", or_null(d.child)},
+                {"seconds_ago", now == ike::TimePoint{} ? json(nullptr)
+                                    : json(std::chrono::duration_cast<std::chrono::seconds>(now - d.failed_at).count())},
+            };
+        }
+        json ours_esp = json::object(), children = json::array();
+        for (const auto& c : d.children) {
+            ours_esp[c.name] = c.esp_proposals;
+            children.push_back({{"name", c.name}, {"state", c.state}, {"esp_proposals", c.esp_proposals},
+                                {"local_ts", c.local_ts}, {"remote_ts", c.remote_ts}});
+        }
         out.push_back({
             {"connection", d.connection},
             {"phase1", d.phase1},
             {"phase2", d.phase2},
             {"failed_phase", phase_json(d.failed_phase)},
             {"failure", d.failure},
+            {"failed", std::move(failed)},
             {"our_proposals", d.our_proposals},
             {"peer_proposals", d.peer_proposals},
+            {"proposals",
+             {{"ours", {{"ike", d.our_ike_keywords}, {"esp", std::move(ours_esp)}}},
+              {"peer",
+               {{"ike", or_null(d.peer_ike_keywords)},
+                {"ike_seen", d.peer_ike_keywords.empty() ? json(nullptr) : json(d.peer_ike_answered ? "answered" : "offered")},
+                {"esp", or_null(d.peer_esp_keywords)},
+                {"esp_seen", d.peer_esp_keywords.empty() ? json(nullptr) : json(d.peer_esp_answered ? "answered" : "offered")}}}}},
             {"our_ts", d.our_ts},
             {"peer_ts", d.peer_ts},
+            {"children", std::move(children)},
+            {"dataplane_drops", tunnel_drops ? tunnel_drops(d.connection) : json(nullptr)},
             {"hint", d.hint},
         });
+    }
     return {{"diagnoses", std::move(out)}};
 }
 
@@ -258,7 +290,7 @@ json Commands::handle(const json& request)
         std::vector<ike::Diagnosis> picked;
         for (auto& d : all)
             if (name.empty() || d.connection == name) picked.push_back(std::move(d));
-        return diagnoses_json(picked);
+        return diagnoses_json(picked, now, hooks_.tunnel_drops);
     }
     if (command == "initiate" || command == "terminate" || command == "rekey") {
         std::string conn = opt_string(request, "connection");

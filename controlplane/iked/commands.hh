@@ -32,7 +32,11 @@ namespace ravelin::iked {
 nlohmann::json suite_json(const ike::SelectedSuite& s, bool ike);
 nlohmann::json sas_json(const std::vector<ike::IkeSaInfo>& sas);
 nlohmann::json connections_json(const ike::IkeConfig& config);
-nlohmann::json diagnoses_json(const std::vector<ike::Diagnosis>& list);
+// Data-plane drops by reason ({"reason": count}) for one connection's
+// Child SAs; null when there is no data plane to ask.
+using TunnelDropsFn = std::function<nlohmann::json(const std::string& connection)>;
+nlohmann::json diagnoses_json(const std::vector<ike::Diagnosis>& list, ike::TimePoint now = {},
+                              const TunnelDropsFn& tunnel_drops = {});
 nlohmann::json engine_stats_json(const ike::EngineStats& s);
 
 // --- the handler ----------------------------------------------------------------
@@ -46,6 +50,11 @@ struct CommandHooks {
     // Attached mode: adds the data plane's live counters to list-sas'
     // children ("in"/"out": packets, bytes, idle_s).
     std::function<void(nlohmann::json& sas)> sa_counters;
+    // diagnose's "dataplane_drops" per connection: the data plane's drop
+    // counters of the connection's SAs, by reason. Unset while ravelin-iked
+    // runs standalone (the field is then null); the data-plane integration
+    // sets it.
+    TunnelDropsFn tunnel_drops;
 };
 
 class Commands final : public ControlHandler {

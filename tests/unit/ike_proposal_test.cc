@@ -577,5 +577,44 @@ TEST(IkeProposal, AcceptEspResponseNeedsEsn)
     EXPECT_TRUE(accept_response(answer, ours_noesn));
 }
 
+// Proposals rendered as the string that configures them (diagnose's hints).
+TEST(IkeProposal, KeywordsRoundTripConfiguredProposals)
+{
+    for (std::string_view text : {"aes256gcm16-prfsha256-x25519", "aes128-sha256-modp2048",
+                                  "aes128-aes256-sha256-sha384-ecp256-modp3072",
+                                  "aes256-sha256-prfsha512-ecp384", "chacha20poly1305-prfsha384-x25519"}) {
+        auto spec = parse_ok(text);
+        EXPECT_EQ(proposal_keywords(spec.to_proposal(1, {})), text);
+    }
+    for (std::string_view text : {"aes256gcm16-x25519", "aes128-sha256", "aes256gcm16-esn",
+                                  "aes128gmac", "aes256-sha512-modp4096-esn-noesn"}) {
+        auto spec = parse_ok(text, ProtocolId::esp);
+        EXPECT_EQ(proposal_keywords(spec.to_proposal(1, {})), text);
+    }
+    // Legacy keywords are named too (a peer offering them must be recognisable).
+    EXPECT_EQ(proposal_keywords(parse_ok("aes128-sha1-modp1024", ProtocolId::ike, true).to_proposal(1, {})),
+              "aes128-sha1-modp1024");
+}
+
+TEST(IkeProposal, KeywordsOfWhatAPeerOffers)
+{
+    // AES-CTR (13) and Curve448 (32) have no keyword here: they show by number.
+    Proposal p;
+    p.protocol = ProtocolId::ike;
+    p.transforms = {T(TT::encr, 13, 128), T(TT::integ, integ::hmac_sha2_256_128), T(TT::prf, prf::hmac_sha2_256),
+                    T(TT::dh, 32), T(TT::dh, dh::modp2048)};
+    EXPECT_EQ(proposal_keywords(p), "ENCR_13_128-sha256-DH_32-modp2048");   // prfsha256 implied by sha256
+    // An IKE PRF the integrity does not imply is spelled out.
+    p.transforms = {T(TT::encr, encr::aes_cbc, 128), T(TT::integ, integ::hmac_sha1_96), T(TT::prf, prf::hmac_sha2_256),
+                    T(TT::dh, dh::modp2048)};
+    EXPECT_EQ(proposal_keywords(p), "aes128-sha1-prfsha256-modp2048");
+    // ESP offered with and without PFS (DH NONE is no keyword).
+    Proposal e;
+    e.protocol = ProtocolId::esp;
+    e.transforms = {T(TT::encr, encr::aes_gcm_16, 256), T(TT::dh, dh::curve25519), T(TT::dh, 0), T(TT::esn, 0)};
+    EXPECT_EQ(proposal_keywords(e), "aes256gcm16-x25519");
+    EXPECT_EQ(proposals_keywords({e, e}), "aes256gcm16-x25519, aes256gcm16-x25519");
+}
+
 } // namespace
 } // namespace ravelin::ike

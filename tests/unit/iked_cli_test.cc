@@ -538,6 +538,25 @@ TEST_F(IkedCli, RavelinctlRequestsAndExitCodes)
     EXPECT_EQ(h.last, (json{{"command", "diagnose"}, {"connection", "gw"}}));
     EXPECT_NE(r.out.find("IKE_AUTH: AUTHENTICATION_FAILED"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("check the PSK"), std::string::npos) << r.out;
+    // The detailed reply: phase, exchange, notify, who refused, role, age,
+    // proposals as keywords, the drops hook.
+    h.replies["diagnose"]["diagnoses"][0]["failed"] = {
+        {"phase", 1}, {"exchange", "IKE_AUTH"}, {"notify", "AUTHENTICATION_FAILED"},
+        {"reason", "pre-shared key mismatch"}, {"detected_by", "local"}, {"role", "responder"},
+        {"child", nullptr}, {"seconds_ago", 4}};
+    h.replies["diagnose"]["diagnoses"][0]["proposals"] = {
+        {"ours", {{"ike", "aes256gcm16-prfsha256-x25519"}, {"esp", {{"net", "aes256gcm16-x25519"}}}}},
+        {"peer", {{"ike", "aes128-sha256-modp2048"}, {"ike_seen", "offered"}, {"esp", nullptr}, {"esp_seen", nullptr}}}};
+    h.replies["diagnose"]["diagnoses"][0]["dataplane_drops"] = nullptr;
+    r = ctl_run({"diagnose", "gw"});
+    EXPECT_EQ(r.code, 0) << r.err;
+    for (const char* want : {"failed:              phase 1, IKE_AUTH: AUTHENTICATION_FAILED (refused by us; the peer "
+                             "initiated), 4 s ago\n",
+                             "reason:              pre-shared key mismatch\n",
+                             "our proposals:       IKE aes256gcm16-prfsha256-x25519; ESP net: aes256gcm16-x25519\n",
+                             "peer proposals:      IKE aes128-sha256-modp2048 (offered)\n",
+                             "data-plane drops:    not reported per tunnel yet"})
+        EXPECT_NE(r.out.find(want), std::string::npos) << want << "\n" << r.out;
     // No canned reply: the daemon's error, exit 1.
     r = ctl_run({"list-conns"});
     EXPECT_EQ(r.code, 1);

@@ -261,5 +261,51 @@ TEST_F(IkedCommands, ReloadLogLevelDiagnose)
     EXPECT_EQ(run({{"command", "diagnose"}, {"connection", "gw"}})["diagnoses"].size(), 1u);
 }
 
+// diagnose's JSON: the failure in detail, both sides' proposals as
+// keywords, children, and the data-plane drops hook (null without it).
+TEST(IkedDiagnoseJson, FailureProposalsChildrenAndDrops)
+{
+    ike::Diagnosis d;
+    d.connection = "gw";
+    d.phase1 = "down";
+    d.phase2 = "net: not installed";
+    d.failed_phase = ike::Phase::ike_sa_init;
+    d.failure = d.notify = "NO_PROPOSAL_CHOSEN";
+    d.phase_number = 1;
+    d.exchange = "IKE_SA_INIT";
+    d.reason = "none of the peer's IKE proposals is acceptable";
+    d.failed_at = ike::TimePoint{} + std::chrono::seconds(100);
+    d.our_ike_keywords = "aes256gcm16-prfsha256-x25519";
+    d.peer_ike_keywords = "aes128-sha1-modp1024";
+    d.children.push_back({"net", "not installed", "aes256gcm16-x25519", "198.19.1.0/24", "198.19.2.0/24"});
+    d.hint = "peer proposed aes128-sha1-modp1024; we accept aes256gcm16-prfsha256-x25519: align the IKE proposals";
+
+    auto j = diagnoses_json({d}, ike::TimePoint{} + std::chrono::seconds(107))["diagnoses"][0];
+    EXPECT_EQ(j["failed"], (json{{"phase", 1}, {"exchange", "IKE_SA_INIT"}, {"notify", "NO_PROPOSAL_CHOSEN"},
+                                 {"reason", d.reason}, {"detected_by", "local"}, {"role", "responder"},
+                                 {"child", nullptr}, {"seconds_ago", 7}}));
+    EXPECT_EQ(j["failed_phase"], "IKE_SA_INIT");
+    EXPECT_EQ(j["proposals"]["ours"], (json{{"ike", "aes256gcm16-prfsha256-x25519"},
+                                            {"esp", {{"net", "aes256gcm16-x25519"}}}}));
+    EXPECT_EQ(j["proposals"]["peer"], (json{{"ike", "aes128-sha1-modp1024"}, {"ike_seen", "offered"},
+                                            {"esp", nullptr}, {"esp_seen", nullptr}}));
+    EXPECT_EQ(j["children"][0]["state"], "not installed");
+    EXPECT_EQ(j["hint"], d.hint);
+    EXPECT_TRUE(j["dataplane_drops"].is_null());
+
+    std::string asked;
+    TunnelDropsFn drops = [&](const std::string& conn) {
+        asked = conn;
+        return json{{"policy_mismatch", 3}, {"replay", 1}};
+    };
+    j = diagnoses_json({d}, {}, drops)["diagnoses"][0];
+    EXPECT_EQ(asked, "gw");
+    EXPECT_EQ(j["dataplane_drops"], (json{{"policy_mismatch", 3}, {"replay", 1}}));
+    EXPECT_TRUE(j["failed"]["seconds_ago"].is_null());   // no clock given
+
+    d.phase_number = 0;   // nothing failed
+    EXPECT_TRUE(diagnoses_json({d})["diagnoses"][0]["failed"].is_null());
+}
+
 } // namespace
 } // namespace ravelin::iked
