@@ -213,11 +213,6 @@ void expect_matching_children(const Sink& x, const Sink& y, std::size_t count)
     }
 }
 
-const IkeSaInfo* only_sa(const std::vector<IkeSaInfo>& v)
-{
-    return v.size() == 1 ? &v[0] : nullptr;
-}
-
 TEST(IkeEngine, PskTunnelWithChildInIkeAuth)
 {
     Pair p;
@@ -488,7 +483,9 @@ void check_make_before_break(const std::vector<std::string>& events)
     for (const auto& e : events) {
         if (e.starts_with("+out")) { ++outs; started = true; }
         if (e.starts_with("-out")) --outs;
-        if (started) EXPECT_GT(outs, 0) << "no outbound SA after " << e;
+        if (started) {
+            EXPECT_GT(outs, 0) << "no outbound SA after " << e;
+        }
     }
 }
 
