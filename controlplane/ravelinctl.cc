@@ -129,6 +129,11 @@ void print_dataplane_stats(const json& s)
                     static_cast<unsigned long long>(sa.at("packets").get<uint64_t>()),
                     static_cast<unsigned long long>(sa.at("bytes").get<uint64_t>()),
                     sa.at("expired").get<bool>() ? "  EXPIRED" : "");
+        if (auto d = sa.find("drops"); d != sa.end() && d->is_object() && !d->empty()) {
+            std::string text;
+            for (const auto& [reason, n] : d->items()) text += (text.empty() ? "" : ", ") + reason + " " + n.dump();
+            std::printf("      drops: %s\n", text.c_str());
+        }
     }
     std::printf("neighbors:\n");
     for (const auto& n : s.at("neighbors"))
@@ -331,7 +336,7 @@ void print_diagnoses(const json& doc)
             if (drops.is_object())
                 for (auto& [reason, n] : drops.items()) text += (text.empty() ? "" : ", ") + reason + " " + n.dump();
             line("data-plane drops:", drops.is_object() ? (text.empty() ? "none" : text)
-                                                        : "not reported per tunnel yet (ravelinctl stats: the gateway's drops)");
+                                                        : "unknown (no data plane: standalone, or it did not answer)");
         }
         line("hint:", str(d, "hint"));
     }

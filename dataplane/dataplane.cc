@@ -210,9 +210,7 @@ bool Dataplane::install_sas(const DataplaneConfig& config, std::string& error)
         std::lock_guard lock(sas_->writer_lock());
         auto name = reqid_names_.find(sa.reqid);
         if (name == reqid_names_.end()) return;   // a configured SA: no tunnel name
-        TunnelTotals& t = retired_totals_[name->second];
-        t.packets[unsigned(sa.direction)] += sa.state.packets.get();
-        t.bytes[unsigned(sa.direction)] += sa.state.bytes.get();
+        retired_totals_[name->second].add(sa);
     });
     sa_records_.assign(capacity, SaRecord{});
     uint16_t default_mtu = 1500;
@@ -365,6 +363,38 @@ void Dataplane::solicit(const IpAddress& ip, uint16_t port, uint64_t now)
     if (rte_ring_sp_enqueue(shared_.control_tx, m) != 0) rte_pktmbuf_free(m);
 }
 
+void Dataplane::TunnelTotals::add(const DpSa& sa) noexcept
+{
+    const unsigned d = unsigned(sa.direction);
+    packets[d] += sa.state.packets.get();
+    bytes[d] += sa.state.bytes.get();
+    for (std::size_t r = 1; r < drop_reason_count; ++r) drops[d][r] += sa.drops[r].get();
+}
+
+namespace {
+
+// Drop counts by reason name, the reasons that counted something only.
+template <typename Get>
+nlohmann::json drops_by_name(Get get)
+{
+    nlohmann::json out = nlohmann::json::object();
+    for (std::size_t r = 1; r < drop_reason_count; ++r)
+        if (uint64_t n = get(r)) out[std::string(drop_reasons[r].name)] = n;
+    return out;
+}
+
+nlohmann::json drops_json(const DpSa& sa)
+{
+    return drops_by_name([&](std::size_t r) { return sa.drops[r].get(); });
+}
+
+nlohmann::json drops_json(const uint64_t (&drops)[drop_reason_count])
+{
+    return drops_by_name([&](std::size_t r) { return drops[r]; });
+}
+
+} // namespace
+
 nlohmann::json Dataplane::stats_json()
 {
     using nlohmann::json;
@@ -414,6 +444,7 @@ nlohmann::json Dataplane::stats_json()
                            {"bytes", sa->state.bytes.get()},
                            {"idle_seconds", last ? double(now - last) / double(hz) : -1.0},
                            {"expired", sa->state.hard_reached.load(std::memory_order_relaxed)},
+                           {"drops", drops_json(*sa)},
                            {"connection", std::string(sa_records_[i].connection.view())},
                            {"child", std::string(sa_records_[i].child.view())}});
         }
@@ -430,15 +461,14 @@ nlohmann::json Dataplane::stats_json()
             if (!sa) continue;
             auto name = reqid_names_.find(sa->reqid);
             if (name == reqid_names_.end()) continue;
-            TunnelTotals& t = all[name->second];
-            t.packets[unsigned(sa->direction)] += sa->state.packets.get();
-            t.bytes[unsigned(sa->direction)] += sa->state.bytes.get();
+            all[name->second].add(*sa);
         }
         for (const auto& [name, t] : all)
             for (SaDirection d : {SaDirection::inbound, SaDirection::outbound})
                 tunnels.push_back({{"connection", name.first}, {"child", name.second},
                                    {"direction", d == SaDirection::inbound ? "in" : "out"},
-                                   {"packets", t.packets[unsigned(d)]}, {"bytes", t.bytes[unsigned(d)]}});
+                                   {"packets", t.packets[unsigned(d)]}, {"bytes", t.bytes[unsigned(d)]},
+                                   {"drops", drops_json(t.drops[unsigned(d)])}});
     }
     out["tunnels"] = tunnels;
     json neigh = json::array();
@@ -491,6 +521,23 @@ nlohmann::json Dataplane::stats_json()
                          {"oerrors", es.oerrors}, {"rx_nombuf", es.rx_nombuf}});
     }
     out["ports"] = ports;
+    // Ring occupancy: a ring that stays near capacity is where drops
+    // (handoff_full, punt_full, events_lost, acquires_lost) come from.
+    json rings = json::array();
+    auto add_ring = [&](const rte_ring* r, std::string name) {
+        rings.push_back({{"ring", std::move(name)}, {"entries", rte_ring_count(r)},
+                         {"capacity", rte_ring_get_capacity(r)}});
+    };
+    for (const rte_ring* r : rings_) {
+        std::string name = r->name;
+        add_ring(r, name.starts_with("rvl_") ? name.substr(4) : name);
+    }
+    if (channel_) {
+        constexpr const char* names[channel::ring_count] = {"channel_commands", "channel_replies", "channel_punt",
+                                                            "channel_transmit"};
+        for (unsigned i = 0; i < channel::ring_count; ++i) add_ring(channel_->ring(channel::RingId(i)), names[i]);
+    }
+    out["rings"] = rings;
     return out;
 }
 

@@ -159,6 +159,8 @@ private:
     struct TunnelTotals {
         uint64_t packets[2] = {0, 0};   // [SaDirection]
         uint64_t bytes[2] = {0, 0};
+        uint64_t drops[2][drop_reason_count] = {};   // [SaDirection][DropReason]
+        void add(const DpSa& sa) noexcept;
     };
     std::map<uint32_t, std::pair<std::string, std::string>> reqid_names_;
     std::map<std::pair<std::string, std::string>, TunnelTotals> retired_totals_;

@@ -12,6 +12,7 @@
 // atomics) so the telemetry thread can read them while the owner writes.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -82,6 +83,12 @@ struct alignas(64) DpSa {
     SaLifetime lifetime;
     // Inbound: what decrypted packets must match (set before publication).
     SaSelector selector;
+
+    // Packets of this SA dropped after the SA was found (replay,
+    // auth_failed, policy_mismatch, mtu_exceeded, ...), by reason: what an
+    // operator needs to tell "tunnel up, no traffic" apart. Written by the
+    // owner on the drop path only, read by the stats thread.
+    alignas(64) std::array<Counter, drop_reason_count> drops;
 };
 
 static_assert(offsetof(DpSa, state) % 64 == 0, "SA state must start a cache line");

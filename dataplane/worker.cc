@@ -103,6 +103,12 @@ void Worker::drop(rte_mbuf* m, DropReason r) noexcept
     rte_pktmbuf_free(m);
 }
 
+void Worker::drop_sa(rte_mbuf* m, DpSa& sa, DropReason r) noexcept
+{
+    sa.drops[std::size_t(r)].inc();
+    drop(m, r);
+}
+
 void Worker::punt(rte_ring* ring, rte_mbuf* m, Counter& counter) noexcept
 {
     if (rte_ring_mp_enqueue(ring, m) != 0) return drop(m, DropReason::punt_full);
@@ -421,7 +427,7 @@ void Worker::outbound_protect(Item& it, uint32_t sa_slot, uint32_t reqid) noexce
     if (!decrement_ttl(it.m, it.info.family)) return drop(it.m, DropReason::ttl_expired);
     DropReason r = esp_encap(esp_, *sa, it.m);
     if (r == DropReason::mtu_exceeded) return mtu_error(it, *sa);
-    if (r != DropReason::none) return drop(it.m, r);
+    if (r != DropReason::none) return drop_sa(it.m, *sa, r);
     // Transport mode keeps the packet's own IP header, whatever the config's
     // (optional) endpoint family says.
     IpFamily family = sa->mode == SaMode::transport ? it.info.family : sa->outer_family;
@@ -457,9 +463,10 @@ void Worker::outbound_protect(Item& it, uint32_t sa_slot, uint32_t reqid) noexce
 // The ESP packet would not fit: tell the sender the MTU it can use
 // (RFC 4301 §8.2.1 / RFC 1191 / RFC 8201) by rewriting its packet into the
 // ICMP error, and count the drop.
-void Worker::mtu_error(Item& it, const DpSa& sa) noexcept
+void Worker::mtu_error(Item& it, DpSa& sa) noexcept
 {
     counters_.drop(DropReason::mtu_exceeded);
+    sa.drops[std::size_t(DropReason::mtu_exceeded)].inc();
     // Rate limit (RFC 4443 §2.4(f), RFC 1812 §4.3.2.8): a flood of oversized
     // packets must not become a flood of errors.
     if (esp_.now_tsc - icmp_window_start_ > icmp_window_tsc_) {
@@ -506,7 +513,7 @@ void Worker::inbound_esp(Burst& b) noexcept
         }
         DropReason r = esp_decap(esp_, *it.sa, it.m, it.esp_offset);
         if (r == DropReason::none) r = validate_ip(it.m, it.info);
-        if (r != DropReason::none) { drop(it.m, r); continue; }
+        if (r != DropReason::none) { drop_sa(it.m, *it.sa, r); continue; }
         clear.add(it);
     }
     if (clear.n) inbound_policy(clear);
@@ -526,7 +533,7 @@ void Worker::inbound_policy(Burst& b) noexcept
             continue;
         }
         if (!exact_selector_matches(it.sa->selector, it.m, it.info)) {
-            drop(it.m, DropReason::policy_mismatch);
+            drop_sa(it.m, *it.sa, DropReason::policy_mismatch);
             continue;
         }
         forward_routed(it.m, it.info.family);
@@ -539,7 +546,7 @@ void Worker::inbound_policy(Burst& b) noexcept
         Item& it = ask_spd.items[i];
         if (!e[i] || e[i]->action != PolicyAction::protect || e[i]->reqid != it.sa->reqid ||
             (it.info.l4_hidden && spd.needs_l4())) {
-            drop(it.m, DropReason::policy_mismatch);
+            drop_sa(it.m, *it.sa, DropReason::policy_mismatch);
             continue;
         }
         forward_routed(it.m, it.info.family);
@@ -611,7 +618,7 @@ void Worker::process_handoff(rte_mbuf** pkts, uint16_t n) noexcept
         }
         DropReason r = esp_decap(esp_, *it.sa, m, it.esp_offset);
         if (r == DropReason::none) r = validate_ip(m, it.info);
-        if (r != DropReason::none) { drop(m, r); continue; }
+        if (r != DropReason::none) { drop_sa(m, *it.sa, r); continue; }
         clear.add(it);
     }
     if (clear.n) inbound_policy(clear);

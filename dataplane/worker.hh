@@ -139,7 +139,7 @@ private:
     void handoff(rte_mbuf* m, WorkerId owner, uint32_t lo, uint32_t hi) noexcept;
     void handoff_outbound(rte_mbuf* m, WorkerId owner, uint32_t slot, uint32_t reqid) noexcept;
     void handoff_inbound(rte_mbuf* m, WorkerId owner, uint32_t slot, uint32_t esp_offset) noexcept;
-    void mtu_error(Item& it, const DpSa& sa) noexcept;
+    void mtu_error(Item& it, DpSa& sa) noexcept;
     [[gnu::always_inline]] void forward(rte_mbuf* m, IpFamily family) noexcept;
     [[gnu::always_inline]] void forward_routed(rte_mbuf* m, IpFamily family) noexcept;
     struct HopEntry;
@@ -147,6 +147,8 @@ private:
     void punt(rte_ring* ring, rte_mbuf* m, Counter& counter) noexcept;
     unsigned send_control_frames() noexcept;
     void drop(rte_mbuf* m, DropReason r) noexcept;
+    // A drop after the SA lookup: counted for the worker and for the SA.
+    [[gnu::cold, gnu::noinline]] void drop_sa(rte_mbuf* m, DpSa& sa, DropReason r) noexcept;
 
     SharedState& shared_;
     WorkerId id_;

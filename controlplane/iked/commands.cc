@@ -202,6 +202,22 @@ json connections_json(const ike::IkeConfig& config)
     return {{"connections", std::move(list)}};
 }
 
+json tunnel_drops_from_stats(const json& stats, const std::string& connection)
+{
+    auto tunnels = stats.find("tunnels");
+    if (!stats.is_object() || tunnels == stats.end() || !tunnels->is_array()) return nullptr;
+    json sum = json::object();
+    for (const auto& t : *tunnels) {
+        if (!t.is_object() || t.value("connection", std::string{}) != connection) continue;
+        auto drops = t.find("drops");
+        if (drops == t.end() || !drops->is_object()) continue;
+        for (const auto& [reason, n] : drops->items())
+            if (n.is_number_unsigned() || (n.is_number_integer() && n.get<int64_t>() >= 0))
+                sum[reason] = sum.value(reason, uint64_t(0)) + n.get<uint64_t>();
+    }
+    return sum;
+}
+
 json diagnoses_json(const std::vector<ike::Diagnosis>& list, ike::TimePoint now, const TunnelDropsFn& tunnel_drops)
 {
     auto or_null = [](const std::string& s) { return s.empty() ? json(nullptr) : json(s); };

@@ -38,6 +38,10 @@ using TunnelDropsFn = std::function<nlohmann::json(const std::string& connection
 nlohmann::json diagnoses_json(const std::vector<ike::Diagnosis>& list, ike::TimePoint now = {},
                               const TunnelDropsFn& tunnel_drops = {});
 nlohmann::json engine_stats_json(const ike::EngineStats& s);
+// The drops of `connection`'s tunnels (all children, both directions) in
+// the data plane's stats JSON ("tunnels": [{connection, drops}]): a
+// TunnelDropsFn answer. Null when the stats have no "tunnels".
+nlohmann::json tunnel_drops_from_stats(const nlohmann::json& stats, const std::string& connection);
 
 // --- the handler ----------------------------------------------------------------
 
@@ -51,9 +55,9 @@ struct CommandHooks {
     // children ("in"/"out": packets, bytes, idle_s).
     std::function<void(nlohmann::json& sas)> sa_counters;
     // diagnose's "dataplane_drops" per connection: the data plane's drop
-    // counters of the connection's SAs, by reason. Unset while ravelin-iked
-    // runs standalone (the field is then null); the data-plane integration
-    // sets it.
+    // counters of the connection's SAs (live and freed), by reason. Unset
+    // while ravelin-iked runs standalone (the field is then null); attached,
+    // the daemon asks the data plane's control socket.
     TunnelDropsFn tunnel_drops;
 };
 

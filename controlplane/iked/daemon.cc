@@ -22,6 +22,7 @@
 #include "keylog.hh"
 #include "logging.hh"
 #include "metrics.hh"
+#include "ravelin/paths.hh"
 #include "udp_transport.hh"
 
 namespace ravelin::iked {
@@ -228,7 +229,15 @@ bool Daemon::start(std::string& error)
     CommandHooks command_hooks;
     command_hooks.reload = [this](std::vector<std::string>& touched, std::string& e) { return reload(touched, e); };
     command_hooks.stats = [this](nlohmann::json& out) { add_stats(out); };
-    if (attached_mode()) command_hooks.sa_counters = [this](nlohmann::json& sas) { refresh_counters(sas); };
+    if (attached_mode()) {
+        command_hooks.sa_counters = [this](nlohmann::json& sas) { refresh_counters(sas); };
+        // diagnose asks the data plane's control socket (the same stats the
+        // metrics read): an operator command, so a short blocking wait.
+        command_hooks.tunnel_drops = [socket = dataplane_socket_path(options_.dataplane)](const std::string& conn) {
+            auto stats = query_dataplane(socket, std::chrono::milliseconds(300));
+            return stats ? tunnel_drops_from_stats(*stats, conn) : nlohmann::json(nullptr);
+        };
+    }
     commands_ = std::make_unique<Commands>(*engine_, logging_, std::move(command_hooks));
     control_ = std::make_unique<ControlServer>(*commands_);
     if (!control_->open(daemon_.control_socket, error)) return false;

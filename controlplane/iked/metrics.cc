@@ -260,6 +260,22 @@ std::vector<MetricFamily> render_dataplane(const std::optional<nlohmann::json>& 
         }
     }
 
+    if (auto rings = j.find("rings"); rings != j.end() && rings->is_array()) {
+        auto entries = make("ravelin_dataplane_ring_entries", "packets or messages waiting in a data-plane ring",
+                            MetricType::Gauge);
+        auto capacity = make("ravelin_dataplane_ring_capacity", "how many entries a data-plane ring holds",
+                             MetricType::Gauge);
+        for (const auto& r : *rings) {
+            std::string name = text(r, "ring");
+            auto n = u64(r, "entries"), cap = u64(r, "capacity");
+            if (name.empty() || !n || !cap) continue;
+            add(entries, {{"ring", name}}, double(*n));
+            add(capacity, {{"ring", name}}, double(*cap));
+        }
+        out.push_back(std::move(entries));
+        out.push_back(std::move(capacity));
+    }
+
     // Per tunnel. The data plane's "tunnels" already include the final
     // counts of its SAs that are gone (exact across rekeys); TunnelCounters
     // then only has to bridge a data-plane restart, where they start over.
@@ -267,16 +283,26 @@ std::vector<MetricFamily> render_dataplane(const std::optional<nlohmann::json>& 
     // direction, with the last seen counts of SAs that went away kept.
     if (auto tl = j.find("tunnels"); tl != j.end() && tl->is_array()) {
         std::vector<SaCounts> live;
+        auto drops = make("ravelin_tunnel_drops_total",
+                          "packets of a tunnel's SAs dropped after the SA was found (replay, auth_failed, "
+                          "policy_mismatch, mtu_exceeded, ...), by reason; restarts with the data plane",
+                          MetricType::Counter);
         for (const auto& t : *tl) {
             auto packets = u64(t, "packets"), bytes = u64(t, "bytes");
             std::string conn = text(t, "connection"), child = text(t, "child"), dir = text(t, "direction");
             if (!packets || !bytes || conn.empty() || (dir != "in" && dir != "out")) continue;
+            if (auto d = t.find("drops"); d != t.end() && d->is_object())
+                for (const auto& [reason, v] : d->items())
+                    if (auto n = u64(v))
+                        add(drops, {{"connection", conn}, {"child", child}, {"direction", dir}, {"reason", reason}},
+                            double(*n));
             const auto d = dir == "in" ? TrafficDirection::in : TrafficDirection::out;
             TunnelKey key{conn, child};
             uint64_t id = std::hash<std::string>{}(conn + '\0' + child) << 1 | (d == TrafficDirection::out ? 1u : 0u);
             live.push_back({id, key, d, *packets, *bytes});
         }
         tunnels.update(live);
+        if (!drops.metric.empty()) out.push_back(std::move(drops));
     } else if (auto sas = j.find("sas"); sas != j.end() && sas->is_array()) {
         std::vector<SaCounts> live;
         for (const auto& sa : *sas) {

@@ -279,3 +279,79 @@ def test_reload_leaves_an_unchanged_tunnel_alone(dp_pair, charons, gateway):
     now = gw.wait_child()
     assert now["spi_in"] == child["spi_in"] and now["spi_out"] == child["spi_out"], (child, now)
     assert {c["name"] for c in json.loads(gw.iked.ctl("list-conns", "--json").stdout)["connections"]} == {"gw", "gw2"}
+
+
+# Runs in strongSwan's namespace: waits for one ESP-in-UDP packet strongSwan
+# sends to Ravelin, sends it twice more (two replays), then once with a
+# sequence number never used and the ICV left as it was (an authentication
+# failure). Prints the captured sequence number.
+_REPLAYER = r"""
+import socket, struct, sys, time
+iface, dst = sys.argv[1], socket.inet_aton(sys.argv[2])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+s.bind((iface, 0))
+s.settimeout(0.5)
+deadline = time.monotonic() + 15
+frame = None
+while frame is None and time.monotonic() < deadline:
+    try:
+        f, addr = s.recvfrom(65535)
+    except socket.timeout:
+        continue
+    if addr[2] != socket.PACKET_OUTGOING or len(f) < 14 + 20 + 8 + 24 or f[12:14] != b"\x08\x00":
+        continue
+    udp = 14 + (f[14] & 15) * 4
+    if f[23] != 17 or f[30:34] != dst or struct.unpack("!H", f[udp + 2:udp + 4])[0] != 4500:
+        continue
+    if f[udp + 8:udp + 12] == b"\0\0\0\0":
+        continue   # IKE behind the non-ESP marker
+    frame = f
+if frame is None:
+    sys.exit("no ESP packet from strongSwan seen")
+s.send(frame)
+s.send(frame)
+forged = bytearray(frame)
+esp = udp + 8
+seq = struct.unpack("!I", forged[esp + 4:esp + 8])[0]
+forged[esp + 4:esp + 8] = struct.pack("!I", seq + 1000)
+forged[udp + 6:udp + 8] = b"\0\0"   # IPv4 UDP without a checksum
+s.send(bytes(forged))
+print(seq, flush=True)
+"""
+
+
+def test_diagnose_names_the_tunnels_drops_on_the_data_plane(dp_pair, charons, gateway):
+    """Phase 2 up, traffic in trouble: replayed and forged ESP of the
+    tunnel's inbound SA are counted for that SA, and `ravelinctl diagnose`
+    reports them for the connection (replay 2, auth_failed 1) while good
+    traffic keeps flowing."""
+    import json
+    import subprocess
+
+    from .flood import PYTHON
+    gw, sw, child = bring_up(dp_pair, charons, gateway)
+    pings_both_ways(dp_pair, 1)
+    before = json.loads(gw.iked.ctl("diagnose", "gw", "--json").stdout)["diagnoses"][0]
+    assert before["dataplane_drops"] == {}, before
+    replayer = subprocess.Popen(["ip", "netns", "exec", dp_pair.sw, PYTHON, "-c", _REPLAYER, dp_pair.sw_if,
+                                 dp_pair.rav_outer], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=netns.owner_env(), preexec_fn=netns.die_with_parent)
+    try:
+        time.sleep(0.5)   # capture running
+        assert netns.ping(dp_pair.hb, dp_pair.ha_addr, count=3, wait=2)
+        out, err = replayer.communicate(timeout=20)
+    finally:
+        if replayer.poll() is None:
+            netns.stop_pids([replayer.pid], 2)
+    assert replayer.returncode == 0, err
+
+    def drops():
+        d = json.loads(gw.iked.ctl("diagnose", "gw", "--json").stdout)["diagnoses"][0]["dataplane_drops"]
+        return d if d.get("replay") == 2 and d.get("auth_failed") == 1 else None
+    got = wait_for(drops, 5, "replay 2 and auth_failed 1 in diagnose")
+    assert set(got) == {"replay", "auth_failed"}, got
+    inbound = dp_sa(gw, child["spi_in"], "in")
+    assert inbound["drops"] == {"replay": 2, "auth_failed": 1}, inbound
+    text = gw.iked.ctl("diagnose", "gw").stdout
+    assert "data-plane drops:    auth_failed 1, replay 2" in text, text
+    assert netns.ping(dp_pair.hb, dp_pair.ha_addr, count=3, wait=2), "good traffic after the forged packets"

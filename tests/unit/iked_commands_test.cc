@@ -307,5 +307,20 @@ TEST(IkedDiagnoseJson, FailureProposalsChildrenAndDrops)
     EXPECT_TRUE(diagnoses_json({d})["diagnoses"][0]["failed"].is_null());
 }
 
+TEST(IkedDiagnoseJson, TunnelDropsFromDataPlaneStats)
+{
+    const json stats = {{"tunnels", json::array({
+        {{"connection", "gw"}, {"child", "net"}, {"direction", "in"}, {"drops", {{"replay", 2}, {"auth_failed", 1}}}},
+        {{"connection", "gw"}, {"child", "voice"}, {"direction", "in"}, {"drops", {{"replay", 3}}}},
+        {{"connection", "gw"}, {"child", "net"}, {"direction", "out"}, {"drops", {{"mtu_exceeded", 5}}}},
+        {{"connection", "other"}, {"child", "net"}, {"direction", "in"}, {"drops", {{"replay", 100}}}},
+        {{"connection", "gw"}, {"child", "bad"}, {"direction", "in"}, {"drops", {{"replay", "many"}}}},
+    })}};
+    EXPECT_EQ(tunnel_drops_from_stats(stats, "gw"), (json{{"replay", 5}, {"auth_failed", 1}, {"mtu_exceeded", 5}}));
+    EXPECT_EQ(tunnel_drops_from_stats(stats, "idle"), json::object()) << "a tunnel without drops: none, not unknown";
+    EXPECT_TRUE(tunnel_drops_from_stats(json{{"drops", json::object()}}, "gw").is_null()) << "no per-tunnel data";
+    EXPECT_TRUE(tunnel_drops_from_stats(json::array(), "gw").is_null());
+}
+
 } // namespace
 } // namespace ravelin::iked

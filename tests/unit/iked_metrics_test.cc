@@ -244,6 +244,40 @@ TEST(IkedMetrics, DataPlaneFamiliesAndTunnelsAcrossARekey)
     EXPECT_EQ(sample(t, R"(ravelin_tunnel_packets_total{connection="gw",child="net",direction="in"})"), 13) << t;
 }
 
+TEST(IkedMetrics, TunnelDropsAndRingOccupancy)
+{
+    TunnelCounters tunnels;
+    const json stats = {
+        {"tunnels", json::array({
+            {{"connection", "gw"}, {"child", "net"}, {"direction", "in"}, {"packets", 7}, {"bytes", 700},
+             {"drops", {{"replay", 4}, {"policy_mismatch", 1}}}},
+            {{"connection", "gw"}, {"child", "net"}, {"direction", "out"}, {"packets", 9}, {"bytes", 900},
+             {"drops", json::object()}},
+        })},
+        {"rings", json::array({{{"ring", "punt_ike"}, {"entries", 3}, {"capacity", 1023}},
+                               {{"ring", "ho_0_1"}, {"entries", 0}, {"capacity", 1023}},
+                               {{"ring", ""}, {"entries", 1}, {"capacity", 1}}})},
+    };
+    std::string t = text_of(render_dataplane(stats, {}, tunnels));
+    EXPECT_EQ(sample(t, R"(ravelin_tunnel_drops_total{connection="gw",child="net",direction="in",reason="replay"})"), 4)
+        << t;
+    EXPECT_EQ(
+        sample(t, R"(ravelin_tunnel_drops_total{connection="gw",child="net",direction="in",reason="policy_mismatch"})"),
+        1);
+    EXPECT_EQ(t.find(R"(direction="out",reason)"), std::string::npos) << "no series for reasons never counted";
+    EXPECT_EQ(sample(t, R"(ravelin_tunnel_packets_total{connection="gw",child="net",direction="out"})"), 9);
+    EXPECT_EQ(sample(t, R"(ravelin_dataplane_ring_entries{ring="punt_ike"})"), 3);
+    EXPECT_EQ(sample(t, R"(ravelin_dataplane_ring_entries{ring="ho_0_1"})"), 0);
+    EXPECT_EQ(sample(t, R"(ravelin_dataplane_ring_capacity{ring="punt_ike"})"), 1023);
+    EXPECT_EQ(t.find(R"(ring="")"), std::string::npos) << "a ring without a name is skipped";
+
+    // No drops anywhere: no empty family either.
+    json quiet = stats;
+    quiet["tunnels"][0]["drops"] = json::object();
+    t = text_of(render_dataplane(quiet, {}, tunnels));
+    EXPECT_EQ(t.find("ravelin_tunnel_drops_total"), std::string::npos) << t;
+}
+
 TEST(IkedMetrics, MalformedDataPlaneJsonIsSkippedNotFatal)
 {
     TunnelCounters tunnels;

@@ -142,6 +142,7 @@ TEST(Worker, InboundHandoffKeepsReplayWindowExact)
     ASSERT_NE(in, nullptr);
     EXPECT_EQ(in->replay.top(), n);
     EXPECT_EQ(in->state.packets.get(), n);
+    EXPECT_EQ(in->drops[std::size_t(DropReason::replay)].get(), dups) << "the SA counts its own replays";
 }
 
 TEST(Worker, DropsHaveNamedReasons)
@@ -180,6 +181,15 @@ TEST(Worker, DropsHaveNamedReasons)
     EXPECT_EQ(f.drops(DropReason::auth_failed), 1u);
     EXPECT_EQ(f.drops(DropReason::runt), 1u);
     EXPECT_EQ(f.drops(DropReason::not_for_us), 0u);
+    // Drops after the SA lookup are the SA's too (diagnose: tunnel up, no
+    // traffic); those before it (unknown SPI, clear text, runt) are not.
+    const DpSa* in = f.dp->shared().sas->get(f.dp->shared().sas->find(Spi(0x2002), SaDirection::inbound));
+    ASSERT_NE(in, nullptr);
+    EXPECT_EQ(in->drops[std::size_t(DropReason::auth_failed)].get(), 1u);
+    EXPECT_EQ(in->drops[std::size_t(DropReason::policy_mismatch)].get(), 1u) << "only the decrypted one";
+    uint64_t sa_total = 0;
+    for (const Counter& c : in->drops) sa_total += c.get();
+    EXPECT_EQ(sa_total, 2u);
     auto got = f.inside.take(0);
     ASSERT_EQ(got.size(), 1u);
     EXPECT_EQ(tag_of_clear(got[0]), 6u);
@@ -324,6 +334,9 @@ TEST(Worker, TooBigForTunnelAnswersWithRateLimitedIcmp)
     }
     f.poll_all(2);
     EXPECT_EQ(f.drops(DropReason::mtu_exceeded), sent);
+    const DpSa* out = f.dp->shared().sas->get(f.dp->shared().sas->find(Spi(0x1001), SaDirection::outbound));
+    ASSERT_NE(out, nullptr);
+    EXPECT_EQ(out->drops[std::size_t(DropReason::mtu_exceeded)].get(), sent);
     auto errors = f.inside.take(1);
     EXPECT_EQ(errors.size(), 100u) << "at most 100 errors per 100 ms per worker";
     ASSERT_FALSE(errors.empty());
