@@ -8,6 +8,7 @@
 #include "dataplane.hh"
 
 #include <arpa/inet.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <rte_cycles.h>
@@ -314,6 +315,10 @@ int Dataplane::run()
         spdlog::error("{} workers configured but only {} worker lcores", workers_.size(), w);
         request_stop();
     }
+    // The main lcore sleeps between passes, but SA commands wait for its
+    // next pass: without this the kernel may stretch each 100 µs sleep by
+    // its default 50 µs timer slack.
+    prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
     while (!shared_.stop.load(std::memory_order_relaxed)) {
         housekeeping();
         usleep(100);   // the main lcore is not on the packet path
