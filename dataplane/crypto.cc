@@ -187,6 +187,10 @@ struct Gcm {
     }
 };
 
+} // namespace
+
+// Declared in crypto.hh: the ESP bodies specialised on AES-GCM call these
+// directly instead of through EspTransform.
 template <unsigned KeyBytes, bool Esn>
 void gcm_seal(IMB_MGR* m, const EspTransform&, const SaKeys& k, uint8_t* esp, uint32_t len,
               uint32_t esn_hi) noexcept
@@ -231,6 +235,8 @@ bool gcm_open(IMB_MGR* m, const EspTransform&, const SaKeys& k, uint8_t* esp, ui
     wipe(data, dlen);
     return false;
 }
+
+namespace {
 
 // RFC 4543 §3.1: with ENCR_NULL_AUTH_AES_GMAC nothing is encrypted and the
 // AAD is SPI || [seq hi] || seq lo || IV || payload || trailer. Without ESN
@@ -733,4 +739,14 @@ bool seal_with_iv(IMB_MGR* m, const EspTransform& t, const SaKeys& k, uint8_t* e
 }
 
 } // namespace test_hooks
+
+template void gcm_seal<16, false>(IMB_MGR*, const EspTransform&, const SaKeys&, uint8_t*, uint32_t, uint32_t) noexcept;
+template void gcm_seal<16, true>(IMB_MGR*, const EspTransform&, const SaKeys&, uint8_t*, uint32_t, uint32_t) noexcept;
+template void gcm_seal<32, false>(IMB_MGR*, const EspTransform&, const SaKeys&, uint8_t*, uint32_t, uint32_t) noexcept;
+template void gcm_seal<32, true>(IMB_MGR*, const EspTransform&, const SaKeys&, uint8_t*, uint32_t, uint32_t) noexcept;
+template bool gcm_open<16, false>(IMB_MGR*, const EspTransform&, const SaKeys&, uint8_t*, uint32_t, uint32_t) noexcept;
+template bool gcm_open<16, true>(IMB_MGR*, const EspTransform&, const SaKeys&, uint8_t*, uint32_t, uint32_t) noexcept;
+template bool gcm_open<32, false>(IMB_MGR*, const EspTransform&, const SaKeys&, uint8_t*, uint32_t, uint32_t) noexcept;
+template bool gcm_open<32, true>(IMB_MGR*, const EspTransform&, const SaKeys&, uint8_t*, uint32_t, uint32_t) noexcept;
+
 } // namespace ravelin::dp

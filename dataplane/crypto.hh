@@ -64,6 +64,17 @@ struct EspTransform {
     bool esn = false;
 };
 
+// AES-GCM-16's seal() and open() as make_transform() picks them (KeyBytes
+// 16 or 32), for the ESP bodies specialised on AES-GCM at install
+// (esp_out.cc, esp_in.cc), which call them directly instead of through the
+// transform's pointers. Instantiated in crypto.cc.
+template <unsigned KeyBytes, bool Esn>
+void gcm_seal(IMB_MGR* mgr, const EspTransform& t, const SaKeys& k, uint8_t* esp, uint32_t len,
+              uint32_t esn_hi) noexcept;
+template <unsigned KeyBytes, bool Esn>
+bool gcm_open(IMB_MGR* mgr, const EspTransform& t, const SaKeys& k, uint8_t* esp, uint32_t len,
+              uint32_t esn_hi) noexcept;
+
 // Pick the transform for an SA and expand its keys. Returns false for a
 // combination IPsec-MB cannot do (the config loader rejects those earlier).
 bool make_transform(IMB_MGR* mgr, const SaDescriptor& sa, EspTransform& t, SaKeys& keys) noexcept;

@@ -40,6 +40,12 @@ DropReason esp_encap(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept;
 // The inbound policy check is the caller's (it needs the SPD).
 DropReason esp_decap(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset) noexcept;
 
+// The bodies above for an SA whose kind is generic (sa.hh, EspKind):
+// esp_encap()/esp_decap() take them unless the SA was given a specialised
+// kind at install. Exposed so tests can check both give the same result.
+DropReason esp_encap_generic(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept;
+DropReason esp_decap_generic(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset) noexcept;
+
 // ECN on decapsulation per RFC 6040 §4.2 (normal mode). Returns false if the
 // packet must be dropped (outer CE over a not-ECT inner). Exposed for tests.
 bool ecn_decapsulate(uint8_t outer_tos, uint8_t& inner_tos) noexcept;

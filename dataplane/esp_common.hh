@@ -108,7 +108,7 @@ inline bool raise_event(EspContext& ctx, const DpSa& sa, EventType type) noexcep
 }
 
 // Count one packet on the SA: two adds, a store and two compares.
-inline void account(EspContext& ctx, DpSa& sa, uint32_t bytes) noexcept
+[[gnu::always_inline]] inline void account(EspContext& ctx, DpSa& sa, uint32_t bytes) noexcept
 {
     DpSaState& s = sa.state;
     s.packets.inc();

@@ -35,6 +35,34 @@ constexpr uint8_t ecn_ect1 = 0x01;
 constexpr uint8_t ecn_ect0 = 0x02;
 constexpr uint8_t ecn_ce = 0x03;
 
+// What a decapsulation body knows before it runs. The generic body reads
+// the SA's mode and transform sizes per packet and calls the transform
+// through its pointer; a gcm kind (sa.hh, EspKind) is tunnel mode with
+// AES-GCM-16, so those are constants and the cipher call is direct. One
+// body, instantiated for each, keeps the two byte-identical. The outer
+// header's family and UDP encapsulation are the packet's own either way.
+struct GenericSpec {
+    static uint32_t iv_len(const DpSa& sa) noexcept { return sa.xform.iv_len; }
+    static uint32_t icv_len(const DpSa& sa) noexcept { return sa.xform.icv_len; }
+    static bool tunnel(const DpSa& sa) noexcept { return sa.mode == SaMode::tunnel; }
+    static bool open(EspContext& ctx, const DpSa& sa, uint8_t* esp, uint32_t len, uint32_t esn_hi) noexcept
+    {
+        return sa.xform.open(ctx.mgr, sa.xform, sa.keys, esp, len, esn_hi);
+    }
+};
+
+// sa.cc's gcm_kind() checks that the transform has exactly these sizes.
+template <unsigned KeyBytes, bool Esn>
+struct GcmTunnelSpec {
+    static constexpr uint32_t iv_len(const DpSa&) noexcept { return 8; }
+    static constexpr uint32_t icv_len(const DpSa&) noexcept { return 16; }
+    static constexpr bool tunnel(const DpSa&) noexcept { return true; }
+    static bool open(EspContext& ctx, const DpSa& sa, uint8_t* esp, uint32_t len, uint32_t esn_hi) noexcept
+    {
+        return gcm_open<KeyBytes, Esn>(ctx.mgr, sa.xform, sa.keys, esp, len, esn_hi);
+    }
+};
+
 // What is left once the ESP trailer has been checked.
 struct Payload {
     uint32_t offset;   // from the start of the packet
@@ -179,21 +207,44 @@ DropReason decap_transport(uint8_t* pkt, rte_mbuf* m, uint32_t esp_offset, const
 }
 
 // Bounds, replay, ICV, replay update, trailer.
+template <typename Spec>
 inline DropReason open_packet(EspContext& ctx, DpSa& sa, uint8_t* pkt, uint32_t ip_len, uint32_t esp_offset,
                               Payload& pl) noexcept
 {
-    const EspTransform& x = sa.xform;
-    const uint32_t hdr = esp_hdr_len + x.iv_len;
-    if (unlikely(esp_offset > ip_len || ip_len - esp_offset < hdr + trailer_fixed + x.icv_len))
+    const uint32_t icv_len = Spec::icv_len(sa);
+    const uint32_t hdr = esp_hdr_len + Spec::iv_len(sa);
+    if (unlikely(esp_offset > ip_len || ip_len - esp_offset < hdr + trailer_fixed + icv_len))
         return DropReason::runt;
     uint8_t* esp = pkt + esp_offset;
-    const uint32_t len = ip_len - esp_offset - x.icv_len;   // up to the ICV
+    const uint32_t len = ip_len - esp_offset - icv_len;   // up to the ICV
 
     SeqNum seq;
     if (unlikely(!sa.replay.check(load_be32(esp + 4), seq))) return DropReason::replay;
-    if (unlikely(!x.open(ctx.mgr, x, sa.keys, esp, len, uint32_t(seq >> 32)))) return DropReason::auth_failed;
+    if (unlikely(!Spec::open(ctx, sa, esp, len, uint32_t(seq >> 32)))) return DropReason::auth_failed;
     if (unlikely(!sa.replay.update(seq))) return DropReason::replay;
-    return read_trailer(esp, len, hdr, x.icv_len, esp_offset, pl);
+    return read_trailer(esp, len, hdr, icv_len, esp_offset, pl);
+}
+
+template <typename Spec>
+inline DropReason decap(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset) noexcept
+{
+    if (unlikely(sa.state.hard_reached.load(std::memory_order_relaxed))) return sa_stopped(ctx, sa);
+    if (unlikely(m->nb_segs != 1)) return DropReason::multi_segment;
+    uint8_t* pkt = rte_pktmbuf_mtod(m, uint8_t*);
+    const uint32_t data_len = m->data_len;
+    if (unlikely(data_len < sizeof(rte_ipv4_hdr))) return DropReason::runt;
+    const uint32_t ip_len = outer_ip_len(pkt, data_len);
+    if (unlikely(ip_len == 0)) return DropReason::bad_ip_header;
+    if (unlikely(ip_len > data_len)) return DropReason::runt;
+
+    Payload pl;
+    if (DropReason r = open_packet<Spec>(ctx, sa, pkt, ip_len, esp_offset, pl); r != DropReason::none) return r;
+    const DropReason r =
+        Spec::tunnel(sa) ? decap_tunnel(pkt, m, pl) : decap_transport(pkt, m, esp_offset, pl);
+    if (unlikely(r != DropReason::none)) return r;
+    account(ctx, sa, m->data_len);
+    ctx.counters->stats.decrypted.inc();
+    return DropReason::none;
 }
 
 } // namespace
@@ -216,24 +267,21 @@ bool ecn_decapsulate(uint8_t outer_tos, uint8_t& inner_tos) noexcept
     return true;
 }
 
+DropReason esp_decap_generic(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset) noexcept
+{
+    return decap<GenericSpec>(ctx, sa, m, esp_offset);
+}
+
 DropReason esp_decap(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset) noexcept
 {
-    if (unlikely(sa.state.hard_reached.load(std::memory_order_relaxed))) return sa_stopped(ctx, sa);
-    if (unlikely(m->nb_segs != 1)) return DropReason::multi_segment;
-    uint8_t* pkt = rte_pktmbuf_mtod(m, uint8_t*);
-    const uint32_t data_len = m->data_len;
-    if (unlikely(data_len < sizeof(rte_ipv4_hdr))) return DropReason::runt;
-    const uint32_t ip_len = outer_ip_len(pkt, data_len);
-    if (unlikely(ip_len == 0)) return DropReason::bad_ip_header;
-    if (unlikely(ip_len > data_len)) return DropReason::runt;
-
-    Payload pl;
-    if (DropReason r = open_packet(ctx, sa, pkt, ip_len, esp_offset, pl); r != DropReason::none) return r;
-    const DropReason r = sa.mode == SaMode::tunnel ? decap_tunnel(pkt, m, pl) : decap_transport(pkt, m, esp_offset, pl);
-    if (unlikely(r != DropReason::none)) return r;
-    account(ctx, sa, m->data_len);
-    ctx.counters->stats.decrypted.inc();
-    return DropReason::none;
+    switch (sa.decap_kind) {
+    case EspKind::gcm256_esn: return decap<GcmTunnelSpec<32, true>>(ctx, sa, m, esp_offset);
+    case EspKind::gcm256: return decap<GcmTunnelSpec<32, false>>(ctx, sa, m, esp_offset);
+    case EspKind::gcm128_esn: return decap<GcmTunnelSpec<16, true>>(ctx, sa, m, esp_offset);
+    case EspKind::gcm128: return decap<GcmTunnelSpec<16, false>>(ctx, sa, m, esp_offset);
+    case EspKind::generic: break;
+    }
+    return esp_decap_generic(ctx, sa, m, esp_offset);
 }
 
 } // namespace ravelin::dp

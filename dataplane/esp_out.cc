@@ -34,6 +34,42 @@ namespace {
 
 using namespace esp_detail;
 
+// What an encapsulation body knows before it runs. The generic body reads
+// the SA's mode, outer family, UDP encapsulation and transform sizes per
+// packet and calls the transform through its pointer; a gcm kind (sa.hh,
+// EspKind) is tunnel mode over IPv4 without UDP with AES-GCM-16, so all of
+// that is constant and the cipher call is direct. One body, instantiated
+// for each, keeps the two byte-identical.
+struct GenericSpec {
+    static uint32_t iv_len(const DpSa& sa) noexcept { return sa.xform.iv_len; }
+    static uint32_t icv_len(const DpSa& sa) noexcept { return sa.xform.icv_len; }
+    static uint32_t block_len(const DpSa& sa) noexcept { return sa.xform.block_len; }
+    static bool esn(const DpSa& sa) noexcept { return sa.xform.esn; }
+    static uint32_t outer_len(const DpSa& sa) noexcept { return sa.outer_len; }
+    static bool outer_v4(const DpSa& sa) noexcept { return sa.outer_family == IpFamily::v4; }
+    static bool udp_encap(const DpSa& sa) noexcept { return sa.udp_encap; }
+    static void seal(EspContext& ctx, const DpSa& sa, uint8_t* esp, uint32_t len, uint32_t esn_hi) noexcept
+    {
+        sa.xform.seal(ctx.mgr, sa.xform, sa.keys, esp, len, esn_hi);
+    }
+};
+
+// sa.cc's gcm_kind() checks that the transform has exactly these sizes.
+template <unsigned KeyBytes, bool Esn>
+struct GcmTunnel4Spec {
+    static constexpr uint32_t iv_len(const DpSa&) noexcept { return 8; }
+    static constexpr uint32_t icv_len(const DpSa&) noexcept { return 16; }
+    static constexpr uint32_t block_len(const DpSa&) noexcept { return 4; }
+    static constexpr bool esn(const DpSa&) noexcept { return Esn; }
+    static constexpr uint32_t outer_len(const DpSa&) noexcept { return sizeof(rte_ipv4_hdr); }
+    static constexpr bool outer_v4(const DpSa&) noexcept { return true; }
+    static constexpr bool udp_encap(const DpSa&) noexcept { return false; }
+    static void seal(EspContext& ctx, const DpSa& sa, uint8_t* esp, uint32_t len, uint32_t esn_hi) noexcept
+    {
+        gcm_seal<KeyBytes, Esn>(ctx.mgr, sa.xform, sa.keys, esp, len, esn_hi);
+    }
+};
+
 // What encapsulation needs from the packet before it is modified.
 struct Plan {
     uint32_t payload_len;   // octets that go between the IV and the padding
@@ -46,14 +82,14 @@ struct Plan {
 
 // RFC 4303 §2.4: pad so that payload + pad length + next header is a
 // multiple of the block size (a power of two: 4, 8 or 16).
+template <typename Spec>
 inline Plan plan(const DpSa& sa, uint32_t ip_len, uint32_t payload_len, uint32_t front_extra, uint8_t nh) noexcept
 {
-    const EspTransform& x = sa.xform;
     Plan p;
     p.payload_len = payload_len;
-    p.pad = (0u - (payload_len + trailer_fixed)) & (x.block_len - 1u);
-    p.tail = p.pad + trailer_fixed + x.icv_len;
-    p.front = front_extra + esp_hdr_len + x.iv_len;
+    p.pad = (0u - (payload_len + trailer_fixed)) & (Spec::block_len(sa) - 1u);
+    p.tail = p.pad + trailer_fixed + Spec::icv_len(sa);
+    p.front = front_extra + esp_hdr_len + Spec::iv_len(sa);
     p.total = ip_len + p.front + p.tail;
     p.next_header = nh;
     return p;
@@ -87,16 +123,16 @@ inline uint8_t* append_checked(rte_mbuf* m, uint32_t len) noexcept
 
 // The outer header template, with a fixed-size copy for each size an SA
 // can have (sa.cc), so none of them is a libc call.
-inline void copy_outer(uint8_t* dst, const DpSa& sa) noexcept
+inline void copy_outer(uint8_t* dst, const DpSa& sa, uint32_t outer_len) noexcept
 {
-    switch (sa.outer_len) {
+    switch (outer_len) {
     case 0: break;
     case 8: std::memcpy(dst, sa.outer_template, 8); break;
     case 20: std::memcpy(dst, sa.outer_template, 20); break;
     case 28: std::memcpy(dst, sa.outer_template, 28); break;
     case 40: std::memcpy(dst, sa.outer_template, 40); break;
     case 48: std::memcpy(dst, sa.outer_template, 48); break;
-    default: std::memcpy(dst, sa.outer_template, sa.outer_len); break;
+    default: std::memcpy(dst, sa.outer_template, outer_len); break;
     }
 }
 
@@ -104,9 +140,9 @@ inline void copy_outer(uint8_t* dst, const DpSa& sa) noexcept
 // ESP header. Returns the sequence number used.
 //
 //   | SPI | Seq | IV | payload | 1 2 3 .. pad | pad len | next hdr | ICV |
+template <typename Spec>
 inline SeqNum seal_packet(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint8_t* esp, const Plan& p) noexcept
 {
-    const EspTransform& x = sa.xform;
     const SeqNum seq = ++sa.state.seq;
     uint8_t* t = append_checked(m, p.tail);
     // Padding is at most 15 octets (block_len <= 16). With a tail of 16 or
@@ -118,8 +154,8 @@ inline SeqNum seal_packet(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint8_t* esp, 
     t[p.pad + 1] = p.next_header;
     std::memcpy(esp, &sa.spi_be, 4);
     store_be32(esp + 4, uint32_t(seq));
-    const uint32_t len = esp_hdr_len + x.iv_len + p.payload_len + p.pad + trailer_fixed;
-    x.seal(ctx.mgr, x, sa.keys, esp, len, uint32_t(seq >> 32));
+    const uint32_t len = esp_hdr_len + Spec::iv_len(sa) + p.payload_len + p.pad + trailer_fixed;
+    Spec::seal(ctx, sa, esp, len, uint32_t(seq >> 32));
     return seq;
 }
 
@@ -166,7 +202,8 @@ inline void finish_outer_v6(uint8_t* o, uint32_t total, uint8_t tc) noexcept
 //
 //   before: | inner IP packet |
 //   after:  | outer IP | [UDP] | ESP | IV | inner IP packet | trailer | ICV |
-DropReason encap_tunnel(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
+template <typename Spec>
+inline DropReason encap_tunnel(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
 {
     const uint8_t* inner = rte_pktmbuf_mtod(m, const uint8_t*);
     const uint32_t inner_len = m->data_len;
@@ -184,20 +221,21 @@ DropReason encap_tunnel(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
     } else {
         return DropReason::bad_ip_header;
     }
-    const Plan p = plan(sa, inner_len, inner_len, sa.outer_len, nh);
+    const uint32_t outer_len = Spec::outer_len(sa);
+    const Plan p = plan<Spec>(sa, inner_len, inner_len, outer_len, nh);
     if (DropReason r = check_room(sa, m, p); r != DropReason::none) return r;
 
     uint8_t* outer = prepend_checked(m, p.front);
-    copy_outer(outer, sa);
-    const SeqNum seq = seal_packet(ctx, sa, m, outer + sa.outer_len, p);
+    copy_outer(outer, sa, outer_len);
+    const SeqNum seq = seal_packet<Spec>(ctx, sa, m, outer + outer_len, p);
     const uint8_t out_tos = tos & (sa.copy_dscp ? 0xff : 0x03);
-    if (sa.outer_family == IpFamily::v4) {
+    if (Spec::outer_v4(sa)) {
         const bool df = sa.df == DfMode::copy ? inner_df : sa.df == DfMode::set;
         finish_outer_v4(outer, sa.outer_v4_sum, p.total, seq, out_tos, df);
-        if (sa.udp_encap) finish_udp(outer + sizeof(rte_ipv4_hdr), nullptr, p.total - sizeof(rte_ipv4_hdr));
+        if (Spec::udp_encap(sa)) finish_udp(outer + sizeof(rte_ipv4_hdr), nullptr, p.total - sizeof(rte_ipv4_hdr));
     } else {
         finish_outer_v6(outer, p.total, out_tos);
-        if (sa.udp_encap) finish_udp(outer + sizeof(rte_ipv6_hdr), outer, p.total - sizeof(rte_ipv6_hdr));
+        if (Spec::udp_encap(sa)) finish_udp(outer + sizeof(rte_ipv6_hdr), outer, p.total - sizeof(rte_ipv6_hdr));
     }
     account(ctx, sa, inner_len);
     ctx.counters->stats.encrypted.inc();
@@ -237,13 +275,13 @@ DropReason encap_transport(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
     } else {
         return DropReason::bad_ip_header;
     }
-    const Plan p = plan(sa, len, len - hl, sa.outer_len, proto);
+    const Plan p = plan<GenericSpec>(sa, len, len - hl, sa.outer_len, proto);
     if (DropReason r = check_room(sa, m, p); r != DropReason::none) return r;
 
     uint8_t* nip = prepend_checked(m, p.front);
     std::memmove(nip, nip + p.front, hl);
-    copy_outer(nip + hl, sa);   // UDP header or nothing
-    seal_packet(ctx, sa, m, nip + hl + sa.outer_len, p);
+    copy_outer(nip + hl, sa, sa.outer_len);   // UDP header or nothing
+    seal_packet<GenericSpec>(ctx, sa, m, nip + hl + sa.outer_len, p);
     const uint8_t out_proto = sa.udp_encap ? ipproto_udp : ipproto_esp;
     if (v4) {
         auto* h = reinterpret_cast<rte_ipv4_hdr*>(nip);
@@ -271,16 +309,44 @@ DropReason encap_transport(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
     return DropReason::seq_exhausted;
 }
 
-} // namespace
-
-DropReason esp_encap(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
+// The checks before any body: SA stopped, one segment, sequence number left.
+template <typename Spec>
+inline DropReason encap_checks(EspContext& ctx, DpSa& sa, const rte_mbuf* m) noexcept
 {
     if (unlikely(sa.state.hard_reached.load(std::memory_order_relaxed))) return sa_stopped(ctx, sa);
     if (unlikely(m->nb_segs != 1)) return DropReason::multi_segment;
     // Without ESN the last usable number is 2^32 - 1, with ESN 2^64 - 1.
-    const SeqNum last = sa.xform.esn ? UINT64_MAX : UINT32_MAX;
+    const SeqNum last = Spec::esn(sa) ? UINT64_MAX : UINT32_MAX;
     if (unlikely(sa.state.seq >= last)) return seq_exhausted(ctx, sa);
-    return sa.mode == SaMode::tunnel ? encap_tunnel(ctx, sa, m) : encap_transport(ctx, sa, m);
+    return DropReason::none;
+}
+
+template <unsigned KeyBytes, bool Esn>
+DropReason encap_gcm_tunnel4(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
+{
+    using Spec = GcmTunnel4Spec<KeyBytes, Esn>;
+    if (DropReason r = encap_checks<Spec>(ctx, sa, m); unlikely(r != DropReason::none)) return r;
+    return encap_tunnel<Spec>(ctx, sa, m);
+}
+
+} // namespace
+
+DropReason esp_encap_generic(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
+{
+    if (DropReason r = encap_checks<GenericSpec>(ctx, sa, m); unlikely(r != DropReason::none)) return r;
+    return sa.mode == SaMode::tunnel ? encap_tunnel<GenericSpec>(ctx, sa, m) : encap_transport(ctx, sa, m);
+}
+
+DropReason esp_encap(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
+{
+    switch (sa.encap_kind) {
+    case EspKind::gcm256_esn: return encap_gcm_tunnel4<32, true>(ctx, sa, m);
+    case EspKind::gcm256: return encap_gcm_tunnel4<32, false>(ctx, sa, m);
+    case EspKind::gcm128_esn: return encap_gcm_tunnel4<16, true>(ctx, sa, m);
+    case EspKind::gcm128: return encap_gcm_tunnel4<16, false>(ctx, sa, m);
+    case EspKind::generic: break;
+    }
+    return esp_encap_generic(ctx, sa, m);
 }
 
 } // namespace ravelin::dp

@@ -96,6 +96,27 @@ void build_template(DpSa& sa, const SaDescriptor& d)
     }
 }
 
+// The gcm kinds' bodies (esp_out.cc, esp_in.cc) take AES-GCM-16's sizes as
+// constants; a transform without exactly those stays generic.
+EspKind gcm_kind(const EspTransform& x)
+{
+    if (x.cipher != EspCipher::aes_gcm16 || x.integ != EspInteg::none || x.iv_len != 8 || x.icv_len != 16 ||
+        x.block_len != 4)
+        return EspKind::generic;
+    if (x.key_len == 16) return x.esn ? EspKind::gcm128_esn : EspKind::gcm128;
+    if (x.key_len == 32) return x.esn ? EspKind::gcm256_esn : EspKind::gcm256;
+    return EspKind::generic;
+}
+
+// Which esp_encap()/esp_decap() body the SA takes (sa.hh, EspKind).
+void choose_kinds(DpSa& sa)
+{
+    if (sa.mode != SaMode::tunnel) return;
+    const EspKind k = gcm_kind(sa.xform);
+    sa.decap_kind = k;
+    if (sa.outer_family == IpFamily::v4 && !sa.udp_encap) sa.encap_kind = k;
+}
+
 const char* check_descriptor(const SaDescriptor& d)
 {
     if (d.local.family != IpFamily::v4 && d.local.family != IpFamily::v6) return "bad address family";
@@ -139,6 +160,7 @@ DpSa* sa_create(IMB_MGR* mgr, const SaDescriptor& d, uint16_t outer_mtu, WorkerI
     sa->reqid = d.reqid;
     sa->outer_mtu = outer_mtu;
     build_template(*sa, d);
+    choose_kinds(*sa);
 
     sa->lifetime = d.lifetime;
     // 1, not the first lifetime limit: the first packet stamps first_used_tsc

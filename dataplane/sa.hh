@@ -29,6 +29,16 @@ namespace ravelin::dp {
 // Largest outer header we prepend: IPv6 (40) + UDP (8).
 inline constexpr unsigned max_outer_header = 48;
 
+// Which esp_encap()/esp_decap() body an SA takes, chosen once in
+// sa_create() (STYLE.md §7). The gcm kinds are straight-line functions for
+// AES-GCM-16 with its fixed sizes (8-octet IV, 16-octet ICV, 4-octet
+// alignment) and a direct cipher call; encapsulation takes them for tunnel
+// mode over IPv4 without UDP, decapsulation for tunnel mode. Every other
+// SA takes the generic body, which reads mode, family, encapsulation and
+// sizes from the SA per packet. Both produce the same bytes and the same
+// drops (esp_test).
+enum class EspKind : uint8_t { generic, gcm128, gcm128_esn, gcm256, gcm256_esn };
+
 struct alignas(64) DpSaState {
     SeqNum seq = 0;               // outbound: last sequence number used
     Counter packets;
@@ -65,6 +75,8 @@ struct alignas(64) DpSa {
     uint32_t slot = UINT32_MAX;   // index in the SA table, set before publication
     uint16_t outer_mtu = 1500;    // IP MTU of the path the ESP packets take
     uint8_t outer_len = 0;        // bytes of outer_template in use (tunnel mode)
+    EspKind encap_kind = EspKind::generic;
+    EspKind decap_kind = EspKind::generic;
     // Tunnel mode over IPv4: one's-complement sum of the outer IPv4
     // template's 16-bit words (network order, folded), so the per-packet
     // header checksum only adds the fields that change (RFC 1071 / 1624).
