@@ -12,6 +12,7 @@
 #include <rte_ring.h>
 
 #include "counters.hh"
+#include "packet.hh"
 #include "sa.hh"
 
 namespace ravelin::dp {
@@ -36,15 +37,21 @@ DropReason esp_encap(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept;
 // Inbound. On entry the data starts at the outer IP header; `esp_offset` is
 // the offset of the ESP header from there (after UDP for ESP-in-UDP).
 // Verifies replay, ICV, padding; on success the data starts at the inner IP
-// header (tunnel) or the restored IP header (transport) and holds exactly it.
-// The inbound policy check is the caller's (it needs the SPD).
-DropReason esp_decap(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset) noexcept;
+// header (tunnel) or the restored IP header (transport) and holds exactly it,
+// and `inner` holds its IpInfo (what validate_ip() would give, without a
+// second parse). The inbound policy check is the caller's (it needs the SPD).
+DropReason esp_decap(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset, IpInfo& inner) noexcept;
+inline DropReason esp_decap(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset) noexcept
+{
+    IpInfo inner;
+    return esp_decap(ctx, sa, m, esp_offset, inner);
+}
 
 // The bodies above for an SA whose kind is generic (sa.hh, EspKind):
 // esp_encap()/esp_decap() take them unless the SA was given a specialised
 // kind at install. Exposed so tests can check both give the same result.
 DropReason esp_encap_generic(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept;
-DropReason esp_decap_generic(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset) noexcept;
+DropReason esp_decap_generic(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset, IpInfo& inner) noexcept;
 
 // ECN on decapsulation per RFC 6040 §4.2 (normal mode). Returns false if the
 // packet must be dropped (outer CE over a not-ECT inner). Exposed for tests.

@@ -23,6 +23,7 @@
 
 #include "esp.hh"
 #include "esp_common.hh"
+#include "packet.hh"
 
 namespace ravelin::dp {
 namespace {
@@ -124,20 +125,6 @@ inline DropReason read_trailer(const uint8_t* esp, uint32_t len, uint32_t hdr, u
     return DropReason::none;
 }
 
-// Length of the inner packet from its own header; it may be shorter than
-// the ESP payload (TFC padding, RFC 4303 §2.7). 0 if inconsistent.
-inline uint32_t inner_ip_len(const uint8_t* ip, uint32_t avail, uint8_t nh) noexcept
-{
-    if (nh == ipproto_ipip) {
-        if (avail < sizeof(rte_ipv4_hdr) || ip[0] >> 4 != 4) return 0;
-        const uint32_t hl = (ip[0] & 0x0fu) * 4u, tot = load_be16(ip + 2);
-        return hl >= sizeof(rte_ipv4_hdr) && hl <= tot && tot <= avail ? tot : 0;
-    }
-    if (avail < sizeof(rte_ipv6_hdr) || ip[0] >> 4 != 6) return 0;
-    const uint32_t tot = sizeof(rte_ipv6_hdr) + load_be16(ip + 4);
-    return tot <= avail ? tot : 0;
-}
-
 // Write back an ECN field that RFC 6040 decapsulation changed.
 inline void set_inner_tos(uint8_t* ip, uint8_t tos) noexcept
 {
@@ -152,23 +139,44 @@ inline void set_inner_tos(uint8_t* ip, uint8_t tos) noexcept
     }
 }
 
-// Tunnel mode: keep exactly the inner packet.
+// Tunnel mode: keep exactly the inner packet. Its length comes from its own
+// header: it may be shorter than the ESP payload (TFC padding, RFC 4303
+// §2.7). The header checks are all that validate_ip() makes, so `info` is
+// filled here and the caller does not parse the inner header again.
 //
 //   | outer IP | [UDP] | ESP | IV | inner IP packet | [TFC] | trailer | ICV |
 //                                  ^ new data start
-DropReason decap_tunnel(uint8_t* pkt, rte_mbuf* m, const Payload& pl) noexcept
+[[gnu::always_inline]] inline DropReason decap_tunnel(uint8_t* pkt, rte_mbuf* m, const Payload& pl,
+                                                      IpInfo& info) noexcept
 {
-    if (unlikely(pl.next_header != ipproto_ipip && pl.next_header != ipproto_ipv6))
-        return DropReason::bad_next_header;
     uint8_t* inner = pkt + pl.offset;
-    const uint32_t inner_len = inner_ip_len(inner, pl.len, pl.next_header);
-    if (unlikely(inner_len == 0)) return DropReason::bad_ip_header;
-    const uint8_t old_tos = ip_tos(inner);
+    uint32_t inner_len;
+    uint8_t old_tos;
+    if (likely(pl.next_header == ipproto_ipip)) {
+        if (unlikely(pl.len < sizeof(rte_ipv4_hdr) || inner[0] >> 4 != 4)) return DropReason::bad_ip_header;
+        const uint32_t hl = (inner[0] & 0x0fu) * 4u;
+        inner_len = load_be16(inner + 2);
+        if (unlikely(hl < sizeof(rte_ipv4_hdr) || hl > inner_len || inner_len > pl.len))
+            return DropReason::bad_ip_header;
+        old_tos = inner[1];
+        packet_detail::set_info_v4(info, reinterpret_cast<const rte_ipv4_hdr*>(inner), hl);
+    } else if (pl.next_header == ipproto_ipv6) {
+        if (unlikely(pl.len < sizeof(rte_ipv6_hdr) || inner[0] >> 4 != 6)) return DropReason::bad_ip_header;
+        inner_len = sizeof(rte_ipv6_hdr) + load_be16(inner + 4);
+        if (unlikely(inner_len > pl.len)) return DropReason::bad_ip_header;
+        old_tos = uint8_t(inner[0] << 4 | inner[1] >> 4);
+        packet_detail::set_info_v6(info, reinterpret_cast<const rte_ipv6_hdr*>(inner));
+    } else {
+        return DropReason::bad_next_header;
+    }
     uint8_t tos = old_tos;
     if (unlikely(!ecn_decapsulate(ip_tos(pkt), tos))) return DropReason::ecn_not_ect;
     if (unlikely(tos != old_tos)) set_inner_tos(inner, tos);
-    rte_pktmbuf_adj(m, uint16_t(pl.offset));
-    rte_pktmbuf_trim(m, uint16_t(m->data_len - inner_len));
+    // rte_pktmbuf_adj() + rte_pktmbuf_trim() on the one segment (checked by
+    // the caller), whose bounds open_packet() has checked.
+    m->data_off = uint16_t(m->data_off + pl.offset);
+    m->pkt_len -= m->data_len - inner_len;
+    m->data_len = uint16_t(inner_len);
     return DropReason::none;
 }
 
@@ -226,7 +234,7 @@ inline DropReason open_packet(EspContext& ctx, DpSa& sa, uint8_t* pkt, uint32_t 
 }
 
 template <typename Spec>
-inline DropReason decap(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset) noexcept
+inline DropReason decap(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset, IpInfo& inner) noexcept
 {
     if (unlikely(sa.state.hard_reached.load(std::memory_order_relaxed))) return sa_stopped(ctx, sa);
     if (unlikely(m->nb_segs != 1)) return DropReason::multi_segment;
@@ -239,12 +247,17 @@ inline DropReason decap(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_off
 
     Payload pl;
     if (DropReason r = open_packet<Spec>(ctx, sa, pkt, ip_len, esp_offset, pl); r != DropReason::none) return r;
-    const DropReason r =
-        Spec::tunnel(sa) ? decap_tunnel(pkt, m, pl) : decap_transport(pkt, m, esp_offset, pl);
-    if (unlikely(r != DropReason::none)) return r;
+    if (likely(Spec::tunnel(sa))) {
+        if (DropReason r = decap_tunnel(pkt, m, pl, inner); unlikely(r != DropReason::none)) return r;
+        account(ctx, sa, m->data_len);
+        ctx.counters->stats.decrypted.inc();
+        return DropReason::none;
+    }
+    if (DropReason r = decap_transport(pkt, m, esp_offset, pl); unlikely(r != DropReason::none)) return r;
     account(ctx, sa, m->data_len);
     ctx.counters->stats.decrypted.inc();
-    return DropReason::none;
+    // The rebuilt header's IpInfo for the caller.
+    return validate_ip(m, inner);
 }
 
 } // namespace
@@ -267,21 +280,21 @@ bool ecn_decapsulate(uint8_t outer_tos, uint8_t& inner_tos) noexcept
     return true;
 }
 
-DropReason esp_decap_generic(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset) noexcept
+DropReason esp_decap_generic(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset, IpInfo& inner) noexcept
 {
-    return decap<GenericSpec>(ctx, sa, m, esp_offset);
+    return decap<GenericSpec>(ctx, sa, m, esp_offset, inner);
 }
 
-DropReason esp_decap(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset) noexcept
+DropReason esp_decap(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset, IpInfo& inner) noexcept
 {
     switch (sa.decap_kind) {
-    case EspKind::gcm256_esn: return decap<GcmTunnelSpec<32, true>>(ctx, sa, m, esp_offset);
-    case EspKind::gcm256: return decap<GcmTunnelSpec<32, false>>(ctx, sa, m, esp_offset);
-    case EspKind::gcm128_esn: return decap<GcmTunnelSpec<16, true>>(ctx, sa, m, esp_offset);
-    case EspKind::gcm128: return decap<GcmTunnelSpec<16, false>>(ctx, sa, m, esp_offset);
+    case EspKind::gcm256_esn: return decap<GcmTunnelSpec<32, true>>(ctx, sa, m, esp_offset, inner);
+    case EspKind::gcm256: return decap<GcmTunnelSpec<32, false>>(ctx, sa, m, esp_offset, inner);
+    case EspKind::gcm128_esn: return decap<GcmTunnelSpec<16, true>>(ctx, sa, m, esp_offset, inner);
+    case EspKind::gcm128: return decap<GcmTunnelSpec<16, false>>(ctx, sa, m, esp_offset, inner);
     case EspKind::generic: break;
     }
-    return esp_decap_generic(ctx, sa, m, esp_offset);
+    return esp_decap_generic(ctx, sa, m, esp_offset, inner);
 }
 
 } // namespace ravelin::dp

@@ -78,13 +78,28 @@ namespace packet_detail {
 // its bursts right after validate_ip(), and a load spanning several
 // smaller stores still in the store buffer cannot be forwarded (a stall
 // per packet).
-inline void set_info(IpInfo& info, IpFamily family, uint8_t proto, uint16_t l3_len, bool fragment,
+[[gnu::always_inline]] inline void set_info(IpInfo& info, IpFamily family, uint8_t proto, uint16_t l3_len, bool fragment,
                      bool l4_hidden) noexcept
 {
     const uint64_t v = uint64_t(family) | uint64_t(proto) << 8 | uint64_t(l3_len) << 16 |
                        uint64_t(fragment) << 32 | uint64_t(l4_hidden) << 40;
     static_assert(std::endian::native == std::endian::little, "IpInfo packing assumes little endian");
     std::memcpy(static_cast<void*>(&info), &v, sizeof(info));
+}
+
+// The IpInfo of a checked header (validate_v4/v6, and decapsulation, which
+// checks the inner header itself: esp_in.cc).
+[[gnu::always_inline]] inline void set_info_v4(IpInfo& info, const rte_ipv4_hdr* ip, unsigned ihl) noexcept
+{
+    uint16_t frag = rte_be_to_cpu_16(ip->fragment_offset);
+    // The first fragment (offset 0) still carries the L4 header.
+    set_info(info, IpFamily::v4, ip->next_proto_id, uint16_t(ihl),
+             (frag & (RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) != 0,
+             (frag & RTE_IPV4_HDR_OFFSET_MASK) != 0);
+}
+[[gnu::always_inline]] inline void set_info_v6(IpInfo& info, const rte_ipv6_hdr* ip) noexcept
+{
+    set_info(info, IpFamily::v6, ip->proto, sizeof(rte_ipv6_hdr), ip->proto == 44, is_ipv6_extension(ip->proto));
 }
 
 inline DropReason validate_v4(rte_mbuf* m, IpInfo& info) noexcept
@@ -97,11 +112,7 @@ inline DropReason validate_v4(rte_mbuf* m, IpInfo& info) noexcept
         return DropReason::bad_ip_header;
     if (total > m->data_len) return DropReason::runt;
     if (total < m->data_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - total));
-    uint16_t frag = rte_be_to_cpu_16(ip->fragment_offset);
-    // The first fragment (offset 0) still carries the L4 header.
-    set_info(info, IpFamily::v4, ip->next_proto_id, uint16_t(ihl),
-             (frag & (RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) != 0,
-             (frag & RTE_IPV4_HDR_OFFSET_MASK) != 0);
+    set_info_v4(info, ip, ihl);
     return DropReason::none;
 }
 
@@ -113,7 +124,7 @@ inline DropReason validate_v6(rte_mbuf* m, IpInfo& info) noexcept
     unsigned total = sizeof(rte_ipv6_hdr) + rte_be_to_cpu_16(ip->payload_len);
     if (total > m->data_len) return DropReason::runt;
     if (total < m->data_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - total));
-    set_info(info, IpFamily::v6, ip->proto, sizeof(rte_ipv6_hdr), ip->proto == 44, is_ipv6_extension(ip->proto));
+    set_info_v6(info, ip);
     return DropReason::none;
 }
 

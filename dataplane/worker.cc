@@ -511,9 +511,11 @@ void Worker::inbound_esp(Burst& b) noexcept
             handoff_inbound(it.m, it.sa->owner, it.sa->slot, it.esp_offset);
             continue;
         }
-        DropReason r = esp_decap(esp_, *it.sa, it.m, it.esp_offset);
-        if (r == DropReason::none) r = validate_ip(it.m, it.info);
-        if (r != DropReason::none) { drop_sa(it.m, *it.sa, r); continue; }
+        // esp_decap() fills it.info with the inner packet's facts.
+        if (DropReason r = esp_decap(esp_, *it.sa, it.m, it.esp_offset, it.info); r != DropReason::none) {
+            drop_sa(it.m, *it.sa, r);
+            continue;
+        }
         clear.add(it);
     }
     if (clear.n) inbound_policy(clear);
@@ -616,9 +618,10 @@ void Worker::process_handoff(rte_mbuf** pkts, uint16_t n) noexcept
             drop(m, DropReason::no_sa);   // slot reused by another SA meanwhile
             continue;
         }
-        DropReason r = esp_decap(esp_, *it.sa, m, it.esp_offset);
-        if (r == DropReason::none) r = validate_ip(m, it.info);
-        if (r != DropReason::none) { drop_sa(m, *it.sa, r); continue; }
+        if (DropReason r = esp_decap(esp_, *it.sa, m, it.esp_offset, it.info); r != DropReason::none) {
+            drop_sa(m, *it.sa, r);
+            continue;
+        }
         clear.add(it);
     }
     if (clear.n) inbound_policy(clear);

@@ -875,7 +875,7 @@ std::vector<Bytes> inbound_bodies()
 }
 
 // For every AES-GCM SA kind: the specialised body and the generic one give
-// the same bytes, the same drop reason and the same
+// the same bytes, the same drop reason, the same inner IpInfo and the same
 // SA state, packet by packet, on good and malformed input. Both SAs come
 // from one descriptor, so their keys and sequence numbers agree.
 TEST(EspKinds, SpecialisedAndGenericBodiesAgree)
@@ -942,10 +942,17 @@ TEST(EspKinds, SpecialisedAndGenericBodiesAgree)
                     }
                     for (const Bytes& p : inputs) {
                         MbufPtr m1 = to_mbuf(p), m2 = to_mbuf(p);
-                        const DropReason r1 = esp_decap(w1.ctx, *in, m1.get(), off);
-                        const DropReason r2 = esp_decap_generic(w2.ctx, *in_g, m2.get(), off);
+                        IpInfo i1, i2;
+                        const DropReason r1 = esp_decap(w1.ctx, *in, m1.get(), off, i1);
+                        const DropReason r2 = esp_decap_generic(w2.ctx, *in_g, m2.get(), off, i2);
                         ASSERT_EQ(r1, r2) << "packet of " << p.size();
                         ASSERT_EQ(bytes_of(m1.get()), bytes_of(m2.get())) << "packet of " << p.size();
+                        if (r1 != DropReason::none) continue;
+                        EXPECT_EQ(std::memcmp(&i1, &i2, sizeof i1), 0);
+                        // The IpInfo decapsulation gives is validate_ip()'s.
+                        IpInfo v;
+                        ASSERT_EQ(validate_ip(m1.get(), v), DropReason::none);
+                        EXPECT_EQ(std::memcmp(&i1, &v, sizeof v), 0);
                     }
                     expect_same_state(*in, *in_g);
                     EXPECT_EQ(w1.counters.stats.decrypted.get(), w2.counters.stats.decrypted.get());
