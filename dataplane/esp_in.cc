@@ -260,6 +260,15 @@ inline DropReason decap(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_off
     return validate_ip(m, inner);
 }
 
+// flatten: the whole body in one function, down to the IPsec-MB call (with
+// LTO, gcm_open too); the cold paths stay out of line (noinline).
+template <unsigned KeyBytes, bool Esn>
+[[gnu::flatten]] DropReason decap_gcm_tunnel(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset,
+                                             IpInfo& inner) noexcept
+{
+    return decap<GcmTunnelSpec<KeyBytes, Esn>>(ctx, sa, m, esp_offset, inner);
+}
+
 } // namespace
 
 // RFC 6040 §4.2, normal mode: what the inner ECN field becomes.
@@ -288,10 +297,10 @@ DropReason esp_decap_generic(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t es
 DropReason esp_decap(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset, IpInfo& inner) noexcept
 {
     switch (sa.decap_kind) {
-    case EspKind::gcm256_esn: return decap<GcmTunnelSpec<32, true>>(ctx, sa, m, esp_offset, inner);
-    case EspKind::gcm256: return decap<GcmTunnelSpec<32, false>>(ctx, sa, m, esp_offset, inner);
-    case EspKind::gcm128_esn: return decap<GcmTunnelSpec<16, true>>(ctx, sa, m, esp_offset, inner);
-    case EspKind::gcm128: return decap<GcmTunnelSpec<16, false>>(ctx, sa, m, esp_offset, inner);
+    case EspKind::gcm256_esn: return decap_gcm_tunnel<32, true>(ctx, sa, m, esp_offset, inner);
+    case EspKind::gcm256: return decap_gcm_tunnel<32, false>(ctx, sa, m, esp_offset, inner);
+    case EspKind::gcm128_esn: return decap_gcm_tunnel<16, true>(ctx, sa, m, esp_offset, inner);
+    case EspKind::gcm128: return decap_gcm_tunnel<16, false>(ctx, sa, m, esp_offset, inner);
     case EspKind::generic: break;
     }
     return esp_decap_generic(ctx, sa, m, esp_offset, inner);

@@ -321,8 +321,10 @@ inline DropReason encap_checks(EspContext& ctx, DpSa& sa, const rte_mbuf* m) noe
     return DropReason::none;
 }
 
+// flatten: the whole body in one function, down to the IPsec-MB call (with
+// LTO, gcm_seal too); the cold paths stay out of line (noinline).
 template <unsigned KeyBytes, bool Esn>
-DropReason encap_gcm_tunnel4(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
+[[gnu::flatten]] DropReason encap_gcm_tunnel4(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
 {
     using Spec = GcmTunnel4Spec<KeyBytes, Esn>;
     if (DropReason r = encap_checks<Spec>(ctx, sa, m); unlikely(r != DropReason::none)) return r;
