@@ -289,7 +289,10 @@ bool ecn_decapsulate(uint8_t outer_tos, uint8_t& inner_tos) noexcept
     return true;
 }
 
-DropReason esp_decap_generic(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset, IpInfo& inner) noexcept
+// Not inlined into esp_decap(), which then is only a jump to the SA's body
+// (no frame of its own to set up per packet).
+[[gnu::noinline]] DropReason esp_decap_generic(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset,
+                                               IpInfo& inner) noexcept
 {
     return decap<GenericSpec>(ctx, sa, m, esp_offset, inner);
 }

@@ -333,7 +333,9 @@ template <unsigned KeyBytes, bool Esn>
 
 } // namespace
 
-DropReason esp_encap_generic(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
+// Not inlined into esp_encap(), which then is only a jump to the SA's body
+// (no frame of its own to set up per packet).
+[[gnu::noinline]] DropReason esp_encap_generic(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
 {
     if (DropReason r = encap_checks<GenericSpec>(ctx, sa, m); unlikely(r != DropReason::none)) return r;
     return sa.mode == SaMode::tunnel ? encap_tunnel<GenericSpec>(ctx, sa, m) : encap_transport(ctx, sa, m);
