@@ -16,6 +16,12 @@
 #                 listings beside them
 #   --callgrind-only  only the callgrind part (no timing run)
 #   --table-only  only print the table of an existing JSON_OUT
+#   --ab BIN      A/B: time BIN (e.g. a copy of the benchmark built from the
+#                 tree before a change) and this build's binary alternately
+#                 in one session, order flipped each round, -r repetitions
+#                 each; tests/bench/bench_ab.py prints both side by side.
+#                 Files: JSON_OUT's directory, ab-{before,after}-N.json
+#   --rounds N    A/B rounds (default 4)
 #
 # JSON_OUT defaults to /tmp/ravelin-bench.json (Google Benchmark's JSON,
 # aggregates only); tests/bench/bench_table.py prints the table from it and
@@ -35,6 +41,8 @@ do_build=1
 do_callgrind=0
 table_only=0
 timing=1
+ab_bin=
+rounds=4
 out=/tmp/ravelin-bench.json
 
 while [ $# -gt 0 ]; do
@@ -48,6 +56,8 @@ while [ $# -gt 0 ]; do
     --callgrind) do_callgrind=1; shift ;;
     --callgrind-only) do_callgrind=1; timing=0; shift ;;
     --table-only) table_only=1; do_build=0; shift ;;
+    --ab) ab_bin=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d'; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) out=$1; shift ;;
@@ -63,6 +73,28 @@ if [ "$do_build" = 1 ]; then
 fi
 
 mkdir -p "$(dirname "$out")"
+if [ -n "$ab_bin" ]; then
+    [ -x "$ab_bin" ] || { echo "--ab: $ab_bin is not an executable" >&2; exit 2; }
+    dir=$(dirname "$out")
+    rm -f "$dir"/ab-before-*.json "$dir"/ab-after-*.json "$dir"/ab.log
+    args=(--benchmark_repetitions="$reps" --benchmark_report_aggregates_only=true
+          --benchmark_enable_random_interleaving=true --benchmark_min_time="$min_time"
+          --benchmark_out_format=json --benchmark_format=console)
+    [ -n "$filter" ] && args+=(--benchmark_filter="$filter")
+    for ((r = 1; r <= rounds; r++)); do
+        order=(before after)
+        [ $((r % 2)) = 0 ] && order=(after before)
+        for which in "${order[@]}"; do
+            b=$bin
+            [ "$which" = before ] && b=$ab_bin
+            echo "== round $r/$rounds: $which ($b)" >&2
+            taskset -c "$cpu" "$b" "${args[@]}" --benchmark_out="$dir/ab-$which-$r.json" >>"$dir/ab.log" 2>&1 \
+                || { echo "$which failed, see $dir/ab.log" >&2; exit 1; }
+        done
+    done
+    /usr/bin/python3 tests/bench/bench_ab.py "$dir"
+    exit 0
+fi
 if [ "$table_only" = 0 ] && [ "$timing" = 1 ]; then
     args=(--benchmark_repetitions="$reps" --benchmark_report_aggregates_only=true
           --benchmark_enable_random_interleaving=true --benchmark_min_time="$min_time"
