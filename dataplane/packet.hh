@@ -204,10 +204,12 @@ inline bool decrement_ttl(rte_mbuf* m, IpFamily family) noexcept
     if (ip->time_to_live <= 1) return false;
     ip->time_to_live--;
     // RFC 1624 incremental update: TTL is the high byte of its 16-bit word,
-    // so the header sum drops by 0x0100.
-    uint32_t sum = uint32_t(rte_be_to_cpu_16(ip->hdr_checksum)) + 0x0100;
+    // so the header sum drops by 0x0100. Added to the field as it lies in
+    // memory: a one's complement sum does not depend on byte order
+    // (RFC 1071 §2(B)), so no swap per packet, only a swapped constant.
+    uint32_t sum = uint32_t(ip->hdr_checksum) + rte_cpu_to_be_16(0x0100);
     sum = (sum & 0xffff) + (sum >> 16);
-    ip->hdr_checksum = rte_cpu_to_be_16(uint16_t(sum));
+    ip->hdr_checksum = uint16_t(sum);
     return true;
 }
 
