@@ -91,11 +91,13 @@ namespace packet_detail {
 // checks the inner header itself: esp_in.cc).
 [[gnu::always_inline]] inline void set_info_v4(IpInfo& info, const rte_ipv4_hdr* ip, unsigned ihl) noexcept
 {
-    uint16_t frag = rte_be_to_cpu_16(ip->fragment_offset);
+    // Flags and offset tested in network order against swapped constants:
+    // no byte swap per packet.
+    const uint16_t frag = ip->fragment_offset;
     // The first fragment (offset 0) still carries the L4 header.
     set_info(info, IpFamily::v4, ip->next_proto_id, uint16_t(ihl),
-             (frag & (RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) != 0,
-             (frag & RTE_IPV4_HDR_OFFSET_MASK) != 0);
+             (frag & rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) != 0,
+             (frag & rte_cpu_to_be_16(RTE_IPV4_HDR_OFFSET_MASK)) != 0);
 }
 [[gnu::always_inline]] inline void set_info_v6(IpInfo& info, const rte_ipv6_hdr* ip) noexcept
 {
