@@ -366,16 +366,20 @@ class Gateway:
         return parse_stats(self.stats_text())
 
     def settled_stats(self, timeout: float = 5.0) -> dict:
-        """Stats once two reads 0.3 s apart agree on rx/tx (traffic stopped)."""
+        """Stats once two reads 0.3 s apart agree on the packet counters and
+        drops (traffic stopped). The workers' cycle counters (busy_cycles,
+        poll_cycles) move all the time and are not compared."""
+        def packets(st: dict) -> dict:
+            return {k: v for k, v in st["stats"].items() if not k.endswith("_cycles")}
         prev = self.stats()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             time.sleep(0.3)
             cur = self.stats()
-            if cur["stats"] == prev["stats"] and cur["drops"] == prev["drops"]:
+            if packets(cur) == packets(prev) and cur["drops"] == prev["drops"]:
                 return cur
             prev = cur
-        return prev
+        raise StatsError(f"{self.name}: counters still moving after {timeout} s: {packets(prev)}")
 
     def stop(self, timeout: float = 20) -> int | None:
         if self.proc is None:
