@@ -175,11 +175,14 @@ void DataplaneSaSink::install_inbound(const ike::ChildSaRecord& sa)
 void DataplaneSaSink::install_outbound(const ike::ChildSaRecord& sa)
 {
     Tunnel& t = tunnel(sa.reqid, sa.connection, sa.child, sa.local_ts, sa.remote_ts);
+    // Stamped before the command goes out: the ring write can wake the data
+    // plane, which may install the SA and see its first packet before this
+    // process runs again (a later stamp made such samples negative and lost).
+    if (first_use_wait_.size() >= 4096) first_use_wait_.erase(first_use_wait_.begin());
+    first_use_wait_[sa.outbound.spi.value] = DataplaneChannel::monotonic_ns();
     send_sa_add(sa.outbound, t);
     t.outbound = sa.outbound.spi.value;
     ++stats_.installed;
-    if (first_use_wait_.size() >= 4096) first_use_wait_.erase(first_use_wait_.begin());
-    first_use_wait_[sa.outbound.spi.value] = DataplaneChannel::monotonic_ns();
     // An adopted outbound SA was just replaced in place; the adopted
     // inbound ones go after the grace period.
     if (t.adopted_out || !t.adopted_in.empty()) {
