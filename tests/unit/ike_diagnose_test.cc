@@ -33,49 +33,12 @@ struct SideConfig {
 
     std::string text() const
     {
-        return fmt::format(R"(
-iked {{
-  retransmit_timeout = 1s
-  retransmit_tries = 2
-}}
-connections {{
-  gw {{
-    local_addrs = {me}
-    remote_addrs = {peer}
-    proposals = {ike}
-    rekey_time = 0
-    keyingtries = 1
-    local {{
-      auth = psk
-      id = {my_id}
-    }}
-    remote {{
-      auth = psk
-      id = {peer_id}
-    }}
-    children {{
-      net {{
-        local_ts = {lts}
-        remote_ts = {rts}
-        esp_proposals = {esp}
-        rekey_time = 0
-      }}
-    }}
-  }}
-}}
-secrets {{
-  ike-gw {{
-    {ids}
-    secret = "{psk}"
-  }}
-}}
-)",
-                           fmt::arg("me", me), fmt::arg("peer", peer), fmt::arg("ike", ike), fmt::arg("esp", esp),
-                           fmt::arg("my_id", my_id), fmt::arg("peer_id", peer_id), fmt::arg("psk", psk),
-                           fmt::arg("lts", lts), fmt::arg("rts", rts),
-                           fmt::arg("ids", secret_ids.empty()
-                                               ? "id-a = " + my_id + "\n    id-b = " + peer_id
-                                               : secret_ids));
+        fakes::PskSide side{.me = me, .peer = peer, .my_id = my_id, .peer_id = peer_id, .ike = ike, .psk = psk,
+                            .secret_ids = secret_ids};
+        side.daemon = "  retransmit_timeout = 1s\n  retransmit_tries = 2";
+        side.conn_extra = "    rekey_time = 0\n    keyingtries = 1";
+        side.children = {{.local_ts = lts, .remote_ts = rts, .esp = esp, .extra = "        rekey_time = 0"}};
+        return side.text();
     }
 };
 
@@ -91,13 +54,7 @@ SideConfig config_b()
             "a shared secret of some length", "198.19.2.0/24", "198.19.1.0/24", ""};
 }
 
-IkeConfig parse(const SideConfig& c)
-{
-    std::string err;
-    auto cfg = parse_ike_config(c.text(), "test.conf", err);
-    EXPECT_TRUE(cfg) << err;
-    return cfg ? *cfg : IkeConfig{};
-}
+IkeConfig parse(const SideConfig& c) { return fakes::parse_config(c.text()); }
 
 struct Side {
     fakes::Wire wire;

@@ -51,13 +51,7 @@ public:
 
 using TestRng = fakes::SeededRng;
 
-IkeConfig config_from(const std::string& text)
-{
-    std::string err;
-    auto c = parse_ike_config(text, "test.conf", err);
-    EXPECT_TRUE(c) << err;
-    return c ? *c : IkeConfig{};
-}
+IkeConfig config_from(const std::string& text) { return fakes::parse_config(text); }
 
 struct Options {
     std::string ike_a = "aes256gcm16-prfsha256-x25519";
@@ -80,50 +74,12 @@ std::string side_config(const std::string& me, const std::string& peer, const st
                         const std::string& psk, const std::string& lts, const std::string& rts,
                         const std::string& start, const std::string& daemon, const std::string& conn_extra)
 {
-    return fmt::format(R"(
-iked {{
-  retransmit_timeout = 1s
-  retransmit_tries = 3
-  {daemon}
-}}
-connections {{
-  gw {{
-    local_addrs = {me}
-    remote_addrs = {peer}
-    proposals = {ike}
-    rekey_time = 0
-    {extra}
-    local {{
-      auth = psk
-      id = {my_id}
-    }}
-    remote {{
-      auth = psk
-      id = {peer_id}
-    }}
-    children {{
-      net {{
-        local_ts = {lts}
-        remote_ts = {rts}
-        esp_proposals = {esp}
-        start_action = {start}
-        rekey_time = 0
-      }}
-    }}
-  }}
-}}
-secrets {{
-  ike-gw {{
-    id-a = {my_id}
-    id-b = {peer_id}
-    secret = "{psk}"
-  }}
-}}
-)",
-                       fmt::arg("me", me), fmt::arg("peer", peer), fmt::arg("ike", ike), fmt::arg("esp", esp),
-                       fmt::arg("my_id", my_id), fmt::arg("peer_id", peer_id), fmt::arg("psk", psk),
-                       fmt::arg("lts", lts), fmt::arg("rts", rts), fmt::arg("start", start),
-                       fmt::arg("daemon", daemon), fmt::arg("extra", conn_extra));
+    fakes::PskSide side{.me = me, .peer = peer, .my_id = my_id, .peer_id = peer_id, .ike = ike, .psk = psk};
+    side.daemon = "  retransmit_timeout = 1s\n  retransmit_tries = 3\n" + daemon;
+    side.conn_extra = "    rekey_time = 0\n" + conn_extra;
+    side.children = {{.local_ts = lts, .remote_ts = rts, .esp = esp,
+                      .extra = "        start_action = " + start + "\n        rekey_time = 0"}};
+    return side.text();
 }
 
 struct Side {

@@ -1,13 +1,20 @@
 // Test doubles for the IKE engine's interfaces, shared by the engine's and
-// the daemon's tests: an in-memory wire and a seeded, deterministic Rng
-// (which also makes the DH keys reproducible).
+// the daemon's tests: an in-memory wire, a seeded, deterministic Rng
+// (which also makes the DH keys reproducible), and the configuration of one
+// side of a PSK tunnel between two test engines.
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <random>
 #include <span>
+#include <string>
+#include <vector>
 
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "config.hh"
 #include "engine.hh"
 
 namespace ravelin::ike::fakes {
@@ -41,5 +48,51 @@ public:
 private:
     std::mt19937_64 g_;
 };
+
+// One side of a PSK tunnel (connection "gw") as ravelin-iked config text.
+// Every test file fills in what it varies; the rest is the same everywhere.
+struct PskSide {
+    struct Child {
+        std::string name = "net";
+        std::string local_ts, remote_ts;
+        std::string esp = "aes256gcm16-x25519";
+        std::string extra;        // more lines inside the child
+    };
+    std::string me, peer, my_id, peer_id;
+    std::string ike = "aes256gcm16-prfsha256-x25519";
+    std::string psk = "a shared secret of some length";
+    std::string secret_ids;       // the secret's id lines; empty: id-a = my_id, id-b = peer_id
+    std::string daemon;           // lines inside iked { }; empty: no iked section
+    std::string conn_extra;       // more lines inside the connection
+    std::vector<Child> children;
+
+    std::string text() const
+    {
+        std::string out;
+        if (!daemon.empty()) out += "iked {\n" + daemon + "\n}\n";
+        out += fmt::format("connections {{\n  gw {{\n    local_addrs = {}\n    remote_addrs = {}\n"
+                           "    proposals = {}\n{}\n"
+                           "    local {{\n      auth = psk\n      id = {}\n    }}\n"
+                           "    remote {{\n      auth = psk\n      id = {}\n    }}\n    children {{\n",
+                           me, peer, ike, conn_extra, my_id, peer_id);
+        for (const Child& c : children)
+            out += fmt::format("      {} {{\n        local_ts = {}\n        remote_ts = {}\n"
+                               "        esp_proposals = {}\n{}\n      }}\n",
+                               c.name, c.local_ts, c.remote_ts, c.esp, c.extra);
+        out += fmt::format("    }}\n  }}\n}}\nsecrets {{\n  ike-gw {{\n{}\n    secret = \"{}\"\n  }}\n}}\n",
+                           secret_ids.empty() ? "    id-a = " + my_id + "\n    id-b = " + peer_id : secret_ids,
+                           psk);
+        return out;
+    }
+};
+
+// The parsed config, or an empty one and a test failure with the reason.
+inline IkeConfig parse_config(const std::string& text)
+{
+    std::string error;
+    auto c = parse_ike_config(text, "test.conf", error);
+    EXPECT_TRUE(c) << error;
+    return c ? *c : IkeConfig{};
+}
 
 } // namespace ravelin::ike::fakes

@@ -32,48 +32,13 @@ public:
 std::string side(const char* me, const char* peer, const char* my_id, const char* peer_id, const char* lts,
                  const char* rts)
 {
-    return fmt::format(R"(
-connections {{
-  gw {{
-    local_addrs = {me}
-    remote_addrs = {peer}
-    proposals = aes256gcm16-prfsha256-x25519
-    local {{
-      auth = psk
-      id = {my_id}
-    }}
-    remote {{
-      auth = psk
-      id = {peer_id}
-    }}
-    children {{
-      net {{
-        local_ts = {lts}
-        remote_ts = {rts}
-        esp_proposals = aes256gcm16
-      }}
-    }}
-  }}
-}}
-secrets {{
-  ike-gw {{
-    id-a = {my_id}
-    id-b = {peer_id}
-    secret = "a test secret, long enough"
-  }}
-}}
-)",
-                       fmt::arg("me", me), fmt::arg("peer", peer), fmt::arg("my_id", my_id),
-                       fmt::arg("peer_id", peer_id), fmt::arg("lts", lts), fmt::arg("rts", rts));
+    return ike::fakes::PskSide{.me = me, .peer = peer, .my_id = my_id, .peer_id = peer_id,
+                               .psk = "a test secret, long enough",
+                               .children = {{.local_ts = lts, .remote_ts = rts, .esp = "aes256gcm16"}}}
+        .text();
 }
 
-ike::IkeConfig parse(const std::string& text)
-{
-    std::string error;
-    auto c = ike::parse_ike_config(text, "test.conf", error);
-    EXPECT_TRUE(c) << error;
-    return c ? *c : ike::IkeConfig{};
-}
+ike::IkeConfig parse(const std::string& text) { return ike::fakes::parse_config(text); }
 
 struct Side {
     Wire wire;

@@ -42,57 +42,18 @@ public:
 std::string side(const char* me, const char* peer, const char* my_id, const char* peer_id, const char* secret,
                  bool initiator)
 {
-    return fmt::format(R"(
-connections {{
-  gw {{
-    local_addrs = {me}
-    remote_addrs = {peer}
-    proposals = aes256gcm16-prfsha256-x25519
-    local {{
-      auth = psk
-      id = {my_id}
-    }}
-    remote {{
-      auth = psk
-      id = {peer_id}
-    }}
-    children {{
-      net {{
-        local_ts = {net_l}
-        remote_ts = {net_r}
-        esp_proposals = aes256gcm16
-      }}
-      voice {{
-        local_ts = {voice_l}
-        remote_ts = {voice_r}
-        esp_proposals = aes256gcm16
-      }}
-    }}
-  }}
-}}
-secrets {{
-  ike-gw {{
-    id-a = {my_id}
-    id-b = {peer_id}
-    secret = "{secret}"
-  }}
-}}
-)",
-                       fmt::arg("me", me), fmt::arg("peer", peer), fmt::arg("my_id", my_id),
-                       fmt::arg("peer_id", peer_id), fmt::arg("secret", secret),
-                       fmt::arg("net_l", initiator ? "198.19.1.0/24" : "198.19.2.0/24"),
-                       fmt::arg("net_r", initiator ? "198.19.2.0/24" : "198.19.1.0/24"),
-                       fmt::arg("voice_l", initiator ? "198.19.3.0/24" : "198.19.4.0/24"),
-                       fmt::arg("voice_r", initiator ? "198.19.4.0/24" : "198.19.3.0/24"));
+    const char* lan_a[] = {"198.19.1.0/24", "198.19.3.0/24"};   // net, voice on the initiator's side
+    const char* lan_b[] = {"198.19.2.0/24", "198.19.4.0/24"};
+    auto mine = initiator ? lan_a : lan_b, theirs = initiator ? lan_b : lan_a;
+    return ike::fakes::PskSide{.me = me, .peer = peer, .my_id = my_id, .peer_id = peer_id, .psk = secret,
+                               .children = {{.name = "net", .local_ts = mine[0], .remote_ts = theirs[0],
+                                             .esp = "aes256gcm16"},
+                                            {.name = "voice", .local_ts = mine[1], .remote_ts = theirs[1],
+                                             .esp = "aes256gcm16"}}}
+        .text();
 }
 
-ike::IkeConfig parse(const std::string& text)
-{
-    std::string error;
-    auto c = ike::parse_ike_config(text, "test.conf", error);
-    EXPECT_TRUE(c) << error;
-    return c ? *c : ike::IkeConfig{};
-}
+ike::IkeConfig parse(const std::string& text) { return ike::fakes::parse_config(text); }
 
 struct Side {
     Wire wire;
