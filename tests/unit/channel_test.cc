@@ -138,16 +138,7 @@ struct Gateway {
 // test::fixture_peer_sa is its mirror).
 SaDescriptor gw_sa(uint32_t spi, SaDirection dir, uint32_t reqid)
 {
-    SaDescriptor d;
-    d.spi = Spi(spi);
-    d.direction = dir;
-    d.cipher = EspCipher::aes_gcm16;
-    d.cipher_key_len = 32;
-    for (unsigned i = 0; i < 32; ++i) d.cipher_key[i] = uint8_t(i);
-    for (unsigned i = 0; i < 4; ++i) d.cipher_key[32 + i] = uint8_t(0xa0 + i);
-    d.local = IpAddress::v4(gw_outside);
-    d.remote = IpAddress::v4(peer);
-    d.esn = true;
+    SaDescriptor d = test::fixture_sa_descriptor(spi, dir, gw_outside, peer);
     d.reqid = reqid;
     return d;
 }

@@ -118,10 +118,9 @@ sa = 0x2002
 inline constexpr uint32_t fixture_gw_outside = 0xc6120001;   // 198.18.0.1
 inline constexpr uint32_t fixture_peer = 0xc6120002;         // 198.18.0.2
 
-// An SA of the fixture's far end (the mirror of the gateway's SAs): same
-// AES-256-GCM key and salt as fixture_key, tunnel peer <-> gateway.
-inline dp::DpSa* fixture_peer_sa(IMB_MGR* mgr, uint32_t spi, SaDirection dir, bool esn = true,
-                                 uint16_t window = 1024)
+// An ESN tunnel SA with the fixture's AES-256-GCM key and salt
+// (fixture_key), from `local` to `remote`.
+inline SaDescriptor fixture_sa_descriptor(uint32_t spi, SaDirection dir, uint32_t local, uint32_t remote)
 {
     SaDescriptor d;
     d.spi = Spi(spi);
@@ -130,8 +129,18 @@ inline dp::DpSa* fixture_peer_sa(IMB_MGR* mgr, uint32_t spi, SaDirection dir, bo
     d.cipher_key_len = 32;
     for (unsigned i = 0; i < 32; ++i) d.cipher_key[i] = uint8_t(i);
     for (unsigned i = 0; i < 4; ++i) d.cipher_key[32 + i] = uint8_t(0xa0 + i);
-    d.local = IpAddress::v4(fixture_peer);
-    d.remote = IpAddress::v4(fixture_gw_outside);
+    d.local = IpAddress::v4(local);
+    d.remote = IpAddress::v4(remote);
+    d.esn = true;
+    return d;
+}
+
+// An SA of the fixture's far end (the mirror of the gateway's SAs): same
+// AES-256-GCM key and salt as fixture_key, tunnel peer <-> gateway.
+inline dp::DpSa* fixture_peer_sa(IMB_MGR* mgr, uint32_t spi, SaDirection dir, bool esn = true,
+                                 uint16_t window = 1024)
+{
+    SaDescriptor d = fixture_sa_descriptor(spi, dir, fixture_peer, fixture_gw_outside);
     d.esn = esn;
     d.replay_window = window;
     const char* why = "?";
