@@ -75,21 +75,7 @@ struct Pair {
     TimePoint now = TimePoint{} + 1000s;
     Pair(const SideConfig& ca, const SideConfig& cb) : a(ca, 1), b(cb, 2) {}
 
-    void pump()
-    {
-        for (int round = 0; round < 50 && (!a.wire.out.empty() || !b.wire.out.empty()); ++round) {
-            while (!a.wire.out.empty()) {
-                auto d = std::move(a.wire.out.front());
-                a.wire.out.pop_front();
-                b.engine.receive(now, d.to, d.from, d.data);
-            }
-            while (!b.wire.out.empty()) {
-                auto d = std::move(b.wire.out.front());
-                b.wire.out.pop_front();
-                a.engine.receive(now, d.to, d.from, d.data);
-            }
-        }
-    }
+    void pump() { fakes::pump(a.wire, a.engine, b.wire, b.engine, now, 50); }
     // `from` initiates connection gw with child net.
     void up(Side& from)
     {

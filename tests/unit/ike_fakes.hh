@@ -49,6 +49,24 @@ private:
     std::mt19937_64 g_;
 };
 
+// Delivers what two engines send each other until both wires are quiet (at
+// most `rounds` rounds), at `now`.
+inline void pump(Wire& wire_a, Engine& a, Wire& wire_b, Engine& b, TimePoint now, int rounds = 100)
+{
+    for (int round = 0; round < rounds && (!wire_a.out.empty() || !wire_b.out.empty()); ++round) {
+        while (!wire_a.out.empty()) {
+            Datagram d = std::move(wire_a.out.front());
+            wire_a.out.pop_front();
+            b.receive(now, d.to, d.from, d.data);
+        }
+        while (!wire_b.out.empty()) {
+            Datagram d = std::move(wire_b.out.front());
+            wire_b.out.pop_front();
+            a.receive(now, d.to, d.from, d.data);
+        }
+    }
+}
+
 // One side of a PSK tunnel (connection "gw") as ravelin-iked config text.
 // Every test file fills in what it varies; the rest is the same everywhere.
 struct PskSide {

@@ -73,22 +73,7 @@ protected:
     json run(const json& request) { return commands->handle(request); }
 
     // Delivers what the engines send until the wire is quiet.
-    void pump()
-    {
-        for (int round = 0; round < 100 && (!a.wire.out.empty() || !b.wire.out.empty()); ++round) {
-            auto now = ike::Clock::now();
-            while (!a.wire.out.empty()) {
-                auto d = std::move(a.wire.out.front());
-                a.wire.out.pop_front();
-                b.engine.receive(now, d.to, d.from, d.data);
-            }
-            while (!b.wire.out.empty()) {
-                auto d = std::move(b.wire.out.front());
-                b.wire.out.pop_front();
-                a.engine.receive(now, d.to, d.from, d.data);
-            }
-        }
-    }
+    void pump() { ike::fakes::pump(a.wire, a.engine, b.wire, b.engine, ike::Clock::now(), 100); }
 
     Side a, b;
     Logging logging;

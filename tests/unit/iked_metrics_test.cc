@@ -68,22 +68,7 @@ struct Pair {
     explicit Pair(const char* secret_b = "a test secret, long enough")
         : a(parse(side("198.18.0.1", "198.18.0.2", "gw-a", "gw-b", "a test secret, long enough", true)), 1),
           b(parse(side("198.18.0.2", "198.18.0.1", "gw-b", "gw-a", secret_b, false)), 2) {}
-    void pump()
-    {
-        for (int round = 0; round < 100 && (!a.wire.out.empty() || !b.wire.out.empty()); ++round) {
-            auto now = ike::Clock::now();
-            while (!a.wire.out.empty()) {
-                auto d = std::move(a.wire.out.front());
-                a.wire.out.pop_front();
-                b.engine.receive(now, d.to, d.from, d.data);
-            }
-            while (!b.wire.out.empty()) {
-                auto d = std::move(b.wire.out.front());
-                b.wire.out.pop_front();
-                a.engine.receive(now, d.to, d.from, d.data);
-            }
-        }
-    }
+    void pump() { ike::fakes::pump(a.wire, a.engine, b.wire, b.engine, ike::Clock::now(), 100); }
 };
 
 std::string text_of(const std::vector<prometheus::MetricFamily>& f)
