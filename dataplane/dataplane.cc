@@ -207,8 +207,7 @@ bool Dataplane::install_sas(const DataplaneConfig& config, std::string& error)
         return false;
     }
     shared_.sas = sas_.get();
-    sas_->on_free([this](const DpSa& sa) {
-        std::lock_guard lock(sas_->writer_lock());
+    sas_->on_free([this](const DpSa& sa) {   // writer lock held
         auto name = reqid_names_.find(sa.reqid);
         if (name == reqid_names_.end()) return;   // a configured SA: no tunnel name
         retired_totals_[name->second].add(sa);
@@ -239,7 +238,6 @@ bool Dataplane::install_sas(const DataplaneConfig& config, std::string& error)
         }
         config_reqids_.insert(d.reqid);
         SaRecord& rec = sa_records_[slot];
-        rec.used = true;
         rec.installed_ns = mono0_ns_;
         rec.local = d.local;
         rec.remote = d.remote;
@@ -461,13 +459,14 @@ nlohmann::json Dataplane::stats_json()
     {
         std::lock_guard lock(sas_->writer_lock());
         std::map<std::pair<std::string, std::string>, TunnelTotals> all = retired_totals_;
-        for (uint32_t i = 0; i < sas_->capacity(); ++i) {
-            const DpSa* sa = sas_->get(i);
-            if (!sa) continue;
-            auto name = reqid_names_.find(sa->reqid);
-            if (name == reqid_names_.end()) continue;
-            all[name->second].add(*sa);
-        }
+        auto add = [&](const DpSa& sa) {
+            if (auto name = reqid_names_.find(sa.reqid); name != reqid_names_.end()) all[name->second].add(sa);
+        };
+        for (uint32_t i = 0; i < sas_->capacity(); ++i)
+            if (const DpSa* sa = sas_->get(i)) add(*sa);
+        // Retired SAs are in neither the table nor retired_totals_ until
+        // freed: without them a tunnel's totals would dip for a grace period.
+        sas_->for_each_retired(add);
         for (const auto& [name, t] : all)
             for (SaDirection d : {SaDirection::inbound, SaDirection::outbound})
                 tunnels.push_back({{"connection", name.first}, {"child", name.second},

@@ -114,7 +114,6 @@ private:
     // What the data plane keeps about each SA beside the DpSa, by table slot
     // (changed under sas_->writer_lock(), so stats_json may read it).
     struct SaRecord {
-        bool used = false;
         bool from_channel = false;   // installed by sa_add (flush and sa_delete may remove it)
         uint64_t installed_ns = 0;
         IpAddress local, remote;
@@ -179,6 +178,7 @@ private:
     std::vector<PendingTx> pending_tx_;
     uint64_t tsc0_ = 0, mono0_ns_ = 0;             // TSC <-> CLOCK_MONOTONIC at start
     uint64_t tsc1_ = 0, mono1_ns_ = 0;             // ... and at the latest main-loop pass
+    long double tsc_hz_ = 0;                        // measured between the two (anchor_clock)
     uint16_t default_mtu_ = 1500;
     uint16_t ip_id_ = 0;
     uint32_t cp_pid_ = 0;

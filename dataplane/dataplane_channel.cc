@@ -98,14 +98,15 @@ void Dataplane::anchor_clock() noexcept
 {
     tsc1_ = rte_rdtsc();
     mono1_ns_ = monotonic_ns();
+    tsc_hz_ = static_cast<long double>(rte_get_tsc_hz());
+    if (mono1_ns_ > mono0_ns_ + 100'000'000 && tsc1_ > tsc0_)
+        tsc_hz_ = static_cast<long double>(tsc1_ - tsc0_) * 1e9L / static_cast<long double>(mono1_ns_ - mono0_ns_);
 }
 
 uint64_t Dataplane::tsc_to_ns(uint64_t tsc) const noexcept
 {
     if (tsc == 0) return 0;
-    long double hz = static_cast<long double>(rte_get_tsc_hz());
-    if (mono1_ns_ > mono0_ns_ + 100'000'000 && tsc1_ > tsc0_)
-        hz = static_cast<long double>(tsc1_ - tsc0_) * 1e9L / static_cast<long double>(mono1_ns_ - mono0_ns_);
+    const long double hz = tsc_hz_ > 0 ? tsc_hz_ : static_cast<long double>(rte_get_tsc_hz());
     long double d = (static_cast<long double>(tsc) - static_cast<long double>(tsc1_)) * 1e9L / hz;
     return uint64_t(static_cast<long double>(mono1_ns_) + d);
 }
@@ -224,6 +225,11 @@ void Dataplane::cmd_sa_add(const SaAdd& a, channel::Result& r)
     if (inbound) {
         // The SA carries its selectors when exactly one inbound protect
         // policy of its reqid names them; otherwise workers ask the SPD.
+        // They are the selectors the SA was negotiated with (ravelin-iked
+        // sends a child's policies before its SAs) and stay with it for its
+        // life, as RFC 4301 §5.2 checks inbound traffic against the SA's
+        // own selectors: a later policies_set (a rekey narrowed otherwise)
+        // applies to the SAs installed after it.
         if (it != reqids_.end()) {
             const PolicyDescriptor* one = nullptr;
             unsigned n = 0;
@@ -248,7 +254,6 @@ void Dataplane::cmd_sa_add(const SaAdd& a, channel::Result& r)
     }
     SaRecord& rec = sa_records_[slot];
     rec = SaRecord{};
-    rec.used = true;
     rec.from_channel = true;
     rec.installed_ns = monotonic_ns();
     rec.local = d.local;

@@ -99,12 +99,8 @@ inline bool raise_event(EspContext& ctx, const DpSa& sa, EventType type) noexcep
         s.soft_raised = true;
     }
     // Watch the soft limits until their event is out, then only the hard ones.
-    auto next = [&s](uint64_t soft, uint64_t hard) {
-        if (!s.soft_raised && soft != 0 && (hard == 0 || soft < hard)) return soft;
-        return hard ? hard : UINT64_MAX;
-    };
-    s.next_packet_limit = next(l.soft_packets, l.hard_packets);
-    s.next_byte_limit = next(l.soft_bytes, l.hard_bytes);
+    s.next_packet_limit = first_limit(s.soft_raised ? 0 : l.soft_packets, l.hard_packets);
+    s.next_byte_limit = first_limit(s.soft_raised ? 0 : l.soft_bytes, l.hard_bytes);
 }
 
 // Count one packet on the SA: two adds, a store and two compares.

@@ -30,14 +30,6 @@ constexpr uint8_t ipproto_udp = 17;
 constexpr uint8_t outer_ttl = 64;
 constexpr unsigned esp_hdr_len = 8;
 
-// The tighter of two limits where 0 means "none"; UINT64_MAX if neither.
-constexpr uint64_t first_limit(uint64_t soft, uint64_t hard)
-{
-    if (soft == 0) return hard ? hard : UINT64_MAX;
-    if (hard == 0) return soft;
-    return soft < hard ? soft : hard;
-}
-
 // RFC 3948 §2.1: UDP source and destination are the NAT-T ports. The
 // length is set per packet; the IPv4 checksum stays 0 (RFC 3948 §2.1
 // allows it for ESP-in-UDP), IPv6 gets a real one per packet (esp_out.cc).

@@ -117,6 +117,15 @@ DpSa* sa_create(IMB_MGR* mgr, const SaDescriptor& d, uint16_t outer_mtu, WorkerI
                 const char** error) noexcept;
 void sa_free(DpSa* sa) noexcept;
 
+// The tighter of two lifetime limits where 0 means "none"; UINT64_MAX if
+// neither: the next threshold DpSaState watches.
+constexpr uint64_t first_limit(uint64_t soft, uint64_t hard) noexcept
+{
+    if (soft == 0) return hard ? hard : UINT64_MAX;
+    if (hard == 0) return soft;
+    return soft < hard ? soft : hard;
+}
+
 // Worst-case bytes ESP adds in front of and behind the inner packet.
 unsigned sa_overhead(const DpSa& sa) noexcept;
 

@@ -87,12 +87,13 @@ void SaTable::retire(DpSa* old, int32_t key_position)
 {
     if (!old) return;
     // Freed by reclaim() once no worker can still hold `old` (or the hash
-    // position). Not from here: the writer holds its lock, which on_free takes.
+    // position).
     retired_.push_back({old, key_position, rte_rcu_qsbr_start(rcu_)});
 }
 
 std::size_t SaTable::reclaim()
 {
+    std::lock_guard lock(lock_);
     // Tokens grow: the first one not yet safe ends the walk.
     while (!retired_.empty() && rte_rcu_qsbr_check(rcu_, retired_.front().token, false) == 1) {
         const Retired& r = retired_.front();

@@ -61,12 +61,21 @@ public:
     // Unpublish and free after a grace period.
     void remove(uint32_t slot);
     // Frees what was retired before every worker's last quiescent point;
-    // returns how many SAs are still waiting. Main lcore, writer lock not held.
+    // returns how many SAs are still waiting. Main lcore; takes the writer
+    // lock, so a reader walking the table and the retired SAs under it sees
+    // each SA exactly once, live, retired or handed to on_free.
     std::size_t reclaim();
-    // Called (main lcore, writer lock not held) with each SA just before it
-    // is freed: its counters are final then.
+    // Called (main lcore, writer lock held) with each SA just before it is
+    // freed: its counters are final then.
     void on_free(std::function<void(const DpSa&)> f) { on_free_ = std::move(f); }
     std::size_t retired() const noexcept { return retired_.size(); }
+    // Each SA unpublished but not freed yet: packets in flight during its
+    // grace period still move its counters. Writer lock held.
+    template <typename F>
+    void for_each_retired(F&& f) const
+    {
+        for (const Retired& r : retired_) f(*r.sa);
+    }
     // Slot of the SA with this SPI and direction, or no_slot (linear; main lcore only).
     uint32_t find(Spi spi, SaDirection dir) const;
 
