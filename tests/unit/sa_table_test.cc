@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <future>
 #include <thread>
+#include <vector>
 
 #include <rte_malloc.h>
 #include <rte_rcu_qsbr.h>
@@ -138,13 +140,36 @@ TEST(SaTable, RetiredSasWaitForTheReadersWithoutBlockingTheWriter)
     ASSERT_NE(slot, no_slot);
     rte_rcu_qsbr_thread_register(rcu.v, 0);
     rte_rcu_qsbr_thread_online(rcu.v, 0);
+    std::vector<uint32_t> freed;
+    bool locked_in_on_free = false;
+    t->on_free([&](const DpSa& sa) {
+        freed.push_back(sa.spi.value);
+        // Held by reclaim(): another thread cannot take it now.
+        locked_in_on_free = !std::async(std::launch::async, [&] {
+                                 bool got = t->writer_lock().try_lock();
+                                 if (got) t->writer_lock().unlock();
+                                 return got;
+                             }).get();
+    });
+    auto retired_spis = [&] {
+        std::vector<uint32_t> v;
+        std::lock_guard lock(t->writer_lock());
+        t->for_each_retired([&](const DpSa& sa) { v.push_back(sa.spi.value); });
+        return v;
+    };
     const DpSa* held = t->get(slot);                    // the "worker" holds it
     ASSERT_TRUE(t->replace(slot, make_sa(mgr.m, 8, SaDirection::outbound)));   // returns at once
     EXPECT_EQ(t->retired(), 1u);
     EXPECT_EQ(t->reclaim(), 1u);                        // no quiescent state yet
     EXPECT_EQ(held->keys.salt[0], 0x5a);                // still intact
+    // Out of the table, not freed: a reader still finds it among the retired.
+    EXPECT_EQ(retired_spis(), std::vector<uint32_t>{7});
+    EXPECT_TRUE(freed.empty());
     rte_rcu_qsbr_quiescent(rcu.v, 0);
     EXPECT_EQ(t->reclaim(), 0u);
+    EXPECT_EQ(freed, std::vector<uint32_t>{7});
+    EXPECT_TRUE(locked_in_on_free) << "on_free runs under the writer lock";
+    EXPECT_TRUE(retired_spis().empty());
     t->remove(slot);
     EXPECT_EQ(t->retired(), 1u);
     rte_rcu_qsbr_quiescent(rcu.v, 0);
