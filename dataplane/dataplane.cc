@@ -282,6 +282,7 @@ Dataplane::~Dataplane()
     sas_.reset();
     spd_out_.reset();
     spd_in_.reset();
+    retired_spds_.clear();   // the workers have stopped
     for (rte_ring* r : rings_) {
         // Rings of mbufs give their packets back to the pool; element rings
         // (events, resolve requests, acquires) hold plain structs.
@@ -332,6 +333,7 @@ void Dataplane::housekeeping()
     drain_resolve(now);
     channel_pass(now);
     sas_->reclaim();
+    reclaim_spds();
 }
 
 void Dataplane::drain_control()

@@ -78,6 +78,7 @@ private:
     void cmd_flush(unsigned index);
     void finish_commands();
     bool publish_spds(std::string& error);
+    void reclaim_spds();
     void release_unused_reqids();
     void continue_listing();
     void flush_replies();
@@ -101,6 +102,15 @@ private:
     std::unique_ptr<NeighborTable> neighbors_;
     std::unique_ptr<SaTable> sas_;
     std::unique_ptr<Spd> spd_out_, spd_in_;
+    // SPDs publish_spds() replaced, and the reqid slots released meanwhile:
+    // freed by reclaim_spds() once every worker has passed a quiescent point
+    // since (rte_rcu_qsbr_start token), so the main lcore never waits.
+    struct RetiredSpds {
+        uint64_t token;
+        std::unique_ptr<Spd> out, in;
+        std::vector<uint32_t> slots;
+    };
+    std::deque<RetiredSpds> retired_spds_;
     std::vector<std::unique_ptr<Worker>> workers_;
     std::vector<rte_ring*> rings_;
     std::vector<uint16_t> port_ids_;

@@ -352,21 +352,35 @@ bool Dataplane::publish_spds(std::string& error)
     if (!in) return false;
     shared_.spd_out.store(out.get(), std::memory_order_release);
     shared_.spd_in.store(in.get(), std::memory_order_release);
-    // No worker holds the old SPDs once each has passed a quiescent point.
-    rte_rcu_qsbr_synchronize(shared_.rcu, RTE_QSBR_THRID_INVALID);
+    // Workers may still be inside the old SPDs: they go after a grace period.
+    retired_spds_.push_back({rte_rcu_qsbr_start(shared_.rcu), std::move(spd_out_), std::move(spd_in_), {}});
     spd_out_ = std::move(out);
     spd_in_ = std::move(in);
     return true;
 }
 
-// Reqids with no policies and no outbound SA left give their slot back
-// (after the SPD that named the slot is gone).
+void Dataplane::reclaim_spds()
+{
+    // Tokens grow: the first one not yet safe ends the walk.
+    while (!retired_spds_.empty() &&
+           rte_rcu_qsbr_check(shared_.rcu, retired_spds_.front().token, false) == 1) {
+        for (uint32_t slot : retired_spds_.front().slots) sas_->release(slot);
+        retired_spds_.pop_front();
+    }
+}
+
+// Reqids with no policies and no outbound SA left give their slot back,
+// once no SPD a worker may still be in names it: the current one no longer
+// does (its policies are gone), retired ones may until reclaim_spds().
 void Dataplane::release_unused_reqids()
 {
     for (auto it = reqids_.begin(); it != reqids_.end();) {
         ReqidState& rs = it->second;
         if (rs.policies.empty() && (rs.out_slot == no_slot || !sas_->get(rs.out_slot))) {
-            if (rs.out_slot != no_slot) sas_->release(rs.out_slot);
+            if (rs.out_slot != no_slot) {
+                if (retired_spds_.empty()) sas_->release(rs.out_slot);
+                else retired_spds_.back().slots.push_back(rs.out_slot);
+            }
             it = reqids_.erase(it);
         } else {
             ++it;

@@ -410,6 +410,33 @@ TEST(Channel, SaAddPoliciesEncryptRekeyDeleteList)
     crypto_manager_free(mgr);
 }
 
+// A policy change publishes a new SPD without waiting for the workers: the
+// old one is freed later, once each has passed a quiescent point. (The main
+// lcore used to block in rte_rcu_qsbr_synchronize here: with the workers
+// online and not reporting, this test would hang.)
+TEST(Channel, PolicyChangeDoesNotWaitForTheWorkers)
+{
+    Gateway s("spdq");
+    auto& shared = s.f.dp->shared();
+    const Spd* before = shared.spd_out.load();
+    uint32_t pol = s.cp->send(policies_set(9, {policy(SaDirection::outbound, 0xc6120300)}));
+    s.f.dp->housekeeping();   // the workers (this thread) stay online, not quiescent
+    auto r = s.cp->replies();
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].seq, pol);
+    EXPECT_EQ(r[0].result.status, Status::ok) << error_of(r[0]);
+    EXPECT_NE(shared.spd_out.load(), before) << "the new SPD is published at once";
+    for (unsigned w = 0; w < shared.workers; ++w) rte_rcu_qsbr_quiescent(shared.rcu, w);
+    s.f.dp->housekeeping();   // frees the old SPDs
+    pol = s.cp->send(policies_set(9, {}));   // and back: the reqid's slot goes after a grace period
+    s.f.dp->housekeeping();
+    r = s.cp->replies();
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].result.status, Status::ok) << error_of(r[0]);
+    for (unsigned w = 0; w < shared.workers; ++w) rte_rcu_qsbr_quiescent(shared.rcu, w);
+    s.hk();
+}
+
 TEST(Channel, BadCommandsGetErrors)
 {
     Gateway s("bad");
