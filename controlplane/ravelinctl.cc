@@ -117,6 +117,14 @@ void print_counters(const char* title, const json& obj, bool skip_zero)
     if (!any) std::printf("  (none)\n");
 }
 
+// {"replay": 2, "auth_failed": 1} as "auth_failed 1, replay 2".
+std::string drops_text(const json& drops)
+{
+    std::string text;
+    for (const auto& [reason, n] : drops.items()) text += (text.empty() ? "" : ", ") + reason + " " + n.dump();
+    return text;
+}
+
 void print_dataplane_stats(const json& s)
 {
     print_counters("packets", s.at("stats"), false);
@@ -129,11 +137,8 @@ void print_dataplane_stats(const json& s)
                     static_cast<unsigned long long>(sa.at("packets").get<uint64_t>()),
                     static_cast<unsigned long long>(sa.at("bytes").get<uint64_t>()),
                     sa.at("expired").get<bool>() ? "  EXPIRED" : "");
-        if (auto d = sa.find("drops"); d != sa.end() && d->is_object() && !d->empty()) {
-            std::string text;
-            for (const auto& [reason, n] : d->items()) text += (text.empty() ? "" : ", ") + reason + " " + n.dump();
-            std::printf("      drops: %s\n", text.c_str());
-        }
+        if (auto d = sa.find("drops"); d != sa.end() && d->is_object() && !d->empty())
+            std::printf("      drops: %s\n", drops_text(*d).c_str());
     }
     std::printf("neighbors:\n");
     for (const auto& n : s.at("neighbors"))
@@ -332,9 +337,7 @@ void print_diagnoses(const json& doc)
         line("peer selectors:", str(d, "peer_ts"));
         if (d.contains("dataplane_drops")) {
             const json& drops = d["dataplane_drops"];
-            std::string text;
-            if (drops.is_object())
-                for (auto& [reason, n] : drops.items()) text += (text.empty() ? "" : ", ") + reason + " " + n.dump();
+            std::string text = drops.is_object() ? drops_text(drops) : std::string{};
             line("data-plane drops:", drops.is_object() ? (text.empty() ? "none" : text)
                                                         : "unknown (no data plane: standalone, or it did not answer)");
         }

@@ -174,6 +174,7 @@ struct MetricsConfig {
     std::string listen = "127.0.0.1";        // one numeric IPv4 or IPv6 address
     uint16_t port = 9814;
     std::string dataplane;                   // DPDK file prefix of the data plane to read; empty = none
+    bool operator==(const MetricsConfig&) const = default;
 };
 
 struct DaemonConfig {

@@ -306,7 +306,10 @@ json Commands::handle(const json& request)
         std::vector<ike::Diagnosis> picked;
         for (auto& d : all)
             if (name.empty() || d.connection == name) picked.push_back(std::move(d));
-        return diagnoses_json(picked, now, hooks_.tunnel_drops);
+        std::optional<json> stats = hooks_.dataplane_stats ? hooks_.dataplane_stats() : std::nullopt;
+        TunnelDropsFn drops;
+        if (stats) drops = [&stats](const std::string& conn) { return tunnel_drops_from_stats(*stats, conn); };
+        return diagnoses_json(picked, now, drops);
     }
     if (command == "initiate" || command == "terminate" || command == "rekey") {
         std::string conn = opt_string(request, "connection");

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,11 +55,11 @@ struct CommandHooks {
     // Attached mode: adds the data plane's live counters to list-sas'
     // children ("in"/"out": packets, bytes, idle_s).
     std::function<void(nlohmann::json& sas)> sa_counters;
-    // diagnose's "dataplane_drops" per connection: the data plane's drop
-    // counters of the connection's SAs (live and freed), by reason. Unset
-    // while ravelin-iked runs standalone (the field is then null); attached,
-    // the daemon asks the data plane's control socket.
-    TunnelDropsFn tunnel_drops;
+    // The data plane's stats JSON, read once per diagnose for every
+    // connection's "dataplane_drops" (tunnel_drops_from_stats). Unset while
+    // ravelin-iked runs standalone, nullopt when the data plane did not
+    // answer: the field is then null.
+    std::function<std::optional<nlohmann::json>()> dataplane_stats;
 };
 
 class Commands final : public ControlHandler {

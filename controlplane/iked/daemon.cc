@@ -78,8 +78,7 @@ bool restart_needed(const ike::DaemonConfig& a, const ike::DaemonConfig& b)
 {
     return a.listen != b.listen || a.port != b.port || a.port_nat_t != b.port_nat_t ||
            a.control_socket != b.control_socket || a.keylog != b.keylog || a.sa_sink != b.sa_sink ||
-           a.metrics.enabled != b.metrics.enabled || a.metrics.listen != b.metrics.listen ||
-           a.metrics.port != b.metrics.port || a.metrics.dataplane != b.metrics.dataplane;
+           a.metrics != b.metrics;
 }
 
 // Latencies of SA commands (sent -> visible to the workers), last N.
@@ -233,9 +232,8 @@ bool Daemon::start(std::string& error)
         command_hooks.sa_counters = [this](nlohmann::json& sas) { refresh_counters(sas); };
         // diagnose asks the data plane's control socket (the same stats the
         // metrics read): an operator command, so a short blocking wait.
-        command_hooks.tunnel_drops = [socket = dataplane_socket_path(options_.dataplane)](const std::string& conn) {
-            auto stats = query_dataplane(socket, std::chrono::milliseconds(300));
-            return stats ? tunnel_drops_from_stats(*stats, conn) : nlohmann::json(nullptr);
+        command_hooks.dataplane_stats = [socket = dataplane_socket_path(options_.dataplane)] {
+            return query_dataplane(socket, std::chrono::milliseconds(300));
         };
     }
     commands_ = std::make_unique<Commands>(*engine_, logging_, std::move(command_hooks));
@@ -365,10 +363,14 @@ void Daemon::on_reply(const channel::Reply& r, ike::TimePoint now)
         logger("chd")->info("data plane: SA {:08x} {}: {} after {} packets, {} bytes", r.event.spi.value,
                             r.event.direction ? "out" : "in", event_name(r.event.type), r.event.packets,
                             r.event.bytes);
-        engine_->sa_expired(now, r.event.spi.value, r.event.type != EventType::soft_lifetime);
+        // Not before the engine exists: attach() at start reads the ring
+        // while waiting for hello, and a previous ravelin-iked may have left
+        // events and acquires there (its SAs are adopted later, its traps
+        // raise again).
+        if (engine_) engine_->sa_expired(now, r.event.spi.value, r.event.type != EventType::soft_lifetime);
         break;
     case channel::ReplyType::acquire:
-        engine_->acquire(now, r.acquire.reqid);
+        if (engine_) engine_->acquire(now, r.acquire.reqid);
         break;
     case channel::ReplyType::sa_info:
         if (r.seq == listing_seq_ && listing_.size() < (1u << 20)) listing_.push_back(r.sa_info);
@@ -452,7 +454,7 @@ void Daemon::check_dataplane(ike::TimePoint now)
     // A new instance holds only its configured SAs: give it our policies and
     // inbound SAs, and new outbound SAs by rekeying (their sequence numbers
     // must not start over under the peer's replay window).
-    auto children = dp_sink_->children_with_outbound();
+    auto children = dp_sink_->installed_children();
     dp_sink_->reinstall();
     for (const auto& [conn, child] : children) {
         std::string err;

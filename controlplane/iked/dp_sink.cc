@@ -301,7 +301,7 @@ void DataplaneSaSink::reinstall()
     }
 }
 
-std::vector<std::pair<std::string, std::string>> DataplaneSaSink::children_with_outbound() const
+std::vector<std::pair<std::string, std::string>> DataplaneSaSink::installed_children() const
 {
     std::vector<std::pair<std::string, std::string>> out;
     for (const auto& [reqid, t] : tunnels_)

@@ -77,8 +77,9 @@ public:
     // traps, inbound SAs). Adopted SAs are forgotten: they died with the
     // old instance.
     void reinstall();
-    // The connection/child names of every reqid with an installed outbound SA.
-    std::vector<std::pair<std::string, std::string>> children_with_outbound() const;
+    // The connection/child names of every reqid with an installed SA (either
+    // direction): what to rekey after a data-plane restart.
+    std::vector<std::pair<std::string, std::string>> installed_children() const;
 
     // SA install latency: from the engine's install of an outbound SA (the
     // exchange completed) to the data plane's first packet on it. The sink

@@ -392,7 +392,7 @@ TEST_F(IkedDpSink, ANewDataPlaneGetsPoliciesAndInboundSasAgain)
     ike::TrapRecord trap{"gw", "other", 9, {ts("198.19.3.0", "198.19.3.255")}, {ts("198.19.4.0", "198.19.4.255")}};
     sink.install_trap(trap);
     dp.commands();
-    auto children = sink.children_with_outbound();
+    auto children = sink.installed_children();
     ASSERT_EQ(children.size(), 1u);
     EXPECT_EQ(children[0], (std::pair<std::string, std::string>{"gw", "net"}));
 
