@@ -142,8 +142,9 @@ void print_dataplane_stats(const json& s)
     }
     std::printf("neighbors:\n");
     for (const auto& n : s.at("neighbors"))
-        std::printf("  %-40s %s\n", n.at("ip").get<std::string>().c_str(),
-                    n.at("resolved").get<bool>() ? n.at("mac").get<std::string>().c_str() : "(incomplete)");
+        std::printf("  %-40s %s%s\n", n.at("ip").get<std::string>().c_str(),
+                    n.at("resolved").get<bool>() ? n.at("mac").get<std::string>().c_str() : "(incomplete)",
+                    n.value("static", false) ? "  static" : "");
     if (!s.at("events").empty()) {
         std::printf("recent events:\n");
         for (const auto& e : s.at("events"))

@@ -1,9 +1,10 @@
 // Loading ravelin-dataplane's TOML configuration into typed structs.
 //
 // Sections are read in a fixed order whatever their order in the file
-// ([dataplane], ports, routes, SAs, policies) so each can be checked against
-// the ones before it: a route against port names, an SA's endpoints against
-// port addresses, a policy against the SAs. The first problem ends the load;
+// ([dataplane], ports, routes, neighbours, SAs, policies) so each can be
+// checked against the ones before it: a route or a neighbour against port
+// names and subnets, an SA's endpoints against port addresses, a policy
+// against the SAs. The first problem ends the load;
 // its message names the file, the line and, where we can guess, what the
 // operator meant to write.
 //
@@ -411,7 +412,7 @@ std::vector<std::string> extra_eal_args(const Section& s, const toml::node& n)
 }
 
 constexpr std::string_view dataplane_keys[] = {
-    "lcores", "file_prefix", "hugepages", "memory_mb", "burst", "mbufs", "ring_size",
+    "lcores", "main_cpu", "file_prefix", "hugepages", "memory_mb", "burst", "mbufs", "ring_size",
     "legacy_algorithms", "eal_args",
 };
 
@@ -420,6 +421,7 @@ void read_dataplane(const toml::table& t, DataplaneConfig& cfg)
     Section s(t, "[dataplane]", dataplane_keys);
     if (auto* n = s.find("lcores")) cfg.lcores = lcore_list(s, *n);
     cfg.workers = unsigned(cfg.lcores.size() - 1);
+    if (auto cpu = s.number("main_cpu", 0, max_lcore_id)) cfg.main_cpu = unsigned(*cpu);
     if (auto v = s.text("file_prefix")) {
         if (!valid_name(*v))
             s.fail(s.find("file_prefix"), fmt::format("file_prefix = {} must be 1-64 letters, digits, "
@@ -585,6 +587,29 @@ bool is_link_local(const IpAddress& a)
     return a.family == IpFamily::v6 && a.bytes[0] == 0xfe && (a.bytes[1] & 0xc0) == 0x80;
 }
 
+// A next hop (a route's via, a static neighbour) must be a host on one of
+// the port's subnets, or IPv6 link-local, and not the gateway itself.
+void check_on_link(const Section& s, const toml::node& n, std::string_view key, const IpAddress& ip,
+                   const PortConfig& port)
+{
+    bool on_link = is_link_local(ip);
+    for (auto& a : port.addresses) {
+        if (a.addr == ip) s.fail(&n, fmt::format("{} {} is the gateway's own address", key, format_ip(ip)));
+        on_link = on_link || network_of(a.addr, a.prefix_len).contains(ip);
+    }
+    if (!on_link)
+        s.fail(&n, fmt::format("{} {} is not in any subnet of port {}; the next hop must be reachable "
+                               "on that link", key, format_ip(ip), quote(port.name)));
+}
+
+const PortConfig& port_at(const Section& s, const DataplaneConfig& cfg, std::string_view name)
+{
+    if (const PortConfig* port = find_port(cfg, name)) return *port;
+    std::vector<std::string_view> names;
+    for (auto& p : cfg.ports) names.push_back(p.name);
+    s.fail(s.find("port"), fmt::format("port {} is not a [[port]] name{}", quote(name), suggestion(name, names)));
+}
+
 RouteConfig read_route(const toml::table& t, std::size_t index, const DataplaneConfig& cfg)
 {
     Section s(t, fmt::format("[[route]] #{}", index + 1), route_keys);
@@ -594,25 +619,13 @@ RouteConfig read_route(const toml::table& t, std::size_t index, const DataplaneC
     s.rename(fmt::format("route {}", format_prefix(r.prefix)));
     s.need("port", "\"outside\"");
     r.port = *s.text("port");
-    const PortConfig* port = find_port(cfg, r.port);
-    if (!port) {
-        std::vector<std::string_view> names;
-        for (auto& p : cfg.ports) names.push_back(p.name);
-        s.fail(s.find("port"), fmt::format("port {} is not a [[port]] name{}", quote(r.port), suggestion(r.port, names)));
-    }
+    const PortConfig* port = &port_at(s, cfg, r.port);
     if (auto* n = s.find("via")) {
         IpAddress via = address_at(s, *n, "via");
         if (via.family != r.prefix.addr.family)
             s.fail(n, fmt::format("via {} is {} but the prefix is {}", format_ip(via), family_name(via.family),
                                   family_name(r.prefix.addr.family)));
-        bool on_link = is_link_local(via);
-        for (auto& a : port->addresses) {
-            if (a.addr == via) s.fail(n, fmt::format("via {} is the gateway's own address", format_ip(via)));
-            on_link = on_link || network_of(a.addr, a.prefix_len).contains(via);
-        }
-        if (!on_link)
-            s.fail(n, fmt::format("via {} is not in any subnet of port {}; the next hop must be reachable "
-                                  "on that link", format_ip(via), quote(r.port)));
+        check_on_link(s, *n, "via", via, *port);
         r.via = via;
     }
     for (auto& other : cfg.routes)
@@ -627,6 +640,50 @@ RouteConfig read_route(const toml::table& t, std::size_t index, const DataplaneC
                                                      format_prefix(r.prefix), quote(p.name), format_ip(a.addr),
                                                      a.prefix_len));
     return r;
+}
+
+// ---- [[neighbor]] ------------------------------------------------------------
+
+constexpr std::string_view neighbor_keys[] = {"address", "mac", "port"};
+
+// "02:00:5e:10:00:01" (or with dashes); six octets, two hex digits each.
+std::optional<std::array<uint8_t, 6>> parse_mac(std::string_view s)
+{
+    std::array<uint8_t, 6> mac{};
+    if (s.size() != 17) return std::nullopt;
+    for (std::size_t i = 0; i < 6; ++i) {
+        if (i > 0 && s[i * 3 - 1] != ':' && s[i * 3 - 1] != '-') return std::nullopt;
+        auto octet = whole_number<uint8_t>(s.substr(i * 3, 2), 16);
+        if (!octet) return std::nullopt;
+        mac[i] = *octet;
+    }
+    return mac;
+}
+
+NeighborConfig read_neighbor(const toml::table& t, std::size_t index, const DataplaneConfig& cfg)
+{
+    Section s(t, fmt::format("[[neighbor]] #{}", index + 1), neighbor_keys);
+    NeighborConfig nb;
+    nb.line = s.line();
+    const toml::node& addr = s.need("address", "\"198.18.0.2\"");
+    nb.address = address_at(s, addr, "address");
+    s.rename(fmt::format("neighbor {}", format_ip(nb.address)));
+    s.need("port", "\"outside\"");
+    nb.port = *s.text("port");
+    check_on_link(s, addr, "address", nb.address, port_at(s, cfg, nb.port));
+    const toml::node& mac = s.need("mac", "\"02:00:5e:10:00:01\"");
+    auto* text = mac.as_string();
+    auto parsed = text ? parse_mac(text->get()) : std::nullopt;
+    if (!parsed)
+        s.fail(&mac, fmt::format("mac must be six hex octets such as \"02:00:5e:10:00:01\", not {}",
+                                 text ? quote(text->get()) : std::string(type_name(mac))));
+    nb.mac = *parsed;
+    if (nb.mac[0] & 1) s.fail(&mac, "mac is a multicast or broadcast address; a next hop needs a unicast one");
+    if (nb.mac == std::array<uint8_t, 6>{}) s.fail(&mac, "mac 00:00:00:00:00:00 is not an address");
+    for (auto& other : cfg.neighbors)
+        if (other.address == nb.address)
+            s.fail(&addr, fmt::format("the neighbor on line {} has the same address", other.line));
+    return nb;
 }
 
 // ---- [[sa]] ------------------------------------------------------------------
@@ -1001,7 +1058,7 @@ void for_each_table(const toml::table& root, std::string_view key, F&& read)
     }
 }
 
-constexpr std::string_view top_keys[] = {"dataplane", "port", "route", "sa", "policy"};
+constexpr std::string_view top_keys[] = {"dataplane", "port", "route", "neighbor", "sa", "policy"};
 
 void load(const toml::table& root, DataplaneConfig& cfg)
 {
@@ -1013,6 +1070,8 @@ void load(const toml::table& root, DataplaneConfig& cfg)
     for_each_table(root, "port", [&](auto& t, std::size_t i) { cfg.ports.push_back(read_port(t, i)); });
     check_ports(cfg);
     for_each_table(root, "route", [&](auto& t, std::size_t i) { cfg.routes.push_back(read_route(t, i, cfg)); });
+    for_each_table(root, "neighbor",
+                   [&](auto& t, std::size_t i) { cfg.neighbors.push_back(read_neighbor(t, i, cfg)); });
     for_each_table(root, "sa", [&](auto& t, std::size_t i) { cfg.sas.push_back(read_sa(t, i, cfg)); });
     for_each_table(root, "policy", [&](auto& t, std::size_t i) { cfg.policies.push_back(read_policy(t, i, cfg)); });
 }
@@ -1179,8 +1238,12 @@ std::vector<std::string> eal_argv(const DataplaneConfig& cfg)
 {
     std::vector<std::string> argv{"ravelin-dataplane"};
     std::string lcores;
-    for (unsigned id : cfg.lcores) lcores += (lcores.empty() ? "" : ",") + std::to_string(id);
-    argv.insert(argv.end(), {"-l", lcores});
+    for (unsigned id : cfg.lcores) {
+        lcores += (lcores.empty() ? "" : ",") + std::to_string(id);
+        // EAL's --lcores syntax: "0@1,1" runs lcore 0 on CPU 1, lcore 1 on CPU 1.
+        if (cfg.main_cpu && id == cfg.lcores.front()) lcores += "@" + std::to_string(*cfg.main_cpu);
+    }
+    argv.insert(argv.end(), {cfg.main_cpu ? "--lcores" : "-l", lcores});
     // EAL makes the lowest lcore the main one unless told otherwise; the
     // config promises the first listed.
     if (!cfg.lcores.empty() && cfg.lcores.front() != *std::min_element(cfg.lcores.begin(), cfg.lcores.end()))

@@ -52,6 +52,15 @@ struct RouteConfig {
     unsigned line = 0;
 };
 
+// A static neighbour: the next hop's MAC given instead of resolved by ARP or
+// ND. The entry is pinned: ARP and ND from the link do not change it.
+struct NeighborConfig {
+    IpAddress address;
+    std::array<uint8_t, 6> mac{};
+    std::string port;
+    unsigned line = 0;
+};
+
 struct SaConfig {
     SaDescriptor sa;
     // Outer path MTU. Always set after parsing: when the file has none it is
@@ -71,6 +80,10 @@ struct DataplaneConfig {
     std::string source;            // file name, for messages
     std::vector<unsigned> lcores{0, 1}; // EAL lcore ids; the first is the main lcore
     unsigned workers = 1;          // worker lcores: lcores.size() - 1 (at least 1)
+    // CPU the main lcore's thread is pinned to; none: the CPU numbered like
+    // the lcore. The main lcore mostly sleeps, so it can share a worker's
+    // CPU when the other CPUs belong to something else.
+    std::optional<unsigned> main_cpu;
     std::string file_prefix = "ravelin"; // EAL --file-prefix, one per running instance
     bool hugepages = true;         // false: EAL --no-huge with memory_mb of plain memory
     unsigned memory_mb = 256;      // only used without hugepages
@@ -81,6 +94,7 @@ struct DataplaneConfig {
     std::vector<std::string> eal_args; // extra EAL arguments, appended verbatim
     std::vector<PortConfig> ports;
     std::vector<RouteConfig> routes;
+    std::vector<NeighborConfig> neighbors;
     std::vector<SaConfig> sas;
     std::vector<PolicyConfig> policies;
 };
@@ -110,7 +124,8 @@ Result<DataplaneConfig> parse_config(std::string_view text, std::string_view sou
 Result<DataplaneConfig> load_config(const std::string& path);
 
 // The complete argv for rte_eal_init(), argv[0] ("ravelin-dataplane")
-// included: -l (and --main-lcore when the first lcore is not the lowest),
+// included: -l (or --lcores when main_cpu is set; and --main-lcore when the
+// first lcore is not the lowest),
 // --file-prefix, --no-huge -m when hugepages are off, --no-pci when every
 // port is a vdev, one --vdev per vdev port and one -a per PCI port in file
 // order, then eal_args. DPDK port ids do not follow file order: look ports

@@ -98,6 +98,16 @@ std::unique_ptr<Dataplane> Dataplane::create(const DataplaneConfig& config, std:
         return nullptr;
     }
     s.neighbors = dp->neighbors_.get();
+    for (const auto& n : config.neighbors) {
+        rte_ether_addr mac;
+        std::copy(n.mac.begin(), n.mac.end(), mac.addr_bytes);
+        auto port = std::find(dp->port_names_.begin(), dp->port_names_.end(), n.port);
+        if (port == dp->port_names_.end() ||
+            !dp->neighbors_->add(n.address, dp->port_ids_[std::size_t(port - dp->port_names_.begin())], mac)) {
+            error = "cannot add the static neighbour " + ip_string(n.address);
+            return nullptr;
+        }
+    }
     if (!dp->install_sas(config, error) || !dp->build_spds(config, error)) return nullptr;
     for (unsigned w = 0; w < s.workers; ++w) {
         dp->workers_.push_back(std::make_unique<Worker>(s, WorkerId(uint16_t(w))));
@@ -481,7 +491,7 @@ nlohmann::json Dataplane::stats_json()
     for (const auto& n : neighbors_->snapshot()) {
         char mac[RTE_ETHER_ADDR_FMT_SIZE];
         rte_ether_format_addr(mac, sizeof mac, &n.mac);
-        neigh.push_back({{"ip", ip_string(n.ip)}, {"port", n.port}, {"resolved", n.resolved},
+        neigh.push_back({{"ip", ip_string(n.ip)}, {"port", n.port}, {"resolved", n.resolved}, {"static", n.pinned},
                          {"mac", n.resolved ? mac : ""}});
     }
     out["neighbors"] = neigh;

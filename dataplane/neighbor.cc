@@ -77,14 +77,18 @@ NeighborTable::Entry* NeighborTable::find(const IpAddress& ip) const
     return &entries_[uintptr_t(data)];
 }
 
-NeighborTable::Entry* NeighborTable::find_or_add(const IpAddress& ip, uint16_t port)
+NeighborTable::Entry* NeighborTable::find_or_add(const IpAddress& ip, uint16_t port, bool pinned)
 {
-    if (Entry* e = find(ip)) return e;
+    if (Entry* e = find(ip)) {
+        e->pinned = e->pinned || pinned;
+        return e;
+    }
     uint32_t slot = used_.load(std::memory_order_relaxed);
     if (slot >= capacity_) return nullptr;
     Entry& e = entries_[slot];
     e.ip = ip;
     e.port = port;
+    e.pinned = pinned;
     // The slot is fully written before the key becomes visible to readers.
     if (rte_hash_add_key_data(hash_, &ip, reinterpret_cast<void*>(uintptr_t(slot))) < 0) return nullptr;
     used_.store(slot + 1, std::memory_order_release);
@@ -102,19 +106,23 @@ void NeighborTable::set_mac(Entry& e, uint16_t port, const rte_ether_addr& mac)
 bool NeighborTable::learn(const IpAddress& ip, uint16_t port, const rte_ether_addr& mac)
 {
     Entry* e = find(ip);
-    if (e) set_mac(*e, port, mac);
-    return e != nullptr;
+    if (!e || e->pinned) return false;
+    set_mac(*e, port, mac);
+    return true;
 }
 
-void NeighborTable::add(const IpAddress& ip, uint16_t port, const rte_ether_addr& mac)
+bool NeighborTable::add(const IpAddress& ip, uint16_t port, const rte_ether_addr& mac)
 {
-    if (Entry* e = find_or_add(ip, port)) set_mac(*e, port, mac);
+    Entry* e = find_or_add(ip, port, true);
+    if (!e) return false;
+    set_mac(*e, port, mac);
+    return true;
 }
 
 bool NeighborTable::want(const IpAddress& ip, uint16_t port, uint64_t now, uint64_t interval)
 {
-    Entry* e = find_or_add(ip, port);
-    if (!e || (e->requested_tsc != 0 && now - e->requested_tsc < interval)) return false;
+    Entry* e = find_or_add(ip, port, false);
+    if (!e || e->pinned || (e->requested_tsc != 0 && now - e->requested_tsc < interval)) return false;
     e->requested_tsc = now;
     return true;
 }
@@ -125,7 +133,7 @@ std::vector<NeighborInfo> NeighborTable::snapshot() const
     uint32_t n = used_.load(std::memory_order_acquire);
     for (uint32_t i = 0; i < n; ++i) {
         uint64_t w = entries_[i].mac_word.load(std::memory_order_acquire);
-        out.push_back({entries_[i].ip, entries_[i].port, (w & valid_bit) != 0, unpack_mac(w)});
+        out.push_back({entries_[i].ip, entries_[i].port, (w & valid_bit) != 0, entries_[i].pinned, unpack_mac(w)});
     }
     return out;
 }

@@ -38,6 +38,7 @@ struct NeighborInfo {
     IpAddress ip;
     uint16_t port = 0;
     bool resolved = false;
+    bool pinned = false;   // static: from the config, never learned over
     rte_ether_addr mac{};
 };
 
@@ -52,13 +53,16 @@ public:
     bool lookup(const IpAddress& ip, rte_ether_addr& mac) const noexcept;
 
     // Main lcore: a MAC from an ARP or ND message. Updates only an entry
-    // that exists (one we asked for with want(), or add()ed): frames from
-    // the link cannot create entries, so they cannot fill the table.
+    // that exists (one we asked for with want()) and is not pinned: frames
+    // from the link can neither create entries, so they cannot fill the
+    // table, nor move a static neighbour. True when the entry took the MAC.
     bool learn(const IpAddress& ip, uint16_t port, const rte_ether_addr& mac);
-    // Main lcore: create or update an entry (static neighbours, tests).
-    void add(const IpAddress& ip, uint16_t port, const rte_ether_addr& mac);
+    // Main lcore: create or update a pinned (static) entry: the config's
+    // [[neighbor]] sections, and tests. False when the table is full.
+    bool add(const IpAddress& ip, uint16_t port, const rte_ether_addr& mac);
     // Main lcore: should we send a request for `ip` now? Creates the entry
-    // and rate-limits requests to one per `interval` TSC ticks per address.
+    // and rate-limits requests to one per `interval` TSC ticks per address;
+    // never for a pinned entry.
     bool want(const IpAddress& ip, uint16_t port, uint64_t now, uint64_t interval);
 
     std::vector<NeighborInfo> snapshot() const;
@@ -72,11 +76,12 @@ private:
         std::atomic<uint64_t> mac_word{0};   // bit 63: valid; low 48 bits: MAC
         IpAddress ip;
         uint16_t port = 0;
+        bool pinned = false;
         uint64_t requested_tsc = 0;
     };
     NeighborTable() = default;
     Entry* find(const IpAddress& ip) const;
-    Entry* find_or_add(const IpAddress& ip, uint16_t port);
+    Entry* find_or_add(const IpAddress& ip, uint16_t port, bool pinned);
     void set_mac(Entry& e, uint16_t port, const rte_ether_addr& mac);
 
     rte_hash* hash_ = nullptr;

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 DP_SECTION_TITLES = {"dataplane": "`[dataplane]`", "port": "`[[port]]`", "route": "`[[route]]`",
+                     "neighbor": "`[[neighbor]]`",
                      "sa": "`[[sa]]`", "policy": "`[[policy]]`"}
 
 

@@ -31,7 +31,8 @@ import time
 import pytest
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.inet6 import (ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS,
-                                ICMPv6NDOptSrcLLAddr, IPv6, in6_getnsma, in6_getnsmac)
+                                ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr, IPv6, in6_getnsma,
+                                in6_getnsmac)
 from scapy.layers.ipsec import ESP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
@@ -87,8 +88,12 @@ class Ctx:
         self.macs = dict(net["macs"])
         prefix = f"rvs{inst.family}{'u' if inst.encap else 'e'}{net['topo'].suffix}"
         conf = workdir / f"{inst.id}.toml"
+        # The UDP-encapsulated instances pin the peer's MAC ([[neighbor]]); the
+        # others resolve it by ARP / ND. Both ways then carry every test's traffic.
+        self.static_peer = inst.encap
         conf.write_text(inst.config({"protected": net["ifs"]["gw_in"],
-                                     "unprotected": net["ifs"]["gw_out"]}, prefix))
+                                     "unprotected": net["ifs"]["gw_out"]}, prefix,
+                                    peer_mac=self.macs["peer"] if self.static_peer else None))
         self.gw = topo.Gateway(net["gw"], conf, prefix, name=f"ravelin-{inst.id}")
         self.peer = topo.RawPort(net["peer"], net["ifs"]["peer"])
         self.hosta = topo.RawPort(net["hosta"], net["ifs"]["hosta"])
@@ -512,6 +517,47 @@ def test_icmp_echo(ctx):
     # scapy keeps an ICMPv6 echo body in the `data` field, an ICMP one as payload
     body = bytes(r[Reply].data) if ctx.v6 else bytes(r[Reply].payload)
     assert (r[Reply].id, r[Reply].seq) == (7, 1) and body[:len(data)] == data, r.summary()
+
+
+def _peer_neighbor(ctx) -> dict:
+    entries = [n for n in ctx.gw.stats()["neighbors"] if n["ip"] == ctx.a["peer"]]
+    assert len(entries) == 1, f"neighbour table: {ctx.gw.stats()['neighbors']}"
+    return entries[0]
+
+
+def test_static_neighbor(ctx):
+    """The peer's MAC: pinned by [[neighbor]] on the UDP-encapsulated
+    instances, learned on the others. A forged ARP reply / neighbour
+    advertisement from the link claiming the peer's address does not move a
+    pinned entry: ESP keeps going to the peer's real MAC."""
+    n = _peer_neighbor(ctx)
+    assert n["resolved"] and n["mac"].lower() == ctx.macs["peer"].lower(), n
+    assert n["static"] == ctx.static_peer, n
+    if not ctx.static_peer:
+        return
+    forged_mac, a = "02:66:66:66:66:66", ctx.a
+    if ctx.v6:   # unsolicited NA with the override flag, to all nodes
+        forged = Ether(src=forged_mac, dst="33:33:00:00:00:01") / \
+            IPv6(src=a["peer"], dst="ff02::1", hlim=255) / \
+            ICMPv6ND_NA(tgt=a["peer"], R=0, S=0, O=1) / ICMPv6NDOptDstLLAddr(lladdr=forged_mac)
+    else:        # gratuitous ARP reply
+        forged = Ether(src=forged_mac, dst=ctx.macs["gw_out"]) / \
+            ARP(op=2, hwsrc=forged_mac, psrc=a["peer"], hwdst=ctx.macs["gw_out"], pdst=a["gw_out"])
+    for _ in range(3):
+        ctx.peer.send(bytes(forged))
+    time.sleep(0.3)   # the main lcore handles ARP / ND between its sleeps
+    n = _peer_neighbor(ctx)
+    assert n["mac"].lower() == ctx.macs["peer"].lower() and n["static"], f"forged message moved the entry: {n}"
+    t = ctx.inst.tunnels["warmup"]
+    s = ctx.hosta_socket(t)
+    ctx.peer.drain()
+    try:
+        s.sendto(b"after the forged message", (t.remote_host, scenario.UDP_PORT))
+        got = ctx.peer.collect(ctx.esp_match(t.outbound.spi), 1, timeout=3)
+    finally:
+        s.close()
+    assert got, f"no ESP from the gateway after the forged message; drops {ctx.stats()['drops']}"
+    assert Ether(got[0]).dst == ctx.macs["peer"].lower(), Ether(got[0]).summary()
 
 
 def test_zz_clean_shutdown(ctx):

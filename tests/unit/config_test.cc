@@ -645,6 +645,42 @@ std::vector<Bad> route_cases()
     };
 }
 
+std::string neighbor_with(std::string_view lines) { return ports + "\n[[neighbor]]\n" + std::string(lines) + "\n"; }
+
+std::vector<Bad> neighbor_cases()
+{
+    const std::string mac = "\nmac = \"02:00:5e:10:00:02\"";
+    return {
+        {"neighbor off link", neighbor_with("address = \"198.18.3.1\" #!\nport = \"outside\"" + mac),
+         "neighbor 198.18.3.1: address 198.18.3.1 is not in any subnet of port \"outside\""},
+        {"neighbor self", neighbor_with("address = \"198.18.0.1\" #!\nport = \"outside\"" + mac),
+         "address 198.18.0.1 is the gateway's own address"},
+        {"neighbor unknown port", neighbor_with("address = \"198.18.0.2\"\nport = \"outsid\" #!" + mac),
+         "port \"outsid\" is not a [[port]] name (did you mean 'outside'?)"},
+        {"neighbor mac short", neighbor_with("address = \"198.18.0.2\"\nport = \"outside\"\nmac = \"02:00:5e:10:00\" #!"),
+         "mac must be six hex octets such as \"02:00:5e:10:00:01\", not \"02:00:5e:10:00\""},
+        {"neighbor mac not hex", neighbor_with("address = \"198.18.0.2\"\nport = \"outside\"\nmac = \"02:00:5e:10:00:0g\" #!"),
+         "mac must be six hex octets"},
+        {"neighbor mac separators", neighbor_with("address = \"198.18.0.2\"\nport = \"outside\"\nmac = \"02.00.5e.10.00.02\" #!"),
+         "mac must be six hex octets"},
+        {"neighbor mac integer", neighbor_with("address = \"198.18.0.2\"\nport = \"outside\"\nmac = 2 #!"),
+         "mac must be six hex octets such as \"02:00:5e:10:00:01\", not an integer"},
+        {"neighbor mac multicast", neighbor_with("address = \"198.18.0.2\"\nport = \"outside\"\nmac = \"01:00:5e:00:00:01\" #!"),
+         "mac is a multicast or broadcast address"},
+        {"neighbor mac zero", neighbor_with("address = \"198.18.0.2\"\nport = \"outside\"\nmac = \"00-00-00-00-00-00\" #!"),
+         "mac 00:00:00:00:00:00 is not an address"},
+        {"neighbor duplicate",
+         neighbor_with("address = \"198.18.0.2\"\nport = \"outside\"" + mac +
+                       "\n[[neighbor]]\naddress = \"198.18.0.2\" #!\nport = \"outside\"" + mac),
+         "the neighbor on line"},
+        {"neighbor missing mac", mark_last(neighbor_with("address = \"198.18.0.2\"\nport = \"outside\""), "[[neighbor]]"),
+         "missing mac (for example mac = \"02:00:5e:10:00:01\")"},
+        {"neighbor unknown key", neighbor_with("address = \"198.18.0.2\"\nport = \"outside\"\nmca = \"x\" #!"),
+         "unknown key \"mca\" (did you mean 'mac'?)"},
+        {"main_cpu range", "[dataplane]\nmain_cpu = 4096 #!\n" + ports, "main_cpu = 4096 is out of range (0..1023)"},
+    };
+}
+
 std::vector<Bad> sa_cases()
 {
     const std::string k20 = "\"0x" + key_hex(20) + "\"";
@@ -844,6 +880,30 @@ void check_cases(const std::vector<Bad>& cases)
 TEST(ParseConfig, RefusesDataplaneErrors) { check_cases(dataplane_cases()); }
 TEST(ParseConfig, RefusesPortErrors) { check_cases(port_cases()); }
 TEST(ParseConfig, RefusesRouteErrors) { check_cases(route_cases()); }
+TEST(ParseConfig, RefusesNeighborErrors) { check_cases(neighbor_cases()); }
+
+TEST(ParseConfig, StaticNeighbors)
+{
+    auto r = parse_config(ports + R"(
+[[neighbor]]
+address = "198.18.0.2"
+mac = "02:00:5e:10:00:02"
+port = "outside"
+[[neighbor]]
+address = "fe80::2"
+mac = "02-00-5E-10-00-0A"
+port = "outside"
+)", "n.toml");
+    ASSERT_TRUE(r) << r.error().to_string();
+    const auto& n = r.value().neighbors;
+    ASSERT_EQ(n.size(), 2u);
+    EXPECT_EQ(n[0].address, ip("198.18.0.2"));
+    EXPECT_EQ(n[0].mac, (std::array<uint8_t, 6>{0x02, 0x00, 0x5e, 0x10, 0x00, 0x02}));
+    EXPECT_EQ(n[0].port, "outside");
+    EXPECT_EQ(n[1].address, ip("fe80::2")) << "IPv6 link-local is on every link";
+    EXPECT_EQ(n[1].mac, (std::array<uint8_t, 6>{0x02, 0x00, 0x5e, 0x10, 0x00, 0x0a}));
+    EXPECT_GT(n[1].line, n[0].line);
+}
 TEST(ParseConfig, RefusesSaErrors) { check_cases(sa_cases()); }
 TEST(ParseConfig, RefusesPolicyErrors) { check_cases(policy_cases()); }
 TEST(ParseConfig, RefusesNonAsciiOutsideStrings) { check_cases(non_ascii_cases()); }
@@ -975,6 +1035,18 @@ TEST(EalArgv, NoHugePciMainLcoreAndExtraArgs)
                                         "rvl-test", "--no-huge", "-m", "512", "--vdev", "net_af_packet0,iface=gwa-in",
                                         "-a", "0000:01:00.0", "--vdev", "net_af_packet1,iface=gwa-bk",
                                         "--log-level=pmd:debug", "--no-telemetry"}));
+}
+
+TEST(EalArgv, MainCpuPinsTheMainLcoreWithLcoresSyntax)
+{
+    auto r = parse_config("[dataplane]\nlcores = \"0,1-2\"\nmain_cpu = 2\n" + ports, "cpu.toml");
+    ASSERT_TRUE(r) << r.error().to_string();
+    EXPECT_EQ(r.value().main_cpu, 2u);
+    auto argv = eal_argv(r.value());
+    ASSERT_GE(argv.size(), 3u);
+    EXPECT_EQ(argv[1], "--lcores");
+    EXPECT_EQ(argv[2], "0@2,1,2") << "the main lcore on CPU 2, each worker on its own CPU";
+    EXPECT_EQ(std::count(argv.begin(), argv.end(), "-l"), 0);
 }
 
 TEST(EalArgv, ShortPciAddressWithDevargs)

@@ -44,6 +44,28 @@ TEST(NeighborTable, FullTableRefusesNewEntries)
     EXPECT_FALSE(t->lookup(IpAddress::v4(0xc6120012), got));
 }
 
+TEST(NeighborTable, StaticEntriesAreNeitherLearnedOverNorSolicited)
+{
+    test::eal();
+    auto t = NeighborTable::create("nt_3", 8);
+    IpAddress a = IpAddress::v4(0xc6120002);
+    rte_ether_addr configured{{2, 0, 0x5e, 0x10, 0, 2}}, spoofed{{2, 0, 0, 0, 0, 0x66}}, got;
+    ASSERT_TRUE(t->add(a, 1, configured));
+    EXPECT_FALSE(t->learn(a, 1, spoofed)) << "an ARP reply from the link must not move a static neighbour";
+    ASSERT_TRUE(t->lookup(a, got));
+    EXPECT_TRUE(rte_is_same_ether_addr(&got, &configured));
+    EXPECT_FALSE(t->want(a, 1, 1000, 1)) << "nothing to resolve";
+    auto snap = t->snapshot();
+    ASSERT_EQ(snap.size(), 1u);
+    EXPECT_TRUE(snap[0].pinned);
+    EXPECT_TRUE(snap[0].resolved);
+    // A dynamic entry next to it still learns.
+    IpAddress b = IpAddress::v4(0xc6120003);
+    EXPECT_TRUE(t->want(b, 1, 1000, 1));
+    EXPECT_TRUE(t->learn(b, 1, spoofed));
+    EXPECT_FALSE(t->snapshot()[1].pinned);
+}
+
 // A FIB with an IPv6 protected port (2001:db8:1::1/64, port 0) and an
 // IPv4 unprotected one (port 1).
 std::unique_ptr<Fib> nd_fib(const std::string& name)
