@@ -324,16 +324,36 @@ int Dataplane::run()
         spdlog::error("{} workers configured but only {} worker lcores", workers_.size(), w);
         request_stop();
     }
-    // The main lcore sleeps between passes, but SA commands wait for its
-    // next pass: without this the kernel may stretch each 100 µs sleep by
-    // its default 50 µs timer slack.
+    // Without this the kernel may stretch each sleep by its default 50 µs
+    // timer slack.
     prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+    uint64_t sleep_ns = busy_sleep_ns;
+    uint32_t bell = 0;
     while (!shared_.stop.load(std::memory_order_relaxed)) {
+        uint32_t rung = channel_ ? channel_->header().doorbell.load(std::memory_order_acquire) : 0;
+        bool busy = rung != bell || work_waiting();
+        bell = rung;
         housekeeping();
-        usleep(100);   // the main lcore is not on the packet path
+        sleep_ns = busy ? busy_sleep_ns : std::min(sleep_ns * 2, idle_sleep_ns);
+        if (channel_) {
+            channel::wait_doorbell(channel_->header(), rung, sleep_ns);
+        } else {
+            timespec ts{0, long(sleep_ns)};
+            nanosleep(&ts, nullptr);
+        }
     }
     rte_eal_mp_wait_lcore();
     return 0;
+}
+
+bool Dataplane::work_waiting() const noexcept
+{
+    bool from_control_plane = channel_ && (!rte_ring_empty(channel_->ring(channel::RingId::commands)) ||
+                                           !rte_ring_empty(channel_->ring(channel::RingId::transmit)));
+    return from_control_plane || !rte_ring_empty(shared_.control) || !rte_ring_empty(shared_.resolve) ||
+           !rte_ring_empty(shared_.events) || !rte_ring_empty(shared_.punt_ike) ||
+           !rte_ring_empty(shared_.acquires) || listing_.active || !replies_pending_.empty() ||
+           !pending_tx_.empty();
 }
 
 void Dataplane::housekeeping()

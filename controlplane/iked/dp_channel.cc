@@ -191,6 +191,7 @@ bool DataplaneChannel::write_command(Command& cmd)
     if (!slot) return false;
     std::memcpy(slot, &cmd, sizeof cmd);
     rte_ring_enqueue_zc_elem_finish(ring(RingId::commands), 1);
+    channel::ring_doorbell(*header_);
     ++stats_.commands_sent;
     return true;
 }
@@ -223,6 +224,7 @@ bool DataplaneChannel::transmit(const IpAddress& local, uint16_t local_port, con
     if (!head.empty()) std::memcpy(f->payload.data(), head.data(), head.size());
     if (!body.empty()) std::memcpy(f->payload.data() + head.size(), body.data(), body.size());
     rte_ring_enqueue_zc_elem_finish(ring(RingId::transmit), 1);
+    channel::ring_doorbell(*header_);
     ++stats_.frames_out;
     return true;
 }

@@ -23,6 +23,11 @@
 // resets the ring ends it owns (a killed predecessor may have left a
 // half-finished enqueue or dequeue behind).
 //
+// Doorbell: the data plane's main lcore sleeps between passes (longer when
+// it has been idle), on a futex in the header. The control plane rings it
+// after it writes commands or frames, so those are picked up at once
+// instead of after the rest of a sleep.
+//
 // No DPDK types here: the rings are placed at `RingInfo::offset` and their
 // layout is DPDK's (rte_ring_get_memsize_elem), so both sides must be built
 // against the same DPDK; `version` changes whenever anything here does.
@@ -37,6 +42,11 @@
 #include <string_view>
 #include <type_traits>
 
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "ravelin/events.hh"
 #include "ravelin/sa_descriptor.hh"
 #include "ravelin/types.hh"
@@ -44,7 +54,7 @@
 namespace ravelin::channel {
 
 inline constexpr uint32_t magic = 0x52564c43;   // "RVLC"
-inline constexpr uint16_t version = 1;
+inline constexpr uint16_t version = 2;
 
 inline std::string channel_path(const std::string& file_prefix)
 {
@@ -79,8 +89,27 @@ struct alignas(64) Header {
     std::array<RingInfo, ring_count> rings{};
     alignas(64) std::atomic<uint64_t> heartbeat_ns{0};   // data plane writes
     alignas(64) std::atomic<uint32_t> control_pid{0};    // attached control plane, 0 = none
+    alignas(64) std::atomic<uint32_t> doorbell{0};       // futex word: control plane rings
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
+static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t), "a futex word is 32 bits");
+
+// Control plane: wake the data plane's main lcore. A shared (not
+// FUTEX_PRIVATE) futex: the word is in a file both processes map.
+inline void ring_doorbell(Header& h) noexcept
+{
+    h.doorbell.fetch_add(1, std::memory_order_release);
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(&h.doorbell), FUTEX_WAKE, 1, nullptr, nullptr, 0);
+}
+
+// Data plane: sleep up to `timeout_ns`, or less if the bell rings. `seen`
+// is the doorbell value read before the pass that came before this sleep:
+// a ring since then returns at once, so no ring is lost.
+inline void wait_doorbell(Header& h, uint32_t seen, uint64_t timeout_ns) noexcept
+{
+    timespec ts{time_t(timeout_ns / 1000000000u), long(timeout_ns % 1000000000u)};
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(&h.doorbell), FUTEX_WAIT, seen, &ts, nullptr, 0);
+}
 
 // --- names carried with SAs (for listings after a restart, and metrics) -------
 

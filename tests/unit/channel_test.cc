@@ -468,7 +468,7 @@ TEST(Channel, BadCommandsGetErrors)
     expect.push_back({s.cp->send(policies_set(5, {mixed})), Status::policy_error});
     // A bad version's slot is wiped whole, key bytes included.
     s.cp->send([](Command& c) {
-        c.version = 2;
+        c.version = channel::version + 1;
         c.type = CommandType::sa_add;
         c.sa_add.sa = gw_sa(0x700a, SaDirection::inbound, 5);
     });

@@ -5,9 +5,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -89,6 +92,7 @@ public:
     void reply(Reply r) { ASSERT_EQ(rte_ring_enqueue_elem(chan_->ring(RingId::replies), &r, sizeof r), 0); }
     void punt(const Frame& f) { ASSERT_EQ(rte_ring_enqueue_elem(chan_->ring(RingId::punt), const_cast<Frame*>(&f), sizeof f), 0); }
     uint32_t control_pid() const { return chan_->control_pid(); }
+    channel::Header& header() { return chan_->header(); }
 
     std::string path;
 
@@ -190,6 +194,53 @@ TEST_F(IkedDpChannelAttached, CommandsWaitForRingSpaceAndKeepTheirOrder)
     ASSERT_EQ(got.size(), n);
     for (unsigned i = 0; i < n; ++i) EXPECT_EQ(got[i].seq, i + 1);
     EXPECT_GT(ch.sent_ns(n), 0u);
+}
+
+TEST_F(IkedDpChannelAttached, CommandsAndFramesRingTheDoorbell)
+{
+    channel::Header& h = dp.header();
+    uint32_t before = h.doorbell.load();
+    Command c;
+    c.type = CommandType::hello;
+    ch.send(c);
+    EXPECT_EQ(h.doorbell.load(), before + 1) << "a command written to the ring rings";
+    ch.flush();
+    EXPECT_EQ(h.doorbell.load(), before + 1) << "nothing written, no ring";
+    std::vector<uint8_t> msg(8, 1);
+    ASSERT_TRUE(ch.transmit(v4("198.18.0.1"), 500, v4("198.18.0.2"), 500, {}, msg));
+    EXPECT_EQ(h.doorbell.load(), before + 2);
+}
+
+// The data plane's main lcore sleeps on the doorbell: a ring ends the
+// sleep at once, a ring it has not seen yet keeps it from sleeping at all,
+// and without a ring it sleeps the whole timeout.
+TEST_F(IkedDpChannelAttached, TheDoorbellEndsTheDataPlanesSleep)
+{
+    using clock = std::chrono::steady_clock;
+    channel::Header& h = dp.header();
+    const uint64_t long_sleep = 5 * second;
+    uint32_t seen = h.doorbell.load();
+    auto t0 = clock::now();
+    channel::wait_doorbell(h, seen, 20'000'000);   // 20 ms, nobody rings
+    EXPECT_GE(clock::now() - t0, std::chrono::milliseconds(19));
+
+    std::atomic<bool> woke{false};
+    std::thread sleeper([&] {
+        channel::wait_doorbell(h, seen, long_sleep);
+        woke = true;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));   // let it sleep
+    t0 = clock::now();
+    Command c;
+    c.type = CommandType::hello;
+    ch.send(c);
+    sleeper.join();
+    EXPECT_TRUE(woke);
+    EXPECT_LT(clock::now() - t0, std::chrono::seconds(2)) << "the ring did not end the 5 s sleep";
+
+    t0 = clock::now();
+    channel::wait_doorbell(h, seen, long_sleep);   // rung since `seen` was read
+    EXPECT_LT(clock::now() - t0, std::chrono::seconds(2));
 }
 
 TEST(IkedDpChannel, RangesBecomeExactPrefixes)
