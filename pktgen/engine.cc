@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 
@@ -50,6 +51,12 @@ inline uint32_t load_be32(const uint8_t* p) noexcept
 
 } // namespace
 
+// A frame sealed once and sent again and again (EngineConfig::esp_replay).
+struct ReplayFrame {
+    std::vector<uint8_t> bytes;   // from the Ethernet header, without FCS
+    uint32_t wire = 0;            // bytes on the wire, FCS included
+};
+
 struct TxStream {
     const StreamSpec* spec = nullptr;
     SizeSchedule sizes;
@@ -59,6 +66,7 @@ struct TxStream {
     MacAddr dmac{}, smac{};
     uint16_t port = 0;
     std::vector<dp::DpSa*> sas;
+    std::vector<ReplayFrame> replay;   // frame seq % size; empty: build each one
     uint64_t seq = 0;
     uint64_t limit = 0;                // 0: none
     bool done = false;
@@ -114,6 +122,7 @@ struct Engine::Impl {
     void tx_poll(uint64_t now) noexcept;
     void tx_stream(TxStream& s, uint64_t now) noexcept;
     bool build(TxStream& s, rte_mbuf* m, uint16_t size, uint64_t now, uint32_t& wire) noexcept;
+    bool seal_replay_frames(TxStream& s);
     void tx_flush_pending(TxStream& s, bool first = false) noexcept;
     void tx_drop_pending() noexcept;
     void ctl_flush() noexcept;
@@ -327,6 +336,14 @@ void Engine::Impl::prepare_trial(const TrialSpec& spec)
     }
     if (esp && cfg.esp_seq_restart)
         for (dp::DpSa* sa : esp->sealing_sas()) sa->state.seq = (cfg.esp_seq_start ? cfg.esp_seq_start : 1) - 1;
+    for (auto& sp : tx)
+        if (cfg.esp_replay && !sp->sas.empty() && !seal_replay_frames(*sp)) {
+            // No mbuf at all between trials, or an SA that will not seal:
+            // a benchmark that silently built every frame instead would lie.
+            std::fprintf(stderr, "ravelin-pktgen: stream %u: cannot seal its --esp-replay frames\n",
+                         unsigned(sp->spec->id));
+            std::exit(1);
+        }
     for (auto& r : rx) {
         r.tracker.reset();
         r.latency.reset();
@@ -388,6 +405,30 @@ bool Engine::Impl::build(TxStream& s, rte_mbuf* m, uint16_t size, uint64_t now, 
     return true;
 }
 
+// Frame i has the schedule's i-th size and flow i, as build() would make
+// it; the pool holds whole periods of the schedule so that frame seq % n
+// always has the size the pacer charged for.
+bool Engine::Impl::seal_replay_frames(TxStream& s)
+{
+    const std::size_t period = s.sizes.order().size();
+    const std::size_t n = (cfg.esp_replay + period - 1) / period * period;
+    s.replay.assign(n, {});
+    const uint64_t now = rte_rdtsc();
+    rte_mbuf* m = rte_pktmbuf_alloc(pool);
+    bool ok = m != nullptr;
+    for (std::size_t i = 0; ok && i < n; ++i) {
+        rte_pktmbuf_reset(m);
+        s.seq = i;
+        uint32_t wire = 0;
+        ok = build(s, m, s.sizes.peek(i), now, wire);
+        const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
+        if (ok) s.replay[i] = {std::vector<uint8_t>(d, d + m->data_len), wire};
+    }
+    rte_pktmbuf_free(m);
+    s.seq = 0;
+    return ok;
+}
+
 void Engine::Impl::tx_flush_pending(TxStream& s, bool first) noexcept
 {
     PortState& p = ports[s.port];
@@ -446,7 +487,13 @@ void Engine::Impl::tx_stream(TxStream& s, uint64_t now) noexcept
         rte_mbuf* m = s.pending[i];
         const uint16_t size = s.sizes.next();
         uint32_t wire = 0;
-        if (!build(s, m, size, now, wire)) {
+        if (!s.replay.empty()) {
+            const ReplayFrame& f = s.replay[s.seq % s.replay.size()];
+            std::memcpy(rte_pktmbuf_mtod(m, uint8_t*), f.bytes.data(), f.bytes.size());
+            m->data_len = uint16_t(f.bytes.size());
+            m->pkt_len = m->data_len;
+            wire = f.wire;
+        } else if (!build(s, m, size, now, wire)) {
             s.build_failed.inc();
             rte_pktmbuf_free(m);
             ++s.seq;

@@ -49,6 +49,12 @@ struct EngineConfig {
     std::string sa_config;             // gateway TOML with the SAs ("" = no ESP)
     uint64_t esp_seq_start = 1;
     bool esp_seq_restart = false;      // every trial starts the sealing SAs at esp_seq_start again
+    // ESP streams send frames sealed once at the start of each trial, this
+    // many (rounded up to whole size-schedule periods), again and again:
+    // no encryption per packet, so the generator can outrun a gateway's
+    // inbound path. Only for receivers with anti-replay off; the payload
+    // stamps are stale (no latency, no loss or order checks). 0: off.
+    unsigned esp_replay = 0;
     double line_bps = 0;               // 0: the ports' link speed
     unsigned burst = 32;
     unsigned mbufs = 32767;

@@ -42,6 +42,7 @@ struct Cli {
     uint64_t count = 0;
     std::string sa_config;
     std::string esp_seq_start = "1";
+    unsigned esp_replay = 0;
     std::vector<std::string> dst_mac, arp;
     std::string line_rate;
     unsigned burst = 32, mbufs = 32767;
@@ -135,6 +136,7 @@ int main(int argc, char** argv)
     app.add_option("-d,--duration", o.duration, "seconds of TX per run or trial");
     app.add_option("-n,--count", o.count, "packets per stream (0: until --duration)");
     app.add_option("--sa-config", o.sa_config, "gateway TOML whose [[sa]] keys the ESP streams and opens received ESP");
+    app.add_option("--esp-replay", o.esp_replay, "ESP streams send N frames sealed once per trial, again and again, instead of sealing each packet (for receivers with anti-replay off; stale stamps: no latency or loss checks)");
     app.add_option("--esp-seq-start", o.esp_seq_start, "first ESP sequence number of each sealing SA (e.g. 0xfffffff0 to cross into ESN's high half)");
     app.add_flag("--esp-seq-restart", o.esp_seq_restart, "every trial (warm-up, run, RFC 2544 trial) starts at --esp-seq-start again");
     app.add_option("--warmup", o.warmup, "seconds of warm-up traffic before the run (ARP, caches); reported apart");
@@ -210,6 +212,7 @@ int main(int argc, char** argv)
     cfg.link_wait_s = o.link_wait;
     cfg.progress = !o.no_progress;
     cfg.rx_count_only = o.rx_count_only;
+    cfg.esp_replay = o.esp_replay;
     cfg.esp_seq_restart = o.esp_seq_restart;
     if (o.rfc2544 && o.sizes.empty()) o.sizes.push_back("64");
     for (auto& s : o.sizes)

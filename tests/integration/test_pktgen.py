@@ -122,3 +122,23 @@ def test_replayed_sequence_numbers_are_dropped_and_counted(setup):
     s = res["run"]["streams"][0]
     assert s["tx_packets"] == 300 and s["rx_packets"] == 0 and s["lost"] == 300, s
     assert topo.drops_delta(before, after) == {"replay": 300}
+
+
+def test_esp_replay_sends_the_same_sealed_frames_again(setup):
+    """--esp-replay 64: the run seals 72 frames (64 rounded up to whole IMIX
+    periods of 12) once and sends them again and again. The gateway's SA has
+    a replay window, so it accepts each of the 72 once (the frames are
+    valid ESP) and drops every later copy as a replay (they are the same
+    frames, same sequence numbers)."""
+    gw, pg = setup
+    pg.start(["-s", IN_STREAM, "--esp-replay", "64", "--warmup", "1", "--warmup-rate", "1kpps",
+              "-r", "1kpps", "-n", "300", "--drain", "1"])
+    pg.until_run()
+    before = gw.settled_stats()
+    res = pg.run_and_collect()
+    after = gw.settled_stats()
+    s = res["run"]["streams"][0]
+    assert s["tx_packets"] == 300, s
+    assert topo.stats_delta(before, after, "decrypted") == 72, topo.drops_delta(before, after)
+    assert topo.drops_delta(before, after) == {"replay": 300 - 72}
+    assert sa_packets(after, 0x2002, "in") - sa_packets(before, 0x2002, "in") == 72
