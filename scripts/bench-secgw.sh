@@ -2,10 +2,12 @@
 # Ravelin next to DPDK's ipsec-secgw, in one run, on this 2-core machine
 # (docs/performance.md, "ravelin-pktgen and ipsec-secgw").
 #
-#   CPU 0  ravelin-pktgen -l 0 (TX, RX, clock in one loop)
-#            port 0 net_memif client ==== protected / clear side ====+
-#            port 1 net_memif client ==== unprotected / ESP side ===+|
-#   CPU 1  the device under test, one worker lcore, both memif servers:
+#   CPU 0  ravelin-pktgen -l 0 (TX, and RX with --sink memif, in one loop)
+#            net_memif client (zero-copy) ===> the device's input port
+#   CPU 1  the device under test, one worker lcore:
+#            input port  net_memif server
+#            output port net_null,no-rx=1 (--sink null, the default), or a
+#                        net_memif server back to the generator (--sink memif)
 #            ravelin-dataplane  lcores 0,1 with main_cpu = 1: the worker and
 #                               the main lcore (which sleeps between
 #                               housekeeping passes) both on CPU 1
@@ -16,20 +18,25 @@
 # Same generator, same traffic, same SA keys for every device: one AES-256-GCM
 # tunnel 198.18.0.1 <-> 198.18.0.2, SPI 0x1001 out, 0x2002 in; clear traffic
 # 198.18.1.2+16 <-> 198.18.2.2+64, 1024 flows. Directions: out (clear in,
-# ESP out) and in (ESP in, clear out). Ravelin inbound twice: replay window
-# 1024 + ESN (its normal setting) and both off (like ipsec-secgw's default
-# path); ipsec-secgw runs with both off. Outbound SAs have no ESN on either.
+# ESP out: input port 0, output port 1) and in (ESP in, clear out: input
+# port 1, output port 0). Ravelin inbound twice: replay window 1024 + ESN
+# (its normal setting) and both off (like ipsec-secgw's default path);
+# ipsec-secgw runs with both off. Outbound SAs have no ESN on either.
 #
-# The generator offers as much as the memif ring takes (rate "max"); the
-# device's rate is the rate at which its output comes back to the generator
-# over the measured seconds. "bp" is the share of the generator's tx_burst
-# calls that the device's ring did not take whole: near 1 means the device,
-# not the generator, set the pace; near 0 means the generator was the limit
-# and the cell says nothing about the device. The device's output port is memif back to the
-# generator (counted and freed, ARP answered), not net_null: the generator
-# counts what comes back, which is how every device's rate is measured the
-# same way. Ravelin knows the generator's MACs from [[neighbor]] sections
-# (no ARP during warm-up). Every device gets the same ports.
+# The generator offers as much as the memif ring takes (rate "max"). The
+# device's rate: with --sink null, the packets its output port sent
+# (opackets, read from the device's DPDK telemetry socket) over the
+# measured window, from 1 s into the run to 0.5 s before its end; with
+# --sink memif, the rate at which its output comes back to the generator.
+# "bp" is the share of the generator's tx_burst calls that the device's
+# ring did not take whole: near 1 means the device, not the generator, set
+# the pace; near 0 means the generator was the limit and the cell says
+# nothing about the device (inbound: a pktgen that encrypts every packet
+# tops out near 7.5 Mpps at 64 B, so against devices with anti-replay off
+# it replays frames sealed once; Ravelin's window 1024 + ESN row cannot
+# use that and stays a lower bound). Ravelin knows the next hops' MACs from
+# [[neighbor]] sections (no ARP, so it can send into a sink that never
+# answers). Every device gets the same ports.
 #
 # Options:
 #   -r N        repetitions (default 3); the order of the devices rotates
@@ -40,6 +47,10 @@
 #   -b DIR      Ravelin build directory (default build-bench, release)
 #   -o FILE     results JSON (default /tmp/ravelin-bench-secgw/results.json);
 #               scripts/plot-bench.py draws it
+#   --sink null|memif  the device's output port (default null)
+#   --no-esp-replay    inbound, seal every packet even for devices with
+#               anti-replay off (by default the generator replays 4096
+#               frames sealed once: ravelin-pktgen --esp-replay)
 #   --nice N    nice value (of the process and of its scheduler autogroup) of
 #               the generator and the device (default -20: on a machine where
 #               others compile, the pollers keep ~97 % of their CPU instead of
@@ -51,7 +62,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 exec /usr/bin/python3 - "$here" "$@" <<'PY'
-import argparse, json, os, re, shutil, signal, statistics, subprocess, sys, threading, time
+import argparse, json, os, re, shutil, signal, socket, statistics, subprocess, sys, threading, time
 from pathlib import Path
 
 REPO = Path(sys.argv[1])
@@ -67,6 +78,8 @@ ap.add_argument("--no-ravelin", action="store_true")
 ap.add_argument("-b", default="build-bench")
 ap.add_argument("-o", default="/tmp/ravelin-bench-secgw/results.json")
 ap.add_argument("--nice", type=int, default=-20)
+ap.add_argument("--sink", choices=["null", "memif"], default="null")
+ap.add_argument("--no-esp-replay", action="store_true")
 ap.add_argument("--tunnels", default="", help="tunnel counts: the scaling benchmark (scripts/bench-tunnels.sh)")
 a = ap.parse_args(sys.argv[2:])
 
@@ -108,8 +121,28 @@ def cleanup_prefix(p):
         f.unlink(missing_ok=True)
 
 
-def ravelin_config(inbound: str) -> Path:
+# The device's output port: the unprotected one outbound, the protected one inbound.
+OUT_PORT = {"out": 1, "in": 0}
+
+
+def device_ports(direction: str) -> list[str]:
+    """The device's vdevs, port 0 (protected) and port 1 (unprotected): memif
+    servers, except the output port with --sink null (net_null, no RX)."""
+    ports = [f"net_memif0,role=server,socket={SOCK_P},id=0,mac={MAC_P}",
+             f"net_memif1,role=server,socket={SOCK_U},id=0,mac={MAC_U}"]
+    if a.sink == "null":
+        ports[OUT_PORT[direction]] = f"net_null{OUT_PORT[direction]},no-rx=1"
+    return ports
+
+
+def gen_port(direction: str) -> int:
+    """The generator's port for the device's input: with --sink null it has one."""
+    return 0 if a.sink == "null" else 1 - OUT_PORT[direction]
+
+
+def ravelin_config(inbound: str, direction: str) -> Path:
     """inbound: 'esn' (window 1024 + ESN) or 'off' (window 0, no ESN)."""
+    dev_p, dev_u = device_ports(direction)
     esn, window = ("true", 1024) if inbound == "esn" else ("false", 0)
     # The generator's 16 hosts on the inside (198.18.1.2+16), by static MAC.
     hosts = "".join(f'\n[[neighbor]]\naddress = "198.18.1.{h}"\nmac = "{GEN_MAC_P}"\nport = "inside"\n'
@@ -125,13 +158,13 @@ burst = 32
 [[port]]
 name = "inside"
 role = "protected"
-device = "net_memif0,role=server,socket={SOCK_P},id=0,mac={MAC_P}"
+device = "{dev_p}"
 address = ["198.18.1.1/24"]
 
 [[port]]
 name = "outside"
 role = "unprotected"
-device = "net_memif1,role=server,socket={SOCK_U},id=0,mac={MAC_U}"
+device = "{dev_u}"
 address = ["198.18.0.1/24"]
 
 [[route]]
@@ -177,7 +210,7 @@ remote = "198.18.2.0/24"
 action = "protect"
 sa = 0x2002
 """
-    p = WORK / f"ravelin-{inbound}.toml"
+    p = WORK / f"ravelin-{inbound}-{direction}.toml"
     p.write_text(text)
     return p
 
@@ -198,20 +231,18 @@ rt ipv4 dst 198.18.1.0/24 port 0
 
 
 def streams(direction: str, size: str):
+    g = gen_port(direction)
     if direction == "out":
-        return [f"port=0 src=198.18.1.2+16 dst=198.18.2.2+64 sport=1024+16 dport=4791 flows=1024 size={size} dmac={MAC_P}"]
-    return [f"port=1 src=198.18.2.2+64 dst=198.18.1.2+16 sport=1024+16 dport=4791 flows=1024 size={size} dmac={MAC_U} esp=0x2002"]
+        return [f"port={g} src=198.18.1.2+16 dst=198.18.2.2+64 sport=1024+16 dport=4791 flows=1024 size={size} dmac={MAC_P}"]
+    return [f"port={g} src=198.18.2.2+64 dst=198.18.1.2+16 sport=1024+16 dport=4791 flows=1024 size={size} dmac={MAC_U} esp=0x2002"]
 
 
-def tunnel_configs(n: int, inbound: str):
+def tunnel_configs(n: int, inbound: str, direction: str):
     """n tunnels to one peer (198.18.0.2): tunnel i protects 198.18.1.0/24 <->
     198.19.0.0+i/32 with SPI 0x10000+i out and 0x20000+i in, each with its own
     policy; the same keys for all (the cost of a lookup does not depend on them)."""
     esn, window = ("true", 1024) if inbound == "esn" else ("false", 0)
-    # The generator's 16 hosts on the inside (198.18.1.2+16), by static MAC.
-    hosts = "".join(f'\n[[neighbor]]\naddress = "198.18.1.{h}"\nmac = "{GEN_MAC_P}"\nport = "inside"\n'
-                    for h in range(2, 18))
-    head = ravelin_config(inbound).read_text().split("[[sa]]")[0]   # [dataplane], ports, route
+    head = ravelin_config(inbound, direction).read_text().split("[[sa]]")[0]   # [dataplane], ports, route
     parts = [head.replace("# generated by scripts/bench-secgw.sh", f"# generated by scripts/bench-tunnels.sh: {n} tunnels")]
     sg = [f"# generated by scripts/bench-tunnels.sh: {n} tunnels, the same as Ravelin's"]
     colon = lambda k: ":".join(k[i:i + 2] for i in range(0, len(k), 2))
@@ -256,17 +287,17 @@ sa = {si:#x}
         sg.append(f"sa out {so} aead_algo aes-256-gcm aead_key {colon(KEY_OUT)} mode ipv4-tunnel src 198.18.0.1 dst 198.18.0.2")
         sg.append(f"sa in {si} aead_algo aes-256-gcm aead_key {colon(KEY_IN)} mode ipv4-tunnel src 198.18.0.2 dst 198.18.0.1")
     sg += ["rt ipv4 dst 198.18.0.2/32 port 1", "rt ipv4 dst 198.18.1.0/24 port 0"]
-    rp, sp = WORK / f"ravelin-{inbound}-{n}.toml", WORK / f"secgw-{n}.cfg"
+    rp, sp = WORK / f"ravelin-{inbound}-{direction}-{n}.toml", WORK / f"secgw-{n}.cfg"
     rp.write_text("\n".join(parts))
     sp.write_text("\n".join(sg) + "\n")
     return rp, sp
 
 
 def tunnel_streams(direction: str, size: str, n: int):
-    flows = max(n, 1024)
+    flows, g = max(n, 1024), gen_port(direction)
     if direction == "out":
-        return [f"port=0 src=198.18.1.2+16 dst=198.19.0.0+{n} sport=1024+16 dport=4791 flows={flows} size={size} dmac={MAC_P}"]
-    return [f"port=1 src=198.19.0.0+{n} dst=198.18.1.2+16 sport=1024+16 dport=4791 flows={flows} size={size} dmac={MAC_U} esp=0x20000+{n}"]
+        return [f"port={g} src=198.18.1.2+16 dst=198.19.0.0+{n} sport=1024+16 dport=4791 flows={flows} size={size} dmac={MAC_P}"]
+    return [f"port={g} src=198.19.0.0+{n} dst=198.18.1.2+16 sport=1024+16 dport=4791 flows={flows} size={size} dmac={MAC_U} esp=0x20000+{n}"]
 
 
 class Proc:
@@ -319,13 +350,13 @@ class Proc:
         return self.p.returncode
 
 
-def start_dut(kind: str, inbound: str, n: int = 0):
+def start_dut(kind: str, direction: str, inbound: str, n: int = 0):
     cleanup_prefix("rvb-dut")
     log = WORK / f"dut-{kind}.log"
     if n:
-        rcfg, scfg = tunnel_configs(n, inbound)
+        rcfg, scfg = tunnel_configs(n, inbound, direction)
     else:
-        rcfg, scfg = ravelin_config(inbound), None
+        rcfg, scfg = ravelin_config(inbound, direction), None
     if kind == "ravelin":
         cfg = rcfg
         d = Proc([str(DATAPLANE), "--config", str(cfg), "--log-level", "warn"], log)
@@ -333,9 +364,10 @@ def start_dut(kind: str, inbound: str, n: int = 0):
             d.stop()
             die(f"ravelin-dataplane did not start:\n{log.read_text()[-2000:]}")
         return d, cfg
-    ports = ["--vdev", f"net_memif0,role=server,socket={SOCK_P},id=0,mac={MAC_P}",
-             "--vdev", f"net_memif1,role=server,socket={SOCK_U},id=0,mac={MAC_U}"]
-    eal = ["-n", "1", "--no-pci", "--no-telemetry", "--file-prefix", "rvb-dut", "--log-level=lib.eal:error"]
+    dev_p, dev_u = device_ports(direction)
+    ports = ["--vdev", dev_p, "--vdev", dev_u]
+    # Telemetry stays on: with --sink null the harness reads the output port's counters through it.
+    eal = ["-n", "1", "--no-pci", "--file-prefix", "rvb-dut", "--log-level=lib.eal:error"]
     if kind == "secgw":
         cmd = [SECGW, "-l", "1", *eal, "--vdev", "crypto_aesni_mb0", *ports, "--",
                "-p", "0x3", "-u", "0x2", "--config", "(0,0,1),(1,0,1)", "-f", str(scfg or secgw_config())]
@@ -350,19 +382,29 @@ def start_dut(kind: str, inbound: str, n: int = 0):
         die(f"{kind} did not start:\n{log.read_text()[-2000:]}")
     time.sleep(0.3)
     # The generator takes the SA keys from Ravelin's file (without ESN: ipsec-secgw's SAs have none).
-    return d, tunnel_configs(n, "off")[0] if n else ravelin_config("off")
+    return d, tunnel_configs(n, "off", direction)[0] if n else ravelin_config("off", direction)
 
 
 def run_cell(kind, direction, size, inbound, n=0):
-    dut, sa_cfg = start_dut(kind, inbound, n)
+    dut, sa_cfg = start_dut(kind, direction, inbound, n)
     cleanup_prefix("rvb-gen")
     out = WORK / "pktgen.json"
     out.unlink(missing_ok=True)
+    gen_p = ["--vdev", f"net_memif0,role=client,socket={SOCK_P},id=0,zero-copy=yes,mac={GEN_MAC_P}"]
+    gen_u = ["--vdev", f"net_memif1,role=client,socket={SOCK_U},id=0,zero-copy=yes,mac={GEN_MAC_U}"]
+    if a.sink == "null":   # one port: the device's input
+        gen_ports = gen_u if direction == "in" else gen_p
+        arp = []
+    else:
+        gen_ports = gen_p + gen_u
+        arp = ["--arp", "0=198.18.1.0/24", "--arp", "1=198.18.0.2/32"]
+    # Inbound against a device with anti-replay off, the generator replays
+    # frames it sealed once instead of sealing each one (it tops out near
+    # 7.5 Mpps at 64 B when it must encrypt); with the window on it cannot.
+    replay = ["--esp-replay", "4096"] if direction == "in" and inbound == "off" and not a.no_esp_replay else []
     cmd = [str(PKTGEN), "-l", "0", "--no-pci", "--no-telemetry", "--file-prefix", "rvb-gen",
-           "--single-file-segments", "--log-level=lib.eal:error",
-           "--vdev", f"net_memif0,role=client,socket={SOCK_P},id=0,zero-copy=yes,mac={GEN_MAC_P}",
-           "--vdev", f"net_memif1,role=client,socket={SOCK_U},id=0,zero-copy=yes,mac={GEN_MAC_U}", "--",
-           "--sa-config", str(sa_cfg), "--arp", "0=198.18.1.0/24", "--arp", "1=198.18.0.2/32",
+           "--single-file-segments", "--log-level=lib.eal:error", *gen_ports, "--",
+           "--sa-config", str(sa_cfg), *arp, *replay,
            "--rx-count-only", "--no-progress", "--wait-stdin", "--json", str(out), "--mbufs", "32767",
            "--warmup", str(a.w), "--warmup-rate", "max", "-r", "max", "-d", str(a.d), "--drain", "0.1"]
     for s in (tunnel_streams(direction, size, n) if n else streams(direction, size)):
@@ -376,6 +418,15 @@ def run_cell(kind, direction, size, inbound, n=0):
         cpu0, wall0 = cpu_ns(dut.p.pid, tid), time.monotonic_ns()
         g.p.stdin.write("\n")
         g.p.stdin.flush()
+        sink = None
+        if a.sink == "null":
+            # The device's own count of what it sent into the sink, from 1 s into
+            # the run to 0.5 s before its end (the same window as pktgen's timeline).
+            time.sleep(1.0)
+            o0, t0 = tx_packets(OUT_PORT[direction]), time.monotonic()
+            time.sleep(max(a.d - 1.5, 0.5))
+            o1, t1 = tx_packets(OUT_PORT[direction]), time.monotonic()
+            sink = (o1 - o0, t1 - t0)
         if not g.wait_for("waiting (exit)", a.d + 40):
             raise RuntimeError(f"pktgen did not finish:\n{(WORK / 'pktgen.log').read_text()[-2000:]}")
         cpu = (cpu_ns(dut.p.pid, tid) - cpu0, time.monotonic_ns() - wall0)
@@ -397,7 +448,19 @@ def run_cell(kind, direction, size, inbound, n=0):
             g.stop(signal.SIGTERM)
         cleanup_prefix("rvb-gen")
         cleanup_prefix("rvb-dut")
-    return summarize(res, stats, rc, cpu)
+    return summarize(res, stats, rc, cpu, sink)
+
+
+def tx_packets(port: int) -> int:
+    """The device's opackets on `port`, from DPDK telemetry (every device is a
+    DPDK app with the same file prefix; counted by the PMD, net_null included)."""
+    path = f"/var/run/dpdk/rvb-dut/dpdk_telemetry.v2"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        s.settimeout(5)
+        s.connect(path)
+        s.recv(4096)   # the greeting
+        s.send(f"/ethdev/stats,{port}".encode())
+        return int(json.loads(s.recv(1 << 16))["/ethdev/stats"]["opackets"])
 
 
 def worker_tid(pid: int, kind: str) -> int:
@@ -415,7 +478,7 @@ def cpu_ns(pid: int, tid: int) -> int:
     return int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
 
 
-def summarize(res, stats, rc, cpu):
+def summarize(res, stats, rc, cpu, sink=None):
     run = res["run"]
     tl = [s for s in run["timeline"] if s["t"] <= run["duration_s"] + 1e-3]
     # Measured window: from 1 s into the run to the last sample before TX stopped.
@@ -425,6 +488,8 @@ def summarize(res, stats, rc, cpu):
     first, last = win[0], win[-1]
     dt = last["t"] - first["t"]
     rx_pps = (last["rx_packets"] - first["rx_packets"]) / dt
+    if sink:   # --sink null: nothing comes back; the device counted what it sent
+        rx_pps = sink[0] / sink[1]
     tx_pps = (last["tx_packets"] - first["tx_packets"]) / dt
     ports = res["ports"]
     tx = sum(p["tx_packets"] for p in ports)
@@ -437,11 +502,13 @@ def summarize(res, stats, rc, cpu):
     # clock: near 1 means nothing else ran on its core, so a slow cell is not
     # explained by preemption inside this guest.
     cpu_ns_used, wall_ns = cpu
+    if sink:
+        rx = round(rx_pps * wall_ns / 1e9)   # over the whole run, for the CPU-based figures
     cycles_cpu = cpu_ns_used * hz / 1e9 / rx if rx else None
     return {"mpps": rx_pps / 1e6, "tx_mpps": tx_pps / 1e6, "cycles": hz / rx_pps if rx_pps else None,
             "cpu_share": cpu_ns_used / wall_ns, "cycles_cpu": cycles_cpu,
             "mpps_cpu": hz / cycles_cpu / 1e6 if cycles_cpu else None,
-            "tx": tx, "rx": rx, "in_flight_or_lost": tx - rx, "backpressure": short / max(bursts, 1),
+            "tx": tx, "rx": rx, "in_flight_or_lost": None if sink else tx - rx, "backpressure": short / max(bursts, 1),
             "dut_exit": rc, "dut_drops": drops, "tsc_hz": hz}
 
 
