@@ -113,8 +113,9 @@ def main():
     if a.secgw:
         data = json.loads(Path(a.secgw).read_text())
         secgw_panels(axes[r:r + 2], data)
-        fig.suptitle(f"ravelin-pktgen on CPU 0, device on one worker core (CPU 1), memif; {data.get('when', '')}",
-                     fontsize=9)
+        sink = data.get("args", {}).get("sink", "memif")
+        fig.suptitle(f"ravelin-pktgen on CPU 0, device on one worker core (CPU 1), memif in, {sink} sink; "
+                     f"{data.get('when', '')}", fontsize=9)
         r += 2
     if a.tunnels or a.rfc2544:
         if a.tunnels:
