@@ -511,6 +511,7 @@ void Engine::Impl::reap()
 {
     for (auto it = sas.begin(); it != sas.end();) {
         if (it->second->state == IkeState::dead) {
+            drop_early_inbound(*it->second);   // IKE_AUTH never completed
             uint64_t spi = it->first;
             for (auto h = half_open_index.begin(); h != half_open_index.end();)
                 h = h->second == spi ? half_open_index.erase(h) : std::next(h);

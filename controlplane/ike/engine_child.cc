@@ -138,6 +138,49 @@ void Engine::Impl::install(ChildSa& c, bool outbound)
     c.outbound_installed = true;
 }
 
+// A responder sends on the IKE_AUTH child as soon as its answer is out,
+// and the answer reaches us half a round trip later. When traffic already
+// flows (ravelin-iked restarted under adopted SAs, a reauthentication), the
+// packets of that gap would find no inbound SA. Their keys come from SK_d
+// and the IKE_SA_INIT nonces alone (RFC 7296 §2.17), so when our proposals
+// leave the peer a single suite the SA can go in before we ask. The answer
+// confirms it, or narrows the selectors and complete_child replaces it.
+void Engine::Impl::install_early_inbound(TimePoint now, IkeSa& sa, const ChildConfig& cfg)
+{
+    auto suite = sole_suite(without_dh(cfg.esp_proposals));
+    if (!suite) return;
+    ChildSa c = make_child(sa, child_ptr(sa, &cfg, nullptr), *suite, sa.auth_child_spi, 0, sa.auth_tsi,
+                           sa.auth_tsr, {}, view(sa.ni), view(sa.nr), true, now);
+    --next_child_unique;              // not a child yet: the answer makes it one
+    wipe_keys(c.record.outbound);     // the peer's SPI is still unknown
+    install(c, false);
+    sa.early_inbound = std::move(c.record);
+}
+
+void Engine::Impl::drop_early_inbound(IkeSa& sa)
+{
+    if (!sa.early_inbound) return;
+    sink.remove_inbound(*sa.early_inbound);
+    spis_in_use.erase(sa.early_inbound->inbound.spi.value);
+    sa.early_inbound.reset();
+}
+
+namespace {
+
+// Is the inbound SA installed before the request what the answer agreed?
+bool same_inbound(const ChildSaRecord& early, const ChildSaRecord& agreed)
+{
+    const SaDescriptor& x = early.inbound;
+    const SaDescriptor& y = agreed.inbound;
+    return early.local_ts == agreed.local_ts && early.remote_ts == agreed.remote_ts && x.spi.value == y.spi.value &&
+           x.mode == y.mode && x.cipher == y.cipher && x.integ == y.integ && x.cipher_key_len == y.cipher_key_len &&
+           x.integ_key_len == y.integ_key_len && x.esn == y.esn && x.local == y.local && x.remote == y.remote &&
+           x.udp_encap == y.udp_encap && x.encap_local_port == y.encap_local_port &&
+           x.encap_remote_port == y.encap_remote_port;
+}
+
+} // namespace
+
 void Engine::Impl::uninstall(ChildSa& c)
 {
     if (c.outbound_installed) sink.remove_outbound(c.record);
@@ -317,7 +360,14 @@ bool Engine::Impl::complete_child(TimePoint now, IkeSa& sa, Request& req, const 
     ChildSa c = make_child(sa, child_ptr(sa, cfg, old), *chosen, req.new_spi, spi_out, tsi->selectors, tsr->selectors, view(shared),
                            ni, nr, true, now);
     wipe(shared);
-    install(c, false);
+    if (sa.early_inbound && same_inbound(*sa.early_inbound, c.record)) {
+        wipe_keys(c.record.inbound);
+        c.record.inbound = sa.early_inbound->inbound;   // what the data plane holds
+        sa.early_inbound.reset();
+    } else {
+        drop_early_inbound(sa);   // if the answer narrowed the selectors: the SA carries what was agreed
+        install(c, false);
+    }
     install(c, true);
     log_ike()->info("{}: CHILD_SA {}{{{}}} established with SPIs {:08x}_i {:08x}_o and TS {} === {}", sa.conn->name,
                     cfg->name, c.unique_id, c.spi_in(), c.spi_out(), ts_list_text(tsi->selectors),

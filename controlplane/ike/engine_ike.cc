@@ -530,6 +530,7 @@ void Engine::Impl::send_auth(TimePoint now, IkeSa& sa)
         p.insert(p.end(), cp.begin(), cp.end());
         sa.auth_tsi = req.tsi;
         sa.auth_tsr = req.tsr;
+        install_early_inbound(now, sa, *child);
     }
     start_request(now, sa, std::move(req), ExchangeType::ike_auth, p);
 }
@@ -655,6 +656,7 @@ void Engine::Impl::auth_response(TimePoint now, IkeSa& sa, std::vector<Payload>&
             }
         }
     }
+    drop_early_inbound(sa);   // the child failed: nothing confirmed it
     schedule(now, sa);
     forget_auth_state(sa);
 }

@@ -173,6 +173,9 @@ struct IkeSa {
     std::string auth_child;              // the child created inside IKE_AUTH
     uint32_t auth_child_spi = 0;
     std::vector<TrafficSelector> auth_tsi, auth_tsr;
+    // That child's inbound SA, installed as the IKE_AUTH request went out
+    // (keys wiped), until the answer confirms or replaces it.
+    std::optional<ChildSaRecord> early_inbound;
 
     uint32_t next_mid = 0;               // our next request
     uint32_t peer_mid = 0;               // the peer's next request
@@ -428,6 +431,10 @@ struct Engine::Impl {
                        const std::vector<TrafficSelector>& remote_ts, ByteView shared,
                        ByteView ni, ByteView nr, bool we_initiated, TimePoint now);
     void install(ChildSa& c, bool outbound);
+    // The IKE_AUTH child's inbound SA, before the request goes out, when the
+    // answer cannot change its keys; dropped if the answer never confirms it.
+    void install_early_inbound(TimePoint now, IkeSa& sa, const ChildConfig& cfg);
+    void drop_early_inbound(IkeSa& sa);
     static void forget_nonces(ChildSa& c)
     {
         Bytes().swap(c.nonce_i);

@@ -458,6 +458,16 @@ std::optional<SelectedSuite> accept_response(const Proposal& answer,
     return s;
 }
 
+std::optional<SelectedSuite> sole_suite(const std::vector<ProposalSpec>& ours)
+{
+    if (ours.size() != 1) return std::nullopt;
+    // accept_response refuses an answer with two transforms of one type.
+    Bytes spi(ours[0].protocol == ProtocolId::ike ? 0 : 4, 0);
+    auto s = accept_response(ours[0].to_proposal(1, spi), ours);
+    if (s) s->spi.clear();
+    return s;
+}
+
 std::string describe(const SelectedSuite& suite, ProtocolId protocol)
 {
     std::string out = encr_label(suite.encr);

@@ -74,6 +74,10 @@ std::optional<SelectedSuite> select_proposal(const std::vector<Proposal>& offere
 std::optional<SelectedSuite> accept_response(const Proposal& answer,
                                              const std::vector<ProposalSpec>& ours);
 
+// The answer a responder must give when `ours` leaves it one choice: one
+// proposal with one transform of each type (nullopt when there are more).
+std::optional<SelectedSuite> sole_suite(const std::vector<ProposalSpec>& ours);
+
 // "AES_GCM_16_256/PRF_HMAC_SHA2_256/CURVE_25519" as swanctl --list-sas prints it.
 std::string describe(const SelectedSuite& suite, ProtocolId protocol);
 

@@ -125,8 +125,9 @@ def test_sigkill_of_iked_loses_no_packet_and_the_tunnel_is_adopted(dp_pair, char
         new = gw.wait_child(timeout=15, exclude_spis=(child["spi_in"],))
         assert new["reqid"] == child["reqid"]
         r1, r2 = fwd.wait(), back.wait()
-    assert_lossless(r1, "ha -> hb across the iked restart")
-    assert_lossless(r2, "hb -> ha across the iked restart")
+    drops = {k: v for k, v in gw.dataplane.stats()["drops"].items() if v}
+    assert_lossless(r1, f"ha -> hb across the iked restart (data plane drops {drops})")
+    assert_lossless(r2, f"hb -> ha across the iked restart (data plane drops {drops})")
     st = gw.iked_stats()
     assert st["sa_sink"]["adopted"] == 2, st
 

@@ -88,6 +88,13 @@ struct Side {
     TestRng rng;
     Engine engine;
     Side(IkeConfig c, uint64_t seed) : rng(seed), engine(std::move(c), wire, sink, rng) {}
+    // The SPI of the first inbound SA installed (the IKE_AUTH child's).
+    uint32_t first_in_spi() const
+    {
+        for (const auto& e : sink.events)
+            if (e.starts_with("+in ")) return uint32_t(std::stoul(e.substr(4), nullptr, 16));
+        return 0;
+    }
 };
 
 class Pair {
@@ -239,6 +246,75 @@ TEST(IkeEngine, SelectorsAndAddressesOfTheInstalledChild)
     EXPECT_EQ(p.b.engine.stats().child_installed, 1u);
 }
 
+// Inbound SAs A holds each time its IKE_AUTH request goes out.
+std::vector<std::size_t> inbound_when_ike_auth_leaves(Pair& p)
+{
+    std::string err;
+    EXPECT_TRUE(p.a.engine.initiate(p.now, "gw", "net", err)) << err;
+    std::vector<std::size_t> seen;
+    p.pump([&](const Datagram& d, bool from_a) {
+        Header h;
+        if (from_a && parse_header(d.data, h) && h.exchange == ExchangeType::ike_auth) seen.push_back(p.a.sink.in.size());
+        return true;
+    });
+    return seen;
+}
+
+// A responder sends on the IKE_AUTH child once its answer is out: the
+// initiator's inbound SA must be in before the request leaves, with the
+// keys the responder's outbound SA has, and the answer only confirms it.
+TEST(IkeEngine, IkeAuthChildsInboundSaIsInstalledBeforeTheRequest)
+{
+    Pair p;
+    EXPECT_EQ(inbound_when_ike_auth_leaves(p), std::vector<std::size_t>{1});
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+    uint32_t spi = p.a.first_in_spi();
+    EXPECT_EQ(p.a.sink.events, (std::vector<std::string>{fmt::format("+in {:08x}", spi),
+                                                         fmt::format("+out {:08x}", p.a.sink.out.begin()->first)}));
+    const SaDescriptor& ours = p.a.sink.in.at(spi).inbound;
+    const SaDescriptor& theirs = p.b.sink.out.at(spi).outbound;
+    EXPECT_EQ(ours.cipher_key, theirs.cipher_key);
+    EXPECT_EQ(ours.cipher_key_len, 32);
+    EXPECT_EQ(p.a.sink.in.at(spi).remote_ts, p.b.sink.out.at(spi).local_ts);
+    auto sas = p.a.engine.list_sas(p.now);
+    ASSERT_EQ(sas.size(), 1u);
+    ASSERT_EQ(sas[0].children.size(), 1u);
+    EXPECT_EQ(sas[0].children[0].spi_in, spi);
+    EXPECT_EQ(p.a.engine.stats().child_installed, 1u);
+}
+
+// With two suites offered the keys depend on the peer's choice: the SA
+// waits for the answer.
+TEST(IkeEngine, NoEarlyInboundSaWhenThePeerChoosesTheSuite)
+{
+    Options o;
+    o.esp_a = "aes128gcm16, aes256gcm16";
+    Pair p(o);
+    EXPECT_EQ(inbound_when_ike_auth_leaves(p), std::vector<std::size_t>{0});
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+    EXPECT_EQ(p.a.sink.events.size(), 2u);
+}
+
+TEST(IkeEngine, EarlyInboundSaGoesWhenIkeAuthIsNeverAnswered)
+{
+    Pair p;
+    std::string err;
+    ASSERT_TRUE(p.a.engine.initiate(p.now, "gw", "net", err));
+    p.pump([](const Datagram& d, bool from_a) {
+        Header h;
+        return !(from_a && parse_header(d.data, h) && h.exchange == ExchangeType::ike_auth);
+    });
+    EXPECT_EQ(p.a.sink.in.size(), 1u);
+    for (int i = 0; i < 60; ++i) {   // 30 s of retransmissions that all get lost
+        p.now += 500ms;
+        p.a.engine.tick(p.now);
+        p.a.wire.out.clear();
+    }
+    EXPECT_TRUE(p.a.engine.list_sas(p.now).empty());
+    EXPECT_TRUE(p.a.sink.in.empty());
+    EXPECT_EQ(p.a.sink.events.back(), fmt::format("-in {:08x}", p.a.first_in_spi()));
+}
+
 TEST(IkeEngine, WrongPskFailsAuthenticationOnBothSides)
 {
     Options o;
@@ -299,6 +375,9 @@ TEST(IkeEngine, NoCommonEspProposalLeavesTheIkeSaUp)
     EXPECT_EQ(sas[0].state, "ESTABLISHED");
     EXPECT_TRUE(sas[0].children.empty());
     EXPECT_TRUE(p.b.sink.in.empty());
+    EXPECT_TRUE(p.a.sink.in.empty());   // the SA installed before the request is gone
+    EXPECT_EQ(p.a.sink.events, (std::vector<std::string>{fmt::format("+in {:08x}", p.a.first_in_spi()),
+                                                         fmt::format("-in {:08x}", p.a.first_in_spi())}));
     auto da = p.a.engine.diagnose();
     EXPECT_EQ(da[0].failed_phase, Phase::child);
     EXPECT_EQ(da[0].failure, "NO_PROPOSAL_CHOSEN");
@@ -332,6 +411,17 @@ TEST(IkeEngine, SelectorsAreNarrowed)
     ASSERT_EQ(r.local_ts.size(), 1u);
     EXPECT_EQ(r.local_ts[0].start, IpAddress::v4(0xc6130100));
     EXPECT_EQ(r.local_ts[0].end, IpAddress::v4(0xc61301ff));
+    // The inbound SA installed before the request had the selectors asked
+    // for; it is replaced by one with those agreed (RFC 4301 §5.2 checks
+    // inbound traffic against them).
+    uint32_t spi = p.a.first_in_spi();
+    EXPECT_EQ(p.a.sink.events, (std::vector<std::string>{fmt::format("+in {:08x}", spi), fmt::format("-in {:08x}", spi),
+                                                         fmt::format("+in {:08x}", spi),
+                                                         fmt::format("+out {:08x}", p.a.sink.out.begin()->first)}));
+    const auto& in = p.a.sink.in.at(spi);
+    ASSERT_EQ(in.local_ts.size(), 1u);
+    EXPECT_EQ(in.local_ts[0].start, IpAddress::v4(0xc6130100));
+    EXPECT_EQ(in.local_ts[0].end, IpAddress::v4(0xc61301ff));
 }
 
 TEST(IkeEngine, InvalidKeRetriesInTheResponderGroup)
@@ -384,7 +474,8 @@ TEST(IkeEngine, LostIkeAuthRequestIsRetransmitted)
         if (from_a && parse_header(d.data, h) && h.exchange == ExchangeType::ike_auth) return ++auth_seen > 1;
         return true;
     });
-    EXPECT_TRUE(p.a.sink.in.empty());
+    EXPECT_EQ(p.a.sink.in.size(), 1u);   // installed early, waiting for the answer
+    EXPECT_TRUE(p.a.sink.out.empty());
     p.advance(2s);
     EXPECT_GE(p.a.engine.stats().retransmits, 1u);
     expect_matching_children(p.a.sink, p.b.sink, 1);
@@ -401,7 +492,8 @@ TEST(IkeEngine, LostIkeAuthResponseIsAnsweredFromTheCache)
         if (!from_a && parse_header(d.data, h) && h.exchange == ExchangeType::ike_auth) return ++auth_seen > 1;
         return true;
     });
-    EXPECT_TRUE(p.a.sink.in.empty());
+    EXPECT_EQ(p.a.sink.in.size(), 1u);   // installed early, waiting for the answer
+    EXPECT_TRUE(p.a.sink.out.empty());
     EXPECT_EQ(p.b.sink.in.size(), 1u);
     p.advance(2s);
     expect_matching_children(p.a.sink, p.b.sink, 1);

@@ -485,6 +485,27 @@ TEST(IkeProposal, CbcEspDescription)
 
 // --- accepting the responder's answer (initiator) ------------------------------------
 
+TEST(IkeProposal, SoleSuiteOnlyWhenThePeerHasNoChoice)
+{
+    auto one = sole_suite(specs("aes256gcm16-esn", ProtocolId::esp));
+    ASSERT_TRUE(one);
+    EXPECT_EQ(one->encr, encr::aes_gcm_16);
+    EXPECT_EQ(one->encr_key_bits, 256);
+    EXPECT_EQ(one->integ, 0);
+    EXPECT_TRUE(one->esn);
+    EXPECT_EQ(one->number, 1);
+    auto cbc = sole_suite(specs("aes128-sha512", ProtocolId::esp));
+    ASSERT_TRUE(cbc);
+    EXPECT_EQ(cbc->integ, integ::hmac_sha2_512_256);
+    EXPECT_FALSE(cbc->esn);
+    // Two proposals, two ciphers in one, integrity or ESN either way: the peer picks.
+    EXPECT_FALSE(sole_suite(specs("aes256gcm16, aes128gcm16", ProtocolId::esp)));
+    EXPECT_FALSE(sole_suite(specs("aes256gcm16-aes128gcm16", ProtocolId::esp)));
+    EXPECT_FALSE(sole_suite(specs("aes256-sha256-sha512", ProtocolId::esp)));
+    EXPECT_FALSE(sole_suite(specs("aes256gcm16-esn-noesn", ProtocolId::esp)));
+    EXPECT_FALSE(sole_suite({}));
+}
+
 TEST(IkeProposal, AcceptResponse)
 {
     auto ours = specs("aes256gcm16-prfsha256-x25519-ecp256, aes128-sha256-modp2048");
