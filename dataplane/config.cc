@@ -412,7 +412,7 @@ std::vector<std::string> extra_eal_args(const Section& s, const toml::node& n)
 }
 
 constexpr std::string_view dataplane_keys[] = {
-    "lcores", "main_cpu", "file_prefix", "hugepages", "memory_mb", "burst", "mbufs", "ring_size",
+    "lcores", "main_cpu", "main_rt_priority", "file_prefix", "hugepages", "memory_mb", "burst", "mbufs", "ring_size",
     "legacy_algorithms", "eal_args",
 };
 
@@ -422,6 +422,7 @@ void read_dataplane(const toml::table& t, DataplaneConfig& cfg)
     if (auto* n = s.find("lcores")) cfg.lcores = lcore_list(s, *n);
     cfg.workers = unsigned(cfg.lcores.size() - 1);
     if (auto cpu = s.number("main_cpu", 0, max_lcore_id)) cfg.main_cpu = unsigned(*cpu);
+    cfg.main_rt_priority = unsigned(s.number("main_rt_priority", 0, 99, 0));
     if (auto v = s.text("file_prefix")) {
         if (!valid_name(*v))
             s.fail(s.find("file_prefix"), fmt::format("file_prefix = {} must be 1-64 letters, digits, "

@@ -84,6 +84,10 @@ struct DataplaneConfig {
     // the lcore. The main lcore mostly sleeps, so it can share a worker's
     // CPU when the other CPUs belong to something else.
     std::optional<unsigned> main_cpu;
+    // SCHED_FIFO priority of the main lcore's thread (1..99); 0: the normal
+    // scheduler. A sleeping main lcore woken by the doorbell then runs at
+    // once instead of waiting for the CPU's other threads.
+    unsigned main_rt_priority = 0;
     std::string file_prefix = "ravelin"; // EAL --file-prefix, one per running instance
     bool hugepages = true;         // false: EAL --no-huge with memory_mb of plain memory
     unsigned memory_mb = 256;      // only used without hugepages

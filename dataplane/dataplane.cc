@@ -8,8 +8,12 @@
 #include "dataplane.hh"
 
 #include <arpa/inet.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
@@ -98,6 +102,7 @@ std::unique_ptr<Dataplane> Dataplane::create(const DataplaneConfig& config, std:
         return nullptr;
     }
     s.neighbors = dp->neighbors_.get();
+    dp->main_rt_priority_ = config.main_rt_priority;
     for (const auto& n : config.neighbors) {
         rte_ether_addr mac;
         std::copy(n.mac.begin(), n.mac.end(), mac.addr_bytes);
@@ -327,6 +332,13 @@ int Dataplane::run()
     // Without this the kernel may stretch each sleep by its default 50 µs
     // timer slack.
     prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+    if (main_rt_priority_) {
+        sched_param sp{};
+        sp.sched_priority = int(main_rt_priority_);
+        if (int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp); rc != 0)
+            spdlog::warn("main_rt_priority = {}: cannot make the main lcore SCHED_FIFO ({}); it runs at normal "
+                         "priority", main_rt_priority_, std::strerror(rc));
+    }
     uint64_t sleep_ns = busy_sleep_ns;
     uint32_t bell = 0;
     while (!shared_.stop.load(std::memory_order_relaxed)) {

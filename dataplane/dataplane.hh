@@ -198,6 +198,7 @@ private:
     uint64_t tsc1_ = 0, mono1_ns_ = 0;             // ... and at the latest main-loop pass
     long double tsc_hz_ = 0;                        // measured between the two (anchor_clock)
     uint16_t default_mtu_ = 1500;
+    unsigned main_rt_priority_ = 0;   // DataplaneConfig::main_rt_priority
     uint16_t ip_id_ = 0;
     uint32_t cp_pid_ = 0;
     bool cp_alive_ = false;

@@ -40,6 +40,7 @@ def dataplane_toml(topo: Topology, prefix: str, extra: str = "") -> str:
     return f"""# written by tests/interop/gateway.py
 [dataplane]
 lcores = "0,1"
+main_rt_priority = 10
 file_prefix = "{prefix}"
 hugepages = false
 memory_mb = 256

@@ -678,6 +678,8 @@ std::vector<Bad> neighbor_cases()
         {"neighbor unknown key", neighbor_with("address = \"198.18.0.2\"\nport = \"outside\"\nmca = \"x\" #!"),
          "unknown key \"mca\" (did you mean 'mac'?)"},
         {"main_cpu range", "[dataplane]\nmain_cpu = 4096 #!\n" + ports, "main_cpu = 4096 is out of range (0..1023)"},
+        {"main_rt_priority range", "[dataplane]\nmain_rt_priority = 100 #!\n" + ports,
+         "main_rt_priority = 100 is out of range (0..99)"},
     };
 }
 
@@ -1039,9 +1041,10 @@ TEST(EalArgv, NoHugePciMainLcoreAndExtraArgs)
 
 TEST(EalArgv, MainCpuPinsTheMainLcoreWithLcoresSyntax)
 {
-    auto r = parse_config("[dataplane]\nlcores = \"0,1-2\"\nmain_cpu = 2\n" + ports, "cpu.toml");
+    auto r = parse_config("[dataplane]\nlcores = \"0,1-2\"\nmain_cpu = 2\nmain_rt_priority = 10\n" + ports, "cpu.toml");
     ASSERT_TRUE(r) << r.error().to_string();
     EXPECT_EQ(r.value().main_cpu, 2u);
+    EXPECT_EQ(r.value().main_rt_priority, 10u);
     auto argv = eal_argv(r.value());
     ASSERT_GE(argv.size(), 3u);
     EXPECT_EQ(argv[1], "--lcores");
