@@ -22,6 +22,10 @@
 #                 each; tests/bench/bench_ab.py prints both side by side.
 #                 Files: JSON_OUT's directory, ab-{before,after}-N.json
 #   --rounds N    A/B rounds (default 4)
+#   --tunnels N   add N outbound tunnels (one SA and policy each) and the
+#                 full_out_flows / full_out_tunnels benchmarks: one tunnel
+#                 with 1024 flows against one packet per tunnel in turn, in
+#                 the same SPD (the in-process side of bench-tunnels.sh)
 #
 # JSON_OUT defaults to /tmp/ravelin-bench.json (Google Benchmark's JSON,
 # aggregates only); tests/bench/bench_table.py prints the table from it and
@@ -44,6 +48,7 @@ timing=1
 ab_bin=
 rounds=4
 out=/tmp/ravelin-bench.json
+extra=()
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -58,6 +63,7 @@ while [ $# -gt 0 ]; do
     --table-only) table_only=1; do_build=0; shift ;;
     --ab) ab_bin=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
+    --tunnels) extra+=(--tunnels="$2"); shift 2 ;;
     -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d'; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) out=$1; shift ;;
@@ -81,6 +87,7 @@ if [ -n "$ab_bin" ]; then
           --benchmark_enable_random_interleaving=true --benchmark_min_time="$min_time"
           --benchmark_out_format=json --benchmark_format=console)
     [ -n "$filter" ] && args+=(--benchmark_filter="$filter")
+    args+=("${extra[@]}")
     for ((r = 1; r <= rounds; r++)); do
         order=(before after)
         [ $((r % 2)) = 0 ] && order=(after before)
@@ -100,6 +107,7 @@ if [ "$table_only" = 0 ] && [ "$timing" = 1 ]; then
           --benchmark_enable_random_interleaving=true --benchmark_min_time="$min_time"
           --benchmark_out="$out" --benchmark_out_format=json --benchmark_format=console)
     [ -n "$filter" ] && args+=(--benchmark_filter="$filter")
+    args+=("${extra[@]}")
     echo "== taskset -c $cpu $bin ${args[*]}" >&2
     taskset -c "$cpu" "$bin" "${args[@]}" >&2
 fi

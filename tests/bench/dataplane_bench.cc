@@ -25,8 +25,17 @@
 //
 // Besides Google Benchmark's flags, `--callgrind=KIND:SIZE:BURSTS` runs a
 // fixed workload for valgrind --tool=callgrind --collect-atstart=no, with
-// collection on only around the timed region (KIND: out, in_w1024esn,
-// in_w0, raw_enc, raw_dec; SIZE: 64, 512, 1420, imix).
+// collection on only around the timed region (KIND: out, out_flows, out_tunnels,
+// in_w1024esn, in_w0, raw_enc, raw_dec; SIZE: 64, 512, 1420, imix).
+//
+// `--tunnels=N` adds N outbound tunnels to the gateway, as
+// scripts/bench-tunnels.sh configures them: tunnel i protects
+// 198.18.1.0/24 -> 198.19.0.0+i/32 with its own SA (SPI 0x10000+i) and
+// policy. full_out_tunnels/SIZE sends one packet to each tunnel in turn, so
+// every packet meets another policy and SA. Its reference is
+// full_out_flows/SIZE: one tunnel, 1024 flows (source ports) in turn, so
+// each packet is classified on its own there too, as in bench-tunnels.sh's
+// one-tunnel case; both run in the same SPD.
 #include <benchmark/benchmark.h>
 #ifdef RAVELIN_HAVE_CALLGRIND
 #include <valgrind/callgrind.h>
@@ -42,6 +51,8 @@
 #include <vector>
 
 #include <x86intrin.h>
+
+#include <fmt/format.h>
 
 #include <rte_cycles.h>
 #include <rte_ring.h>
@@ -79,6 +90,10 @@ constexpr uint32_t spi_in_esn = 0x2002;        // window 1024, ESN
 constexpr uint32_t spi_in_off = 0x2003;        // window off, no ESN
 
 uint64_t tsc_hz = 0;
+unsigned tunnels = 0;                          // --tunnels=N
+constexpr uint32_t tunnel_spi_base = 0x10000;
+constexpr uint32_t tunnel_dst_base = 0xc6130000;   // 198.19.0.0
+constexpr unsigned flows = 1024;               // full_out_flows: source ports in turn
 
 // lfence on both sides keeps the timed work inside the bracket (an mfence,
 // as in rte_rdtsc_precise(), costs more here and orders nothing more that
@@ -162,6 +177,13 @@ std::string gateway_config(const std::string& in_dev, const std::string& out_dev
         return std::string("[[policy]]\ndirection = \"") + dir + "\"\nlocal = \"198.18.1.0/24\"\nremote = \"" +
                remote + "\"\naction = \"protect\"\nsa = " + spi + "\n\n";
     };
+    std::string more;
+    for (unsigned i = 0; i < tunnels; ++i) {
+        const std::string spi = std::to_string(tunnel_spi_base + i);
+        const uint32_t d = tunnel_dst_base + i;
+        const std::string dst = fmt::format("{}.{}.{}.{}/32", d >> 24, (d >> 16) & 255, (d >> 8) & 255, d & 255);
+        more += sa(spi.c_str(), "out", true, 1024) + policy("out", dst.c_str(), spi.c_str());
+    }
     return "[dataplane]\nlcores = \"0,1\"\nfile_prefix = \"rvl-bench\"\n\n"
            "[[port]]\nname = \"inside\"\nrole = \"protected\"\ndevice = \"" + in_dev +
            "\"\naddress = [\"198.18.1.1/24\"]\n\n"
@@ -169,7 +191,7 @@ std::string gateway_config(const std::string& in_dev, const std::string& out_dev
            "\"\naddress = [\"198.18.0.1/24\"]\n\n" +
            sa("0x1001", "out", true, 1024) + sa("0x2002", "in", true, 1024) + sa("0x2003", "in", false, 0) +
            policy("out", "198.18.2.0/24", "0x1001") + policy("in", "198.18.2.0/24", "0x2002") +
-           policy("in", "198.18.3.0/24", "0x2003");
+           policy("in", "198.18.3.0/24", "0x2003") + more;
 }
 
 struct Gateway {
@@ -283,9 +305,10 @@ inline void load(rte_mbuf* m, const uint8_t* frame, uint16_t len) noexcept
     std::memcpy(rte_pktmbuf_mtod(m, uint8_t*), frame, len);
 }
 
-rte_mbuf* clear_frame(rte_mempool* pool, uint32_t src, unsigned wire, uint32_t tag, const rte_ether_addr& dst)
+rte_mbuf* clear_frame(rte_mempool* pool, uint32_t src, unsigned wire, uint32_t tag, const rte_ether_addr& dst,
+                      uint32_t to = 0)
 {
-    return test::udp_frame(pool, src, host_a == src ? host_b : host_a, tag,
+    return test::udp_frame(pool, src, to ? to : host_a == src ? host_b : host_a, tag,
                            uint16_t(wire - fcs_len - eth_len - l3l4_len), dst);
 }
 
@@ -354,12 +377,21 @@ struct RawGcm {
 
 class PathRun {
 public:
-    // Outbound: clear frames into the protected port.
-    PathRun(Gateway& g, SizeCase c) : g_(g), sizes_(wire_sizes(c)), rx_port_(g.inside.id), tx_(&g.outside)
+    // Outbound: clear frames into the protected port, one flow, or frame i
+    // on flow i % flows of the one tunnel, or to tunnel i % tunnels (whole
+    // bursts of frames, at least one per flow or tunnel).
+    enum class Spread { none, flows, tunnels };
+    PathRun(Gateway& g, SizeCase c, Spread spread = Spread::none)
+        : g_(g), sizes_(wire_sizes(c)), rx_port_(g.inside.id), tx_(&g.outside)
     {
         rte_mempool* pool = g.dp->pool();
-        for (unsigned i = 0; i < seq_len; ++i) {
-            rte_mbuf* m = clear_frame(pool, host_a, sizes_[i], i, g.inside_mac);
+        const unsigned ways = spread == Spread::flows ? flows : spread == Spread::tunnels ? tunnels : 1;
+        const unsigned n = (std::max(ways, seq_len) + burst - 1) / burst * burst;
+        for (unsigned i = 0; i < n; ++i) {
+            const uint32_t to = spread == Spread::tunnels ? tunnel_dst_base + i % tunnels : 0;
+            rte_mbuf* m = clear_frame(pool, host_a, sizes_[i % seq_len], i, g.inside_mac, to);
+            if (spread == Spread::flows)
+                rte_pktmbuf_mtod_offset(m, rte_udp_hdr*, eth_len + 20)->src_port = rte_cpu_to_be_16(uint16_t(10000 + i % flows));
             frames_.add(m);
             rte_pktmbuf_free(m);
         }
@@ -508,11 +540,11 @@ void report(benchmark::State& st, Totals& t, double mean_bytes)
 
 // Full path (outbound, or inbound through one SA) with its raw reference
 // interleaved burst by burst.
-void bm_full(benchmark::State& st, SizeCase c, uint32_t spi)
+void bm_full(benchmark::State& st, SizeCase c, uint32_t spi, PathRun::Spread spread = PathRun::Spread::none)
 {
     Gateway& g = gateway();
     const bool inbound = spi != spi_out;
-    auto run = inbound ? std::make_unique<PathRun>(g, c, spi) : std::make_unique<PathRun>(g, c);
+    auto run = inbound ? std::make_unique<PathRun>(g, c, spi) : std::make_unique<PathRun>(g, c, spread);
     const bool esn = spi != spi_in_off;
     RawGcm raw(g.dp->pool(), run->sizes(), inbound, esn);
     const uint64_t drops_before = g.drops();
@@ -714,6 +746,10 @@ void register_all()
         reg("raw_gcm256_enc/" + s, [c](benchmark::State& st) { bm_raw(st, c, false); });
         reg("raw_gcm256_dec/" + s, [c](benchmark::State& st) { bm_raw(st, c, true); });
         reg("full_out/" + s, [c](benchmark::State& st) { bm_full(st, c, spi_out); });
+        reg("full_out_flows/" + s, [c](benchmark::State& st) { bm_full(st, c, spi_out, PathRun::Spread::flows); });
+        if (tunnels)
+            reg("full_out_tunnels/" + s,
+                [c](benchmark::State& st) { bm_full(st, c, spi_out, PathRun::Spread::tunnels); });
         reg("full_in_w1024esn/" + s, [c](benchmark::State& st) { bm_full(st, c, spi_in_esn); });
         reg("full_in_w0/" + s, [c](benchmark::State& st) { bm_full(st, c, spi_in_off); });
         reg("window_ab/" + s, [c](benchmark::State& st) { bm_window(st, c); });
@@ -742,10 +778,13 @@ int callgrind_workload(const std::string& spec)
     SizeCase c = size == "64" ? SizeCase::s64 : size == "512" ? SizeCase::s512
                : size == "1420" ? SizeCase::s1420 : SizeCase::imix;
     Gateway& g = gateway();
-    const unsigned warmup = 64;
+    // Past every flow and tunnel once: an SA's first packet takes the cold path.
+    const unsigned warmup = 64 + (std::max(tunnels, flows) + burst - 1) / burst;
     std::unique_ptr<PathRun> run;
     std::unique_ptr<RawGcm> raw;
     if (kind == "out") run = std::make_unique<PathRun>(g, c);
+    else if (kind == "out_flows") run = std::make_unique<PathRun>(g, c, PathRun::Spread::flows);
+    else if (kind == "out_tunnels" && tunnels) run = std::make_unique<PathRun>(g, c, PathRun::Spread::tunnels);
     else if (kind == "in_w1024esn") run = std::make_unique<PathRun>(g, c, spi_in_esn);
     else if (kind == "in_w0") run = std::make_unique<PathRun>(g, c, spi_in_off);
     else if (kind == "raw_enc" || kind == "raw_dec")
@@ -812,6 +851,19 @@ void self_check()
             }
         }
     }
+    if (tunnels) {
+        // Each packet of a burst leaves on its own tunnel's SA.
+        PathRun out(g, SizeCase::s64, PathRun::Spread::tunnels);
+        out.restore();
+        out.process();
+        if (!out.drain()) Gateway::die("self-check: outbound over the tunnels dropped packets");
+        for (unsigned i = 0; i < burst; ++i) {
+            uint32_t spi_be;
+            std::memcpy(&spi_be, rte_pktmbuf_mtod_offset(out.burst_mbufs()[i], const uint8_t*, eth_len + 20), 4);
+            if (rte_be_to_cpu_32(spi_be) != tunnel_spi_base + i % tunnels)
+                Gateway::die("self-check: a packet left on another tunnel's SA");
+        }
+    }
     if (g.drops() != 0) Gateway::die("self-check: drops counted");
 }
 
@@ -827,6 +879,7 @@ int main(int argc, char** argv)
     std::string callgrind;
     for (int i = 0; i < argc; ++i) {
         if (std::strncmp(argv[i], "--callgrind=", 12) == 0) callgrind = argv[i] + 12;
+        else if (std::strncmp(argv[i], "--tunnels=", 10) == 0) tunnels = unsigned(std::stoul(argv[i] + 10));
         else args.push_back(argv[i]);
     }
     if (!callgrind.empty()) return callgrind_workload(callgrind);
