@@ -7,12 +7,14 @@
 // raised again by a later packet.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstring>
 
 #include <rte_branch_prediction.h>
 #include <rte_byteorder.h>
+#include <rte_cycles.h>
 #include <rte_ring_elem.h>
 
 #include "esp.hh"
@@ -84,7 +86,17 @@ inline bool raise_event(EspContext& ctx, const DpSa& sa, EventType type) noexcep
 [[gnu::cold, gnu::noinline]] inline void lifetime_crossed(EspContext& ctx, DpSa& sa) noexcept
 {
     DpSaState& s = sa.state;
-    if (s.first_used_tsc.get() == 0) s.first_used_tsc.inc(ctx.now_tsc | 1);   // 0 means "not used"
+    if (s.first_used_tsc.get() == 0) {
+        // A fresh reading, not the iteration's: the SA may have been
+        // published after the iteration began (the worker preempted in
+        // between), and its first use must not predate its install (the
+        // control plane's install-to-first-packet latency). This packet
+        // and the iteration's next ones are dated with it too, so last
+        // use is never before first use.
+        ctx.now_tsc = std::max(ctx.now_tsc, rte_rdtsc());
+        s.last_used_tsc.inc(ctx.now_tsc - s.last_used_tsc.get());
+        s.first_used_tsc.inc(ctx.now_tsc | 1);   // 0 means "not used"
+    }
 
     const SaLifetime& l = sa.lifetime;
     const uint64_t p = s.packets.get(), b = s.bytes.get();

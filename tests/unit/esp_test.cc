@@ -279,7 +279,33 @@ void round_trip(const Alg& a, const Opts& o, IpFamily inner)
     EXPECT_EQ(out->state.packets.get(), seq);
     EXPECT_EQ(in->state.packets.get(), seq);
     EXPECT_EQ(out->state.bytes.get(), in->state.bytes.get());
-    EXPECT_EQ(out->state.last_used_tsc.get(), 1000u);
+    // The context's clock; the SA's first packet moved it to a fresh reading.
+    EXPECT_EQ(out->state.last_used_tsc.get(), w.ctx.now_tsc);
+    EXPECT_GE(w.ctx.now_tsc, 1000u);
+    EXPECT_LE(out->state.first_used_tsc.get(), out->state.last_used_tsc.get() | 1);
+}
+
+// The worker dates an iteration's packets with one TSC read at its start;
+// an SA published after that read (the worker was preempted in between)
+// must not appear used before it was installed: its first packet takes a
+// fresh reading, and the rest of the iteration with it.
+TEST(EspLifetime, FirstUseIsStampedWithAFreshClockReading)
+{
+    Worker w;
+    SaPtr out = make_sa(gcm128, Opts{}, SaDirection::outbound);
+    ASSERT_TRUE(out);
+    const uint64_t installed = rte_rdtsc();
+    w.ctx.now_tsc = installed - 1'000'000;   // the iteration began before the install
+    MbufPtr m = to_mbuf(inner_packet(IpFamily::v4, 20));
+    ASSERT_EQ(esp_encap(w.ctx, *out, m.get()), DropReason::none);
+    EXPECT_GE(out->state.first_used_tsc.get(), installed);
+    EXPECT_EQ(out->state.last_used_tsc.get(), w.ctx.now_tsc);
+    EXPECT_GE(w.ctx.now_tsc, installed);
+    const uint64_t first = out->state.first_used_tsc.get();
+    MbufPtr m2 = to_mbuf(inner_packet(IpFamily::v4, 20));
+    ASSERT_EQ(esp_encap(w.ctx, *out, m2.get()), DropReason::none);
+    EXPECT_EQ(out->state.first_used_tsc.get(), first) << "stamped once";
+    EXPECT_EQ(out->state.last_used_tsc.get(), w.ctx.now_tsc);
 }
 
 TEST(EspRoundTrip, EveryAlgorithmModeFamilyEncapAndEsn)
