@@ -633,6 +633,11 @@ TimePoint Engine::Impl::tick(TimePoint now)
                 sa.rekey_at = TimePoint::max();
                 sa.queue.push_back(Pending{ExchangeKind::rekey_ike, {}, 0, {}});
             }
+            if (now >= sa.retire_at) {
+                sa.retire_at = TimePoint::max();
+                sa.queue.clear();
+                sa.queue.push_back(Pending{ExchangeKind::delete_ike, {}, 0, {}});
+            }
             if (now >= sa.next_dpd && !sa.request) {
                 sa.queue.push_back(Pending{ExchangeKind::dpd, {}, 0, {}});
                 sa.next_dpd = now + std::chrono::seconds(sa.conn->dpd_delay_s);
@@ -659,7 +664,7 @@ TimePoint Engine::Impl::tick(TimePoint now)
             run_queue(now, sa);
         }
         if (sa.request) next = std::min(next, sa.request->next_send);
-        next = std::min({next, sa.rekey_at, sa.reauth_at, sa.expire_at, sa.next_dpd, sa.next_keepalive});
+        next = std::min({next, sa.rekey_at, sa.reauth_at, sa.retire_at, sa.expire_at, sa.next_dpd, sa.next_keepalive});
     }
     for (const auto& [name, when] : retry_at) next = std::min(next, when.first);
     reap();

@@ -623,13 +623,19 @@ void Engine::Impl::auth_response(TimePoint now, IkeSa& sa, std::vector<Payload>&
     }
     established(now, sa);
     if (sa.reauth_of) {
-        // Reauthenticated: the old IKE SA and its Child SAs go once the new
-        // ones are in (the queue runs the new SA's other children first).
+        // Reauthenticated: the old IKE SA and its Child SAs go a moment
+        // after the new ones are in. Packets each side sent on the old SAs
+        // before it switched may still be on their way, or queued in a
+        // user-space ESP (strongSwan's kernel-libipsec); an immediate delete
+        // lost one now and then. Meanwhile the old SA starts nothing.
         if (auto it = sas.find(sa.reauth_of); it != sas.end() && it->second->state == IkeState::established) {
-            log_ike()->info("{}: IKE_SA #{} reauthenticated as #{}", sa.conn->name, it->second->unique_id, sa.unique_id);
-            it->second->queue.clear();
-            it->second->queue.push_back(Pending{ExchangeKind::delete_ike, {}, 0, {}});
-            run_queue(now, *it->second);
+            IkeSa& old = *it->second;
+            log_ike()->info("{}: IKE_SA #{} reauthenticated as #{}, deleted in {} ms", sa.conn->name, old.unique_id,
+                            sa.unique_id, reauth_grace.count());
+            old.queue.clear();
+            old.rekey_at = old.reauth_at = TimePoint::max();
+            for (auto& c : old.children) c.rekey_at = TimePoint::max();
+            old.retire_at = now + reauth_grace;
         }
         sa.reauth_of = 0;
     }

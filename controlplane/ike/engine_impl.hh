@@ -22,6 +22,10 @@ namespace detail {
 using namespace std::chrono_literals;
 
 std::shared_ptr<spdlog::logger> log_ike();
+// How long a reauthenticated IKE SA and its Child SAs outlive their
+// successors (see auth_response).
+inline constexpr std::chrono::milliseconds reauth_grace{1000};
+
 inline void put_u16(Bytes& b, uint16_t v) { b.push_back(uint8_t(v >> 8)); b.push_back(uint8_t(v)); }
 inline void put_u32(Bytes& b, uint32_t v) { for (int s = 24; s >= 0; s -= 8) b.push_back(uint8_t(v >> s)); }
 inline void put_u64(Bytes& b, uint64_t v) { for (int s = 56; s >= 0; s -= 8) b.push_back(uint8_t(v >> s)); }
@@ -205,6 +209,9 @@ struct IkeSa {
     // Reauthentication (make-before-break): the new IKE SA names the old
     // one, which is deleted once the new one has its first Child SA.
     uint64_t reauth_of = 0;
+    // Reauthenticated: deleted at this time, a moment after the new SAs
+    // took over (packets sent on the old ones may still be on their way).
+    TimePoint retire_at = TimePoint::max();
     TimePoint reauth_at = TimePoint::max();
 
     uint64_t our_spi() const { return initiator ? spi_i : spi_r; }

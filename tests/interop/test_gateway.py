@@ -132,6 +132,27 @@ def test_sigkill_of_iked_loses_no_packet_and_the_tunnel_is_adopted(dp_pair, char
     assert st["sa_sink"]["adopted"] == 2, st
 
 
+def test_reauthentication_under_traffic_loses_nothing(dp_pair, charons, gateway):
+    """Ravelin reauthenticates every ~5 s: a new IKE SA with full
+    authentication and the Child SA inside IKE_AUTH, then the old IKE SA
+    goes. strongSwan sends on the new child as soon as it has answered, half
+    a round trip before ravelin-iked reads the answer: the inbound SA must
+    be in before the request leaves (docs/architecture.md)."""
+    gw, sw, child = bring_up(dp_pair, charons, gateway, rav_extra={"reauth_time": "6s", "rand_time": "1s"})
+    pings_both_ways(dp_pair, 1)
+    seen = _ike_spis(gw)
+    with Flow(dp_pair.ha, dp_pair.hb, dp_pair.hb_addr, rate=200, seconds=18) as fwd, \
+            Flow(dp_pair.hb, dp_pair.ha, dp_pair.ha_addr, rate=200, seconds=18, port=5556) as back:
+        while fwd.running():
+            seen |= _ike_spis(gw)
+            time.sleep(0.2)
+        r1, r2 = fwd.wait(), back.wait()
+    drops = {k: v for k, v in gw.dataplane.stats()["drops"].items() if v}
+    assert len(seen) >= 3, f"expected at least two reauthentications, saw IKE SAs {seen}"
+    assert_lossless(r1, f"ha -> hb across reauthentications (data plane drops {drops})")
+    assert_lossless(r2, f"hb -> ha across reauthentications (data plane drops {drops})")
+
+
 def test_dataplane_restart_brings_the_tunnel_back(dp_pair, charons, gateway):
     gw, sw, child = bring_up(dp_pair, charons, gateway)
     pings_both_ways(dp_pair, 1)

@@ -1087,7 +1087,19 @@ TEST(IkeEngineOps, ReauthenticationIsMakeBeforeBreak)
     ASSERT_EQ(first.size(), 1u);
     p.a.sink.events.clear();
     p.b.sink.events.clear();
-    p.advance(61s);
+    // In steps of 100 ms: when the new outbound SA came, and when the old went.
+    TimePoint switched{}, removed{};
+    for (int i = 0; i < 630; ++i) {
+        p.advance(100ms);
+        const auto& ev = p.a.sink.events;
+        if (switched == TimePoint{} && ev.size() >= 2) switched = p.now;
+        if (removed == TimePoint{} && ev.size() >= 3) removed = p.now;
+    }
+    ASSERT_NE(removed, TimePoint{});
+    // The old SAs outlive the new ones' install by the grace period, so that
+    // packets sent on them before the switch still arrive.
+    EXPECT_GE(removed - switched, 1s);   // reauth_grace
+    EXPECT_LE(removed - switched, 2s);
     auto a = p.a.engine.list_sas(p.now);
     auto b = p.b.engine.list_sas(p.now);
     ASSERT_EQ(a.size(), 1u);
