@@ -70,8 +70,12 @@ for _ in range(5):   # the end marker, repeated: it may meet a loss too
 
 class Flow:
     def __init__(self, src_ns: str, dst_ns: str, dst_addr: str, rate: float = 200,
-                 seconds: float = 10, port: int = 5555, grace: float = 2.0):
+                 seconds: float = 10, port: int = 5555, grace: float = 2.0, rt_priority: int = 0):
+        """rt_priority > 0 runs the sender as a SCHED_FIFO thread (`chrt -f`):
+        it then wakes on time for each packet instead of waiting for a time
+        slice and sending a burst (benchmarks that time the first packet)."""
         self.src_ns, self.dst_ns, self.dst_addr = src_ns, dst_ns, dst_addr
+        self.rt_priority = rt_priority
         self.rate, self.count, self.port, self.grace = rate, int(rate * seconds), port, grace
         self.seconds = seconds
         self.receiver: subprocess.Popen | None = None
@@ -86,8 +90,9 @@ class Flow:
             preexec_fn=netns.die_with_parent)
         if self.receiver.stdout.readline().strip() != "ready":
             raise HarnessError("flow receiver did not start")
+        chrt = ["chrt", "-f", str(self.rt_priority)] if self.rt_priority else []
         self.sender = subprocess.Popen(
-            ["ip", "netns", "exec", self.src_ns, PYTHON, "-c", _SENDER, self.dst_addr, str(self.port),
+            ["ip", "netns", "exec", self.src_ns, *chrt, PYTHON, "-c", _SENDER, self.dst_addr, str(self.port),
              str(self.rate), str(self.count)], env=netns.owner_env(), preexec_fn=netns.die_with_parent)
         self.started = time.monotonic()
         return self
