@@ -90,11 +90,11 @@ inline bool raise_event(EspContext& ctx, const DpSa& sa, EventType type) noexcep
         // A fresh reading, not the iteration's: the SA may have been
         // published after the iteration began (the worker preempted in
         // between), and its first use must not predate its install (the
-        // control plane's install-to-first-packet latency). This packet
-        // and the iteration's next ones are dated with it too, so last
-        // use is never before first use.
+        // control plane's install-to-first-packet latency). account()
+        // dates this packet's last use after this call, and the
+        // iteration's next packets, with it too: last use is never before
+        // first use.
         ctx.now_tsc = std::max(ctx.now_tsc, rte_rdtsc());
-        s.last_used_tsc.inc(ctx.now_tsc - s.last_used_tsc.get());
         s.first_used_tsc.inc(ctx.now_tsc | 1);   // 0 means "not used"
     }
 
@@ -121,10 +121,10 @@ inline bool raise_event(EspContext& ctx, const DpSa& sa, EventType type) noexcep
     DpSaState& s = sa.state;
     s.packets.inc();
     s.bytes.inc(bytes);
+    if (unlikely(s.packets.get() >= s.next_packet_limit || s.bytes.get() >= s.next_byte_limit))
+        lifetime_crossed(ctx, sa);   // may move ctx.now_tsc forward (an SA's first packet)
     // Counter has no store; adding the difference is the same single writer store.
     s.last_used_tsc.inc(ctx.now_tsc - s.last_used_tsc.get());
-    if (unlikely(s.packets.get() >= s.next_packet_limit || s.bytes.get() >= s.next_byte_limit))
-        lifetime_crossed(ctx, sa);
 }
 
 // The SA is stopped. If its hard-lifetime event is still owed, try again.
