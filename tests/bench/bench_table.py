@@ -43,7 +43,8 @@ def main(path):
     ctx = data["context"]
     reps = next((b.get("repetitions") for b in data["benchmarks"]), "?")
     print(f"\nhost {ctx.get('host_name')}, {ctx.get('num_cpus')} CPUs, tsc_hz {ctx.get('tsc_hz')}, "
-          f"load avg {[round(x, 1) for x in ctx.get('load_avg', [])]}, {reps} repetitions")
+          f"load avg {[round(x, 1) for x in ctx.get('load_avg', [])]}, {reps} repetitions, "
+          f"hugepages {ctx.get('hugepages', 'none (4 KiB pages)')}")
     print("sizes: clear-text Ethernet frame incl. FCS; cycles: TSC cycles per packet for process_rx() on a")
     print("burst of 32; median over repetitions of each repetition's median burst ('best' = best repetition)\n")
     hdr = (f"{'size':>5} {'direction':<18} {'Mpps':>6} {'cyc/pkt':>8} {'raw GCM':>8} {'overhead':>9} {'ratio':>6} "

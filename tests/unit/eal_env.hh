@@ -1,7 +1,10 @@
 // Test environment: one DPDK EAL per test binary, without hugepages or PCI,
 // so tests can make mbufs, rings, ACL and LPM tables like the data plane.
 // Include from exactly the tests that need it; call ravelin::test::eal() at
-// the top of each such test (it initialises once).
+// the top of each such test (it initialises once). A benchmark may ask for
+// 2 MiB hugepages on its first call, as the data plane runs: without them
+// every 4 KiB page of a large table costs TLB misses the gateway does not
+// pay.
 #pragma once
 
 #include <cstdio>
@@ -18,17 +21,20 @@
 
 namespace ravelin::test {
 
-inline void eal()
+inline void eal(bool hugepages = false)
 {
-    static bool done = [] {
+    static bool done = [hugepages] {
         std::string prefix = "--file-prefix=rvl-test-" + std::to_string(::getpid());
-        const char* argv[] = {"test",      "--no-huge",          "--no-pci",
-                              "-m",        "512",                "--no-telemetry",
-                              "-l",        "0",                  "--log-level=lib.eal:error",
-                              prefix.c_str()};
+        // --in-memory: the hugepages are not backed by files, so a killed
+        // benchmark leaves none behind.
+        const char* argv[] = {"test",      hugepages ? "--in-memory" : "--no-huge",
+                              "--no-pci",  "-m",                 "512",
+                              "--no-telemetry", "-l",            "0",
+                              "--log-level=lib.eal:error",       prefix.c_str()};
         int argc = int(sizeof(argv) / sizeof(argv[0]));
         if (rte_eal_init(argc, const_cast<char**>(argv)) < 0) {
-            std::fprintf(stderr, "rte_eal_init failed: %s\n", rte_strerror(rte_errno));
+            std::fprintf(stderr, "rte_eal_init failed: %s%s\n", rte_strerror(rte_errno),
+                         hugepages ? " (with hugepages: are 512 MiB of 2 MiB pages free?)" : "");
             std::abort();
         }
         // The runtime directory (/var/run/dpdk/<prefix>) is per test
