@@ -91,9 +91,9 @@ inline void write_seq_iv(uint8_t* esp, uint32_t esn_hi) noexcept
     std::memcpy(esp + 12, esp + 4, 4);
 }
 
-inline void make_nonce(const SaKeys& k, const uint8_t* iv, uint8_t* nonce) noexcept
+inline void make_nonce(const EspTransform& t, const uint8_t* iv, uint8_t* nonce) noexcept
 {
-    std::memcpy(nonce, k.salt, 4);
+    std::memcpy(nonce, t.salt, 4);
     std::memcpy(nonce + 4, iv, 8);
 }
 
@@ -126,10 +126,10 @@ inline void store16(uint8_t* p, uint64_t lo, uint64_t hi) noexcept
 
 // nonce = salt || IV; `iv` is the IV's 8 octets as a little-endian load
 // of them would give.
-inline void make_nonce16(const SaKeys& k, uint64_t iv, uint8_t* nonce) noexcept
+inline void make_nonce16(const EspTransform& t, uint64_t iv, uint8_t* nonce) noexcept
 {
     uint32_t salt;
-    std::memcpy(&salt, k.salt, 4);
+    std::memcpy(&salt, t.salt, 4);
     store16(nonce, salt | iv << 32, iv >> 32);
 }
 
@@ -192,7 +192,7 @@ struct Gcm {
 // Declared in crypto.hh: the ESP bodies specialised on AES-GCM call these
 // directly instead of through EspTransform.
 template <unsigned KeyBytes, bool Esn>
-void gcm_seal(IMB_MGR* m, const EspTransform&, const SaKeys& k, uint8_t* esp, uint32_t len,
+void gcm_seal(IMB_MGR* m, const EspTransform& t, const SaKeys& k, uint8_t* esp, uint32_t len,
               uint32_t esn_hi) noexcept
 {
     uint32_t spi_wire, seq_lo_wire;
@@ -204,14 +204,14 @@ void gcm_seal(IMB_MGR* m, const EspTransform&, const SaKeys& k, uint8_t* esp, ui
     std::memcpy(esp + esp_hdr_len, &iv, 8);
     alignas(16) uint8_t nonce[16];
     alignas(16) uint8_t aad[16];
-    make_nonce16(k, iv, nonce);
+    make_nonce16(t, iv, nonce);
     make_aad16<Esn>(spi_wire, seq_lo_wire, esn_hi, aad);
     uint8_t* data = esp + esp_hdr_len + aead_iv_len;
     Gcm<KeyBytes>::enc(m, k, nonce, aad, aad_len<Esn>, data, data, len - esp_hdr_len - aead_iv_len, esp + len);
 }
 
 template <unsigned KeyBytes, bool Esn>
-bool gcm_open(IMB_MGR* m, const EspTransform&, const SaKeys& k, uint8_t* esp, uint32_t len,
+bool gcm_open(IMB_MGR* m, const EspTransform& t, const SaKeys& k, uint8_t* esp, uint32_t len,
               uint32_t esn_hi) noexcept
 {
     uint64_t iv;
@@ -219,7 +219,7 @@ bool gcm_open(IMB_MGR* m, const EspTransform&, const SaKeys& k, uint8_t* esp, ui
     alignas(16) uint8_t nonce[16];
     alignas(16) uint8_t aad_buf[16];
     alignas(16) uint8_t tag[aead_tag_len];
-    make_nonce16(k, iv, nonce);
+    make_nonce16(t, iv, nonce);
     const uint8_t* aad = esp;   // without ESN: the received header as it lies
     if constexpr (Esn) {
         uint32_t spi_wire, seq_lo_wire;
@@ -244,11 +244,11 @@ namespace {
 // seq lo, IV[0..4)) are put together on the stack so that only the second
 // GMAC update ends in a partial block.
 template <unsigned KeyBytes, bool Esn>
-void gmac_tag(IMB_MGR* m, const SaKeys& k, const uint8_t* esp, uint32_t len, uint32_t esn_hi,
+void gmac_tag(IMB_MGR* m, const EspTransform& t, const SaKeys& k, const uint8_t* esp, uint32_t len, uint32_t esn_hi,
               uint8_t* tag) noexcept
 {
     alignas(16) uint8_t nonce[16];
-    make_nonce(k, esp + esp_hdr_len, nonce);
+    make_nonce(t, esp + esp_hdr_len, nonce);
     if constexpr (!Esn) {
         Gcm<KeyBytes>::gmac(m, k, nonce, esp, len, nullptr, 0, tag);
     } else {
@@ -261,19 +261,19 @@ void gmac_tag(IMB_MGR* m, const SaKeys& k, const uint8_t* esp, uint32_t len, uin
 }
 
 template <unsigned KeyBytes, bool Esn>
-void gmac_seal(IMB_MGR* m, const EspTransform&, const SaKeys& k, uint8_t* esp, uint32_t len,
+void gmac_seal(IMB_MGR* m, const EspTransform& t, const SaKeys& k, uint8_t* esp, uint32_t len,
                uint32_t esn_hi) noexcept
 {
     write_seq_iv<Esn>(esp, esn_hi);
-    gmac_tag<KeyBytes, Esn>(m, k, esp, len, esn_hi, esp + len);
+    gmac_tag<KeyBytes, Esn>(m, t, k, esp, len, esn_hi, esp + len);
 }
 
 template <unsigned KeyBytes, bool Esn>
-bool gmac_open(IMB_MGR* m, const EspTransform&, const SaKeys& k, uint8_t* esp, uint32_t len,
+bool gmac_open(IMB_MGR* m, const EspTransform& t, const SaKeys& k, uint8_t* esp, uint32_t len,
                uint32_t esn_hi) noexcept
 {
     alignas(16) uint8_t tag[aead_tag_len];
-    gmac_tag<KeyBytes, Esn>(m, k, esp, len, esn_hi, tag);
+    gmac_tag<KeyBytes, Esn>(m, t, k, esp, len, esn_hi, tag);
     return ct_equal16(tag, esp + len);
 }
 
@@ -297,26 +297,26 @@ void chacha_dec(IMB_MGR* m, const SaKeys& k, const uint8_t* nonce, const uint8_t
 }
 
 template <bool Esn>
-void chacha_seal(IMB_MGR* m, const EspTransform&, const SaKeys& k, uint8_t* esp, uint32_t len,
+void chacha_seal(IMB_MGR* m, const EspTransform& t, const SaKeys& k, uint8_t* esp, uint32_t len,
                  uint32_t esn_hi) noexcept
 {
     write_seq_iv<Esn>(esp, esn_hi);
     alignas(16) uint8_t nonce[16];
     alignas(16) uint8_t aad_buf[16];
-    make_nonce(k, esp + esp_hdr_len, nonce);
+    make_nonce(t, esp + esp_hdr_len, nonce);
     const uint8_t* aad = make_aad<Esn>(esp, esn_hi, aad_buf);
     uint8_t* data = esp + esp_hdr_len + aead_iv_len;
     chacha_enc(m, k, nonce, aad, aad_len<Esn>, data, data, len - esp_hdr_len - aead_iv_len, esp + len);
 }
 
 template <bool Esn>
-bool chacha_open(IMB_MGR* m, const EspTransform&, const SaKeys& k, uint8_t* esp, uint32_t len,
+bool chacha_open(IMB_MGR* m, const EspTransform& t, const SaKeys& k, uint8_t* esp, uint32_t len,
                  uint32_t esn_hi) noexcept
 {
     alignas(16) uint8_t nonce[16];
     alignas(16) uint8_t aad_buf[16];
     alignas(16) uint8_t tag[aead_tag_len];
-    make_nonce(k, esp + esp_hdr_len, nonce);
+    make_nonce(t, esp + esp_hdr_len, nonce);
     const uint8_t* aad = make_aad<Esn>(esp, esn_hi, aad_buf);
     uint8_t* data = esp + esp_hdr_len + aead_iv_len;
     uint32_t dlen = len - esp_hdr_len - aead_iv_len;
@@ -568,7 +568,7 @@ bool hmac_precompute(IMB_MGR* m, EspInteg i, const uint8_t* key, unsigned key_le
     return true;
 }
 
-bool expand_cipher_keys(IMB_MGR* m, const SaDescriptor& sa, SaKeys& k) noexcept
+bool expand_cipher_keys(IMB_MGR* m, const SaDescriptor& sa, EspTransform& t, SaKeys& k) noexcept
 {
     const uint8_t* key = sa.cipher_key.data();
     switch (sa.cipher) {
@@ -576,11 +576,11 @@ bool expand_cipher_keys(IMB_MGR* m, const SaDescriptor& sa, SaKeys& k) noexcept
     case EspCipher::null_aes_gmac:
         if (sa.cipher_key_len == 16) IMB_AES128_GCM_PRE(m, key, &k.gcm);
         else IMB_AES256_GCM_PRE(m, key, &k.gcm);
-        std::memcpy(k.salt, key + sa.cipher_key_len, 4);
+        std::memcpy(t.salt, key + sa.cipher_key_len, 4);
         return true;
     case EspCipher::chacha20_poly1305:
         std::memcpy(k.chacha_key, key, 32);
-        std::memcpy(k.salt, key + 32, 4);
+        std::memcpy(t.salt, key + 32, 4);
         return true;
     case EspCipher::aes_cbc:
         if (sa.cipher_key_len == 16) IMB_AES_KEYEXP_128(m, key, k.enc_keys, k.dec_keys);
@@ -630,7 +630,7 @@ bool make_transform(IMB_MGR* mgr, const SaDescriptor& sa, EspTransform& t, SaKey
     t.block_len = uint8_t(block_len(sa.cipher));
     t.esn = sa.esn;
 
-    if (!expand_cipher_keys(mgr, sa, keys)) return false;
+    if (!expand_cipher_keys(mgr, sa, t, keys)) return false;
     if (sa.integ != EspInteg::none &&
         !hmac_precompute(mgr, sa.integ, sa.integ_key.data(), sa.integ_key_len, keys))
         return false;

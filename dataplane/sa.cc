@@ -168,6 +168,7 @@ void sa_free(DpSa* sa) noexcept
 {
     if (!sa) return;
     secure_wipe(&sa->keys, sizeof sa->keys);
+    secure_wipe(sa->xform.salt, sizeof sa->xform.salt);
     sa->~DpSa();
     rte_free(sa);
 }

@@ -177,7 +177,7 @@ void check_aead_file(const std::string& file, size_t expected_cases)
         // Encrypting the plaintext with the packet's nonce and AAD gives the
         // packet's ciphertext and tag.
         uint8_t nonce[12], aad[12], tag[16];
-        std::memcpy(nonce, x->k->salt, 4);
+        std::memcpy(nonce, x->t.salt, 4);
         std::memcpy(nonce + 4, packet.data() + 8, 8);
         std::memcpy(aad, packet.data(), 4);
         uint32_t aad_len = 8;

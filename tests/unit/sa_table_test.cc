@@ -103,7 +103,7 @@ TEST(SaTable, ReplaceWaitsForReaders)
             // re-reading the SA, then report a quiescent state.
             const DpSa* sa = t->get(slot);
             for (int i = 0; i < 256; ++i) {
-                if (!sa || reinterpret_cast<const volatile uint8_t*>(sa->keys.salt)[0] != 0x5a) bad.fetch_add(1);
+                if (!sa || reinterpret_cast<const volatile uint8_t*>(sa->xform.salt)[0] != 0x5a) bad.fetch_add(1);
                 reads.fetch_add(1, std::memory_order_relaxed);
             }
             rte_rcu_qsbr_quiescent(rcu.v, 0);
@@ -161,7 +161,7 @@ TEST(SaTable, RetiredSasWaitForTheReadersWithoutBlockingTheWriter)
     ASSERT_TRUE(t->replace(slot, make_sa(mgr.m, 8, SaDirection::outbound)));   // returns at once
     EXPECT_EQ(t->retired(), 1u);
     EXPECT_EQ(t->reclaim(), 1u);                        // no quiescent state yet
-    EXPECT_EQ(held->keys.salt[0], 0x5a);                // still intact
+    EXPECT_EQ(held->xform.salt[0], 0x5a);                // still intact
     // Out of the table, not freed: a reader still finds it among the retired.
     EXPECT_EQ(retired_spis(), std::vector<uint32_t>{7});
     EXPECT_TRUE(freed.empty());
