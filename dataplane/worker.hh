@@ -128,6 +128,7 @@ private:
     bool is_local(const rte_mbuf* m, const IpInfo& info) const noexcept;
     void local_delivery(rte_mbuf* m, const IpInfo& info, Burst& in_esp) noexcept;
     void outbound(Burst& b) noexcept;
+    void prefetch_sa(const Burst& b, const SpdEntry* p, uint16_t i, const SpdEntry*& last) noexcept;
     void outbound_protect(Item& it, uint32_t sa_slot, uint32_t reqid) noexcept;
     void trap(Item& it, uint32_t reqid) noexcept;
     void inbound_esp(Burst& b) noexcept;

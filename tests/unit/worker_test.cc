@@ -196,6 +196,76 @@ TEST(Worker, DropsHaveNamedReasons)
     rte_pktmbuf_free(got[0]);
 }
 
+// Worker::outbound fetches each packet's SA a few packets ahead and skips
+// packets whose policy is the one before's. Bursts of every length up to
+// past the look-ahead, mixing three tunnels, a discard policy and packets
+// no policy covers, in runs and alternating: every packet leaves on its own
+// tunnel's SA, in order, and every other one is dropped for its reason.
+TEST(Worker, MixedBurstsLeaveOnTheirOwnTunnels)
+{
+    std::string extra;
+    for (uint32_t t = 3; t <= 5; ++t) {
+        const std::string net = "198.18." + std::to_string(t) + ".0/24";
+        extra += "[[sa]]\nspi = 0x100" + std::to_string(t) + R"(
+direction = "out"
+encryption = "aes256gcm16"
+key = ")" + std::string(test::fixture_key) + R"("
+local = "198.18.0.1"
+remote = "198.18.0.2"
+worker = 1
+
+[[policy]]
+direction = "out"
+local = "198.18.1.0/24"
+remote = ")" + net + R"("
+action = "protect"
+sa = 0x100)" + std::to_string(t) + "\n\n";
+    }
+    extra += R"([[policy]]
+direction = "out"
+local = "198.18.1.0/24"
+remote = "198.18.6.0/24"
+action = "discard"
+)";
+    DataplaneFixture f("mixed", 1024, extra);
+    const rte_ether_addr gw_in_mac = f.dp->shared().ports[f.inside.id].mac;
+    // Destination network per kind: 2 = the fixture's tunnel (0x1001), 3-5
+    // = tunnels 0x1003-0x1005, 6 = discard, 9 = no policy.
+    const uint32_t spi_of[10] = {0, 0, 0x1001, 0x1003, 0x1004, 0x1005, 0, 0, 0, 0};
+    const std::vector<std::vector<uint32_t>> patterns = {
+        {2, 3, 4, 5},             // a new SA every packet
+        {3, 3, 3, 4, 4, 5},       // runs
+        {2, 6, 3, 9, 4, 6, 9, 5}, // tunnels between drops
+        {9, 9, 9, 9, 2},          // the look-ahead meets nothing to fetch
+    };
+    uint32_t tag = 0;
+    uint64_t discarded = 0, unmatched = 0;
+    for (const auto& pattern : patterns) {
+        for (unsigned n = 1; n <= 40; n += n < 8 ? 1 : 11) {   // 1..8, 19, 30 (< max_burst)
+            std::vector<uint32_t> expect;   // the SPI of each packet that must leave, in order
+            for (unsigned i = 0; i < n; ++i) {
+                const uint32_t kind = pattern[i % pattern.size()];
+                const uint32_t dst = 0xc6120002u | kind << 8;   // 198.18.<kind>.2
+                f.inside.inject(1, udp_frame(f.dp->pool(), host_a, dst, ++tag, 32, gw_in_mac));
+                if (spi_of[kind]) expect.push_back(spi_of[kind]);
+                discarded += kind == 6;
+                unmatched += kind == 9;
+            }
+            f.dp->worker(1).poll_once();
+            auto sent = f.outside.take(1);
+            ASSERT_EQ(sent.size(), expect.size()) << "burst of " << n;
+            for (std::size_t i = 0; i < sent.size(); ++i) {
+                EXPECT_EQ(rte_be_to_cpu_32(*rte_pktmbuf_mtod_offset(sent[i], uint32_t*, 14 + 20)), expect[i])
+                    << "packet " << i << " of a burst of " << n;
+                rte_pktmbuf_free(sent[i]);
+            }
+        }
+    }
+    EXPECT_EQ(f.drops(DropReason::policy_discard), discarded);
+    EXPECT_EQ(f.drops(DropReason::no_policy), unmatched);
+    EXPECT_TRUE(f.outside.take(0).empty());
+}
+
 // Outbound SAs are found through a slot. A rekey replaces the SA in the
 // slot with one of the same reqid, and traffic, including packets waiting
 // in a hand-off ring, moves to it; an SA of another tunnel in that slot
