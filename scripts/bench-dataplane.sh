@@ -27,7 +27,10 @@
 #                 hugepages (needs 256 free), as ravelin-dataplane runs: on
 #                 4 KiB pages the path pays TLB misses the gateway does not
 #                 (~10 cycles a packet with one tunnel, more with many).
-#                 The callgrind part always runs on 4 KiB pages.
+#                 The callgrind part always runs on 4 KiB pages. With
+#                 --ab, both binaries get the same set-up: one built before
+#                 --hugepages existed (3d63bc5) refuses the flag, so pass
+#                 --no-hugepages for it.
 #   --tunnels N   add N outbound tunnels (one SA and policy each) and the
 #                 full_out_flows / full_out_tunnels benchmarks: one tunnel
 #                 with 1024 flows against one packet per tunnel in turn, in
