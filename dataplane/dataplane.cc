@@ -95,7 +95,7 @@ std::unique_ptr<Dataplane> Dataplane::create(const DataplaneConfig& config, std:
     if (!dp->fib_) return nullptr;
     s.fib = dp->fib_.get();
     for (const auto& l : dp->fib_->locals())
-        if (l.ifaddr.addr.family == IpFamily::v4) s.local_v4.push_back(rte_cpu_to_be_32(l.ifaddr.addr.v4_host()));
+        if (l.ifaddr.addr.family == IpFamily::v4) s.local_v4.add(rte_cpu_to_be_32(l.ifaddr.addr.v4_host()));
     dp->neighbors_ = NeighborTable::create("rvl_neigh", 4096);
     if (!dp->neighbors_) {
         error = "cannot create the neighbour table";
@@ -206,6 +206,7 @@ bool Dataplane::setup_ports(const DataplaneConfig& config, std::string& error)
         p.role = pc.role;
         p.mtu = pc.mtu;
         rte_eth_macaddr_get(id, &p.mac);
+        p.mac_word = mac_word(p.mac);
         port_ids_.push_back(id);
         s.port_ids.push_back(id);
         port_names_.push_back(pc.name);

@@ -90,6 +90,37 @@ bool too_big_v6(rte_mbuf* m, const IpInfo&, const IpAddress& from, uint16_t mtu)
 
 } // namespace
 
+FrameCheck check_frame(rte_mbuf* m, const rte_ether_addr& mac, IpInfo& info) noexcept
+{
+    if (m->nb_segs != 1) return {FrameAction::drop, DropReason::multi_segment};
+    if (m->data_len < sizeof(rte_ether_hdr)) return {FrameAction::drop, DropReason::runt};
+    const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
+    const uint16_t type = eth->ether_type;
+    if (type == rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP)) return {FrameAction::control};
+    if (type != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4) && type != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6))
+        return {FrameAction::drop, DropReason::unsupported};
+    // Route only what was sent to us: a port may be promiscuous (some PMDs
+    // have no all-multicast mode), and a gateway must not forward frames
+    // between other hosts. Group MACs are only for neighbour discovery.
+    const bool group = rte_is_multicast_ether_addr(&eth->dst_addr);
+    if (!group && !rte_is_same_ether_addr(&eth->dst_addr, &mac)) return {FrameAction::drop, DropReason::not_for_us};
+    rte_pktmbuf_adj(m, sizeof(rte_ether_hdr));
+    if (DropReason r = validate_ip(m, info); r != DropReason::none) return {FrameAction::drop, r};
+    if (info.family == IpFamily::v4) {
+        // Neither link broadcast nor IPv4 multicast/broadcast is routed.
+        const uint32_t dst = rte_be_to_cpu_32(rte_pktmbuf_mtod(m, const rte_ipv4_hdr*)->dst_addr);
+        if (group || dst >= 0xe0000000u) return {FrameAction::drop, DropReason::not_for_us};
+    } else if (rte_pktmbuf_mtod(m, const rte_ipv6_hdr*)->dst_addr[0] == 0xff) {
+        // Neighbour discovery: the main lcore wants the whole frame.
+        if (info.proto != proto_icmpv6) return {FrameAction::drop, DropReason::not_for_us};
+        rte_pktmbuf_prepend(m, sizeof(rte_ether_hdr));
+        return {FrameAction::control};
+    } else if (group) {
+        return {FrameAction::drop, DropReason::not_for_us};
+    }
+    return {FrameAction::route};
+}
+
 bool make_too_big(rte_mbuf* m, const IpInfo& info, const IpAddress& from, uint16_t mtu) noexcept
 {
     if (is_icmp_error(m, info) || from.family != info.family || !may_get_error(m, info)) return false;

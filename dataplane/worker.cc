@@ -35,11 +35,6 @@ namespace {
 constexpr uint32_t handoff_outbound_kind = 1;
 constexpr uint32_t handoff_inbound_kind = 2;
 
-bool is_v6_multicast(const rte_mbuf* m) noexcept
-{
-    return rte_pktmbuf_mtod(m, const rte_ipv6_hdr*)->dst_addr[0] == 0xff;
-}
-
 } // namespace
 
 Worker::Worker(SharedState& shared, WorkerId id) : shared_(shared), id_(id)
@@ -221,50 +216,24 @@ void Worker::rx_burst(uint16_t port, rte_mbuf** pkts, uint16_t n) noexcept
 
 void Worker::classify(uint16_t port, rte_mbuf* m, Burst& out, Burst& in_esp, Burst& in_clear) noexcept
 {
-    if (m->nb_segs != 1) return drop(m, DropReason::multi_segment);
-    if (m->data_len < sizeof(rte_ether_hdr)) return drop(m, DropReason::runt);
-    const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
-    uint16_t type = eth->ether_type;
-    if (type == rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP))
-        return punt(shared_.control, m, counters_.stats.punted_control);
-    if (type != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4) && type != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6))
-        return drop(m, DropReason::unsupported);
-    // Route only what was sent to us: a port may be promiscuous (some PMDs
-    // have no all-multicast mode), and a gateway must not forward frames
-    // between other hosts. Group MACs are only for neighbour discovery.
-    bool group = rte_is_multicast_ether_addr(&eth->dst_addr);
-    if (!group && !rte_is_same_ether_addr(&eth->dst_addr, &shared_.ports[port].mac))
-        return drop(m, DropReason::not_for_us);
-    rte_pktmbuf_adj(m, sizeof(rte_ether_hdr));
+    const PortInfo& p = shared_.ports[port];
     IpInfo info;
-    if (DropReason r = validate_ip(m, info); r != DropReason::none) return drop(m, r);
-    if (info.family == IpFamily::v4) {
-        // Neither link broadcast nor IPv4 multicast/broadcast is routed.
-        uint32_t dst = rte_be_to_cpu_32(rte_pktmbuf_mtod(m, const rte_ipv4_hdr*)->dst_addr);
-        if (group || dst >= 0xe0000000u) return drop(m, DropReason::not_for_us);
-    } else if (is_v6_multicast(m)) {
-        // Neighbour discovery: the main lcore wants the whole frame.
-        if (info.proto != proto_icmpv6) return drop(m, DropReason::not_for_us);
-        rte_pktmbuf_prepend(m, sizeof(rte_ether_hdr));
-        return punt(shared_.control, m, counters_.stats.punted_control);
-    } else if (group) {
-        return drop(m, DropReason::not_for_us);
+    if (unlikely(!check_frame_fast(m, p.mac_word, info))) {
+        const FrameCheck c = check_frame(m, p.mac, info);
+        if (c.action == FrameAction::control) return punt(shared_.control, m, counters_.stats.punted_control);
+        if (c.action == FrameAction::drop) return drop(m, c.reason);
     }
     if (is_local(m, info)) return local_delivery(m, info, in_esp);
-    if (shared_.ports[port].role == PortRole::protected_side) out.add(m, info, 0, nullptr);
+    if (p.role == PortRole::protected_side) out.add(m, info, 0, nullptr);
     else in_clear.add(m, info, 0, nullptr);
 }
 
 // Is the packet addressed to the gateway itself? IPv4 compares against
-// the few local addresses without branching on each; IPv6 asks the FIB.
+// the local addresses without branching on each; IPv6 asks the FIB.
 inline bool Worker::is_local(const rte_mbuf* m, const IpInfo& info) const noexcept
 {
-    if (likely(info.family == IpFamily::v4)) {
-        const uint32_t dst = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*)->dst_addr;
-        bool local = false;
-        for (uint32_t a : shared_.local_v4) local |= a == dst;
-        return local;
-    }
+    if (likely(info.family == IpFamily::v4))
+        return shared_.local_v4.contains(rte_pktmbuf_mtod(m, const rte_ipv4_hdr*)->dst_addr);
     return shared_.fib->is_local(ip_dst(m, info));
 }
 

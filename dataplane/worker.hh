@@ -38,7 +38,33 @@ struct PortInfo {
     uint16_t id = 0;
     PortRole role = PortRole::protected_side;
     rte_ether_addr mac{};
+    uint64_t mac_word = 0;   // mac as check_frame_fast() compares it (mac_word())
     uint16_t mtu = 1500;
+};
+
+// Our IPv4 addresses (network order) as Worker::is_local() asks about a
+// destination: the first four in fixed slots, compared all at once, any
+// further ones in a list. A free slot holds 255.255.255.255, which never
+// gets that far (classify drops 224.0.0.0/3 before it asks).
+class LocalAddrsV4 {
+public:
+    void add(uint32_t a)
+    {
+        if (used_ < first_.size()) first_[used_++] = a;
+        else more_.push_back(a);
+    }
+    bool contains(uint32_t a) const noexcept
+    {
+        bool hit = (first_[0] == a) | (first_[1] == a) | (first_[2] == a) | (first_[3] == a);
+        if (unlikely(!more_.empty()))
+            for (uint32_t x : more_) hit |= x == a;
+        return hit;
+    }
+
+private:
+    std::array<uint32_t, 4> first_{UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX};
+    std::vector<uint32_t> more_;
+    unsigned used_ = 0;
 };
 
 // State shared by all workers and the main lcore. Immutable after start
@@ -47,7 +73,7 @@ struct SharedState {
     std::vector<PortInfo> ports;            // indexed by DPDK port id (may have gaps)
     std::vector<uint16_t> port_ids;         // the configured ports, the ones workers poll
     const Fib* fib = nullptr;
-    std::vector<uint32_t> local_v4;         // our IPv4 addresses, network order
+    LocalAddrsV4 local_v4;
     NeighborTable* neighbors = nullptr;     // lock-free readers
     SaTable* sas = nullptr;                 // RCU
     std::atomic<Spd*> spd_out{nullptr};     // RCU

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <random>
+#include <vector>
 
 #include <rte_icmp.h>
 #include <rte_ip.h>
@@ -251,6 +253,118 @@ TEST(Packet, NoErrorAboutAnError)
     ASSERT_EQ(validate_ip(m, info), DropReason::none);
     EXPECT_FALSE(make_too_big(m, info, IpAddress::v4(0xc6120101), 1400));
     rte_pktmbuf_free(m);
+}
+
+// A received frame: Ethernet to `dst`, then the IPv4 packet ipv4() builds.
+rte_mbuf* frame_v4(const rte_ether_addr& dst, uint16_t payload, uint16_t extra_tail = 0)
+{
+    rte_mbuf* m = ipv4(payload, 17, true, extra_tail);
+    auto* eth = reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_prepend(m, sizeof(rte_ether_hdr)));
+    eth->dst_addr = dst;
+    eth->src_addr = {{0x02, 0, 0, 0, 0, 0x99}};
+    eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+    return m;
+}
+
+rte_mbuf* copy_of(const rte_mbuf* m)
+{
+    rte_mbuf* c = rte_pktmbuf_alloc(test::test_pool());
+    std::memcpy(rte_pktmbuf_append(c, m->data_len), rte_pktmbuf_mtod(m, const uint8_t*), m->data_len);
+    c->nb_segs = m->nb_segs;
+    return c;
+}
+
+// Free a frame whose nb_segs a test may have set without chaining segments.
+void free_frame(rte_mbuf* m)
+{
+    m->nb_segs = 1;
+    rte_pktmbuf_free(m);
+}
+
+TEST(Packet, CheckFrameRoutesPuntsAndDrops)
+{
+    const rte_ether_addr mac{{0x02, 0, 0, 0, 0, 0x01}}, other{{0x02, 0, 0, 0, 0, 0x02}};
+    IpInfo info;
+    rte_mbuf* m = frame_v4(mac, 8, 18);   // padded to 64 octets
+    FrameCheck c = check_frame(m, mac, info);
+    EXPECT_EQ(c.action, FrameAction::route);
+    EXPECT_EQ(m->data_len, 28);           // Ethernet off, padding trimmed
+    EXPECT_EQ(info.l3_len, 20);
+    free_frame(m);
+
+    m = frame_v4(other, 8);
+    c = check_frame(m, mac, info);
+    EXPECT_EQ(c.action, FrameAction::drop);
+    EXPECT_EQ(c.reason, DropReason::not_for_us);
+    free_frame(m);
+
+    m = frame_v4(mac, 8);
+    rte_pktmbuf_mtod(m, rte_ether_hdr*)->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP);
+    c = check_frame(m, mac, info);
+    EXPECT_EQ(c.action, FrameAction::control);
+    EXPECT_EQ(m->data_len, 14 + 28);      // the main lcore gets the whole frame
+    free_frame(m);
+
+    m = frame_v4(mac, 8);
+    rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, 14)->dst_addr = rte_cpu_to_be_32(0xe0000001);   // 224.0.0.1
+    c = check_frame(m, mac, info);
+    EXPECT_EQ(c.action, FrameAction::drop);
+    EXPECT_EQ(c.reason, DropReason::not_for_us);
+    free_frame(m);
+}
+
+// check_frame_fast() may only ever say what check_frame() says. Thousands
+// of mutations of a plain IPv4/UDP frame (octets of the Ethernet and IP
+// headers changed, frames cut short or padded, several segments), on a
+// port with a unicast address and on one with a group address: every frame
+// the fast path takes, check_frame() routes, with the same IpInfo and the
+// same mbuf bounds; every frame it leaves is untouched. And it does take
+// the plain frame and the mutations that keep it plain (TTL, addresses,
+// ports): a fast path that never answers would pass the rest.
+TEST(Packet, FastFrameCheckAgreesWithTheGeneralOne)
+{
+    std::mt19937 rng(20261124);
+    const rte_ether_addr unicast{{0x02, 0, 0, 0, 0, 0x01}}, group{{0x03, 0, 0, 0, 0, 0x01}};
+    for (const rte_ether_addr& mac : {unicast, group}) {
+        const uint64_t word = mac_word(mac);
+        unsigned taken = 0;
+        for (unsigned round = 0; round < 20000; ++round) {
+            const bool plain = round == 0;
+            rte_mbuf* a = frame_v4(mac, uint16_t(plain ? 18 : rng() % 64), uint16_t(plain ? 0 : rng() % 2 * 18));
+            uint8_t* f = rte_pktmbuf_mtod(a, uint8_t*);
+            for (unsigned k = plain ? 0 : 1 + rng() % 3; k > 0; --k) {
+                const unsigned at = rng() % 38;
+                switch (rng() % 4) {
+                case 0: f[at] ^= uint8_t(1u << rng() % 8); break;
+                case 1: f[at] = uint8_t(rng()); break;
+                case 2: rte_pktmbuf_trim(a, uint16_t(rng() % (a->data_len + 1u))); break;
+                case 3: a->nb_segs = uint16_t(1 + rng() % 2); break;
+                }
+            }
+            rte_mbuf* b = copy_of(a);
+            const uint16_t off = a->data_off, len = a->data_len;
+            const uint32_t pkt = a->pkt_len;
+            IpInfo fast, general;
+            if (check_frame_fast(a, word, fast)) {
+                ++taken;
+                const FrameCheck c = check_frame(b, mac, general);
+                ASSERT_EQ(c.action, FrameAction::route) << "round " << round;
+                EXPECT_EQ(std::memcmp(&fast, &general, sizeof fast), 0) << "round " << round;
+                EXPECT_EQ(a->data_off - off, b->data_off - RTE_PKTMBUF_HEADROOM) << "round " << round;
+                EXPECT_EQ(a->data_len, b->data_len) << "round " << round;
+                EXPECT_EQ(a->pkt_len, b->pkt_len) << "round " << round;
+            } else {
+                ASSERT_TRUE(!plain || mac.addr_bytes[0] & 1) << "the plain frame must take the fast path";
+                EXPECT_EQ(a->data_off, off);
+                EXPECT_EQ(a->data_len, len);
+                EXPECT_EQ(a->pkt_len, pkt);
+            }
+            free_frame(a);
+            free_frame(b);
+        }
+        if (mac.addr_bytes[0] & 1) EXPECT_EQ(taken, 0u) << "a group address is never ours";
+        else EXPECT_GT(taken, 2000u) << "the fast path took too few of the frames it should take";
+    }
 }
 
 } // namespace
