@@ -18,6 +18,7 @@
 #include <rte_ring_elem.h>
 
 #include "esp.hh"
+#include "packet.hh"
 
 namespace ravelin::dp::esp_detail {
 
@@ -33,22 +34,22 @@ inline uint16_t load_be16(const uint8_t* p) noexcept
 {
     uint16_t v;
     std::memcpy(&v, p, 2);
-    return rte_be_to_cpu_16(v);
+    return net16(v);
 }
 inline uint32_t load_be32(const uint8_t* p) noexcept
 {
     uint32_t v;
     std::memcpy(&v, p, 4);
-    return rte_be_to_cpu_32(v);
+    return net32(v);
 }
 inline void store_be16(uint8_t* p, uint16_t v) noexcept
 {
-    uint16_t be = rte_cpu_to_be_16(v);
+    uint16_t be = net16(v);
     std::memcpy(p, &be, 2);
 }
 inline void store_be32(uint8_t* p, uint32_t v) noexcept
 {
-    uint32_t be = rte_cpu_to_be_32(v);
+    uint32_t be = net32(v);
     std::memcpy(p, &be, 4);
 }
 

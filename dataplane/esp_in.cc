@@ -201,13 +201,13 @@ DropReason decap_transport(uint8_t* pkt, rte_mbuf* m, uint32_t esp_offset, const
     if (v4) {
         auto* h = reinterpret_cast<rte_ipv4_hdr*>(nip);
         h->next_proto_id = pl.next_header;
-        h->total_length = rte_cpu_to_be_16(uint16_t(hl + pl.len));
+        h->total_length = net16(uint16_t(hl + pl.len));
         h->hdr_checksum = 0;
         h->hdr_checksum = rte_ipv4_cksum(h);
     } else {
         auto* h = reinterpret_cast<rte_ipv6_hdr*>(nip);
         h->proto = pl.next_header;
-        h->payload_len = rte_cpu_to_be_16(uint16_t(pl.len));
+        h->payload_len = net16(uint16_t(pl.len));
     }
     rte_pktmbuf_adj(m, uint16_t(pl.offset - hl));
     rte_pktmbuf_trim(m, uint16_t(m->data_len - (hl + pl.len)));

@@ -163,7 +163,7 @@ inline SeqNum seal_packet(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint8_t* esp, 
 inline void finish_udp(uint8_t* udp_p, const uint8_t* ip6, uint32_t udp_len) noexcept
 {
     auto* udp = reinterpret_cast<rte_udp_hdr*>(udp_p);
-    udp->dgram_len = rte_cpu_to_be_16(uint16_t(udp_len));
+    udp->dgram_len = net16(uint16_t(udp_len));
     if (ip6) {
         udp->dgram_cksum = 0;
         udp->dgram_cksum = rte_ipv6_udptcp_cksum(reinterpret_cast<const rte_ipv6_hdr*>(ip6), udp);
@@ -182,20 +182,20 @@ inline void finish_outer_v4(uint8_t* o, uint16_t template_sum, uint32_t total, S
     auto* ip = reinterpret_cast<rte_ipv4_hdr*>(o);
     const uint16_t frag = df ? RTE_IPV4_HDR_DF_FLAG : 0;
     ip->type_of_service = tos;
-    ip->total_length = rte_cpu_to_be_16(uint16_t(total));
-    ip->packet_id = rte_cpu_to_be_16(uint16_t(seq));
-    ip->fragment_offset = rte_cpu_to_be_16(frag);
+    ip->total_length = net16(uint16_t(total));
+    ip->packet_id = net16(uint16_t(seq));
+    ip->fragment_offset = net16(frag);
     uint32_t sum = uint32_t(template_sum) + tos + uint16_t(total) + uint16_t(seq) + frag;
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
-    ip->hdr_checksum = rte_cpu_to_be_16(uint16_t(~sum));
+    ip->hdr_checksum = net16(uint16_t(~sum));
 }
 
 inline void finish_outer_v6(uint8_t* o, uint32_t total, uint8_t tc) noexcept
 {
     auto* ip = reinterpret_cast<rte_ipv6_hdr*>(o);
-    ip->vtc_flow = rte_cpu_to_be_32(6u << 28 | uint32_t(tc) << 20);
-    ip->payload_len = rte_cpu_to_be_16(uint16_t(total - sizeof(rte_ipv6_hdr)));
+    ip->vtc_flow = net32(6u << 28 | uint32_t(tc) << 20);
+    ip->payload_len = net16(uint16_t(total - sizeof(rte_ipv6_hdr)));
 }
 
 // Tunnel mode: the whole inner packet is the payload.

@@ -29,6 +29,13 @@ inline constexpr uint8_t proto_sctp = 132;
 inline constexpr uint16_t ike_port = 500;
 inline constexpr uint16_t natt_port = 4500;
 
+// Host <-> network byte order for values the compiler may fold into the
+// loads and stores around them. DPDK's rte_bswap16/32 are asm volatile
+// for anything but a constant (x86 rte_byteorder.h): a register shuffle
+// per swap, and nothing may move across it. The per-packet paths use these.
+constexpr uint16_t net16(uint16_t v) noexcept { return __builtin_bswap16(v); }
+constexpr uint32_t net32(uint32_t v) noexcept { return __builtin_bswap32(v); }
+
 // Facts about an IP packet whose data starts at the IP header, after
 // validate_ip() checked and trimmed it.
 struct IpInfo {
@@ -110,7 +117,7 @@ inline DropReason validate_v4(rte_mbuf* m, IpInfo& info) noexcept
     if (!has_bytes(m, 0, sizeof(rte_ipv4_hdr))) return DropReason::runt;
     auto* ip = rte_pktmbuf_mtod(m, rte_ipv4_hdr*);
     unsigned ihl = (ip->version_ihl & 0x0f) * 4u;
-    unsigned total = rte_be_to_cpu_16(ip->total_length);
+    unsigned total = net16(ip->total_length);
     if ((ip->version_ihl >> 4) != 4 || ihl < sizeof(rte_ipv4_hdr) || total < ihl)
         return DropReason::bad_ip_header;
     if (total > m->data_len) return DropReason::runt;
@@ -124,7 +131,7 @@ inline DropReason validate_v6(rte_mbuf* m, IpInfo& info) noexcept
     if (!has_bytes(m, 0, sizeof(rte_ipv6_hdr))) return DropReason::runt;
     auto* ip = rte_pktmbuf_mtod(m, rte_ipv6_hdr*);
     if ((rte_be_to_cpu_32(ip->vtc_flow) >> 28) != 6) return DropReason::bad_ip_header;
-    unsigned total = sizeof(rte_ipv6_hdr) + rte_be_to_cpu_16(ip->payload_len);
+    unsigned total = sizeof(rte_ipv6_hdr) + net16(ip->payload_len);
     if (total > m->data_len) return DropReason::runt;
     if (total < m->data_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - total));
     set_info_v6(info, ip);
@@ -212,7 +219,7 @@ inline uint64_t mac_word(const rte_ether_addr& mac) noexcept
     const bool ours = (((dst_mac ^ port_mac) << 16) | (dst_mac & 1)) == 0;
     static_assert(std::endian::native == std::endian::little);
     const bool v4_plain = (type_vihl & 0x00ffffffu) == 0x00450008u;   // 08 00 45: IPv4, IHL 5
-    const bool exact = __builtin_bswap16(total) == len - eth;
+    const bool exact = net16(total) == len - eth;
     const bool whole = (frag & rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) == 0;
     const bool unicast = f[eth + offsetof(rte_ipv4_hdr, dst_addr)] < 0xe0;   // not 224/3
     if (!(ours & v4_plain & exact & whole & unicast)) return false;

@@ -185,7 +185,10 @@ inline void Worker::forward(rte_mbuf* m, IpFamily family) noexcept
     m->data_off = uint16_t(m->data_off - sizeof(rte_ether_hdr));
     m->data_len = uint16_t(m->data_len + sizeof(rte_ether_hdr));
     m->pkt_len += sizeof(rte_ether_hdr);
-    std::memcpy(rte_pktmbuf_mtod(m, uint8_t*), e.eth, sizeof(rte_ether_hdr));
+    // The 14 octets as two overlapping 8-octet copies.
+    uint8_t* eth = rte_pktmbuf_mtod(m, uint8_t*);
+    std::memcpy(eth, e.eth, 8);
+    std::memcpy(eth + 6, e.eth + 6, 8);
     TxBuffer& tx = tx_[e.port];
     tx.pkts[tx.n++] = m;
     if (unlikely(tx.n == tx.pkts.size())) flush_tx();
@@ -247,7 +250,7 @@ void Worker::local_delivery(rte_mbuf* m, const IpInfo& info, Burst& in_esp) noex
     if (info.proto == proto_esp) return in_esp.add(m, info, info.l3_len, nullptr);
     if (info.proto == proto_udp && has_bytes(m, info.l3_len, 8)) {
         auto* udp = rte_pktmbuf_mtod_offset(m, const rte_udp_hdr*, info.l3_len);
-        uint16_t dport = rte_be_to_cpu_16(udp->dst_port);
+        uint16_t dport = net16(udp->dst_port);
         if (dport == natt_port && has_bytes(m, info.l3_len + 8u, 4)) {
             uint32_t marker;
             std::memcpy(&marker, rte_pktmbuf_mtod_offset(m, const uint8_t*, info.l3_len + 8u), 4);
@@ -310,12 +313,14 @@ inline bool exact_selector_matches(const SaSelector& s, const rte_mbuf* m, const
         return selector_matches(s, key, info.family, info.l4_hidden);
     }
     if (s.family != IpFamily::v4 || (info.l4_hidden && s.proto != 0)) return false;
-    const Tuple4 t = tuple_v4(m, info);
-    const uint32_t src = uint32_t(t.addrs), dst = uint32_t(t.addrs >> 32);
+    uint64_t addrs;   // source and destination, as Tuple4 has them
+    std::memcpy(&addrs, rte_pktmbuf_mtod_offset(m, const uint8_t*, offsetof(rte_ipv4_hdr, src_addr)), 8);
+    const uint32_t src = uint32_t(addrs), dst = uint32_t(addrs >> 32);
     if (((dst & s.local_mask[0]) != s.local[0]) | ((src & s.remote_mask[0]) != s.remote[0])) return false;
     if (s.proto == 0) return true;
-    const uint16_t sport = rte_be_to_cpu_16(uint16_t(t.rest >> 32));
-    const uint16_t dport = rte_be_to_cpu_16(uint16_t(t.rest >> 48));
+    const Tuple4 t = tuple_v4(m, info);
+    const uint16_t sport = net16(uint16_t(t.rest >> 32));
+    const uint16_t dport = net16(uint16_t(t.rest >> 48));
     return uint8_t(t.rest) == s.proto && s.local_ports.contains(dport) && s.remote_ports.contains(sport);
 }
 
@@ -359,7 +364,11 @@ void Worker::spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out) noexcept
     const SpdEntry* r4[max_burst];
     const SpdEntry* r6[max_burst];
     if (n4) spd.lookup_v4(k4, n4, r4);
-    if (n6) spd.lookup_v6(k6, n6, r6);
+    if (likely(n6 == 0)) {
+        for (uint16_t i = 0; i < b.n; ++i) out[i] = r4[which[i]];
+        return;
+    }
+    spd.lookup_v6(k6, n6, r6);
     for (uint16_t i = 0; i < b.n; ++i) out[i] = which[i] & v6_bit ? r6[which[i] & ~v6_bit] : r4[which[i]];
 }
 
@@ -381,13 +390,13 @@ void Worker::outbound(Burst& b) noexcept
         Item& it = b.items[i];
         if (it.info.l4_hidden && spd.needs_l4()) { drop(it.m, DropReason::l4_hidden); continue; }
         if (!e[i]) { drop(it.m, DropReason::no_policy); continue; }
-        switch (e[i]->action) {
-        case PolicyAction::discard: drop(it.m, DropReason::policy_discard); break;
-        case PolicyAction::bypass:
+        if (likely(e[i]->action == PolicyAction::protect)) {
+            outbound_protect(it, e[i]->sa_slot, e[i]->reqid);
+        } else if (e[i]->action == PolicyAction::bypass) {
             counters_.stats.bypassed.inc();
             forward_routed(it.m, it.info.family);
-            break;
-        case PolicyAction::protect: outbound_protect(it, e[i]->sa_slot, e[i]->reqid); break;
+        } else {
+            drop(it.m, DropReason::policy_discard);
         }
     }
 }
@@ -476,27 +485,32 @@ void Worker::inbound_esp(Burst& b) noexcept
 {
     // SPIs copied out of the packets (ESP after a 14-byte Ethernet header
     // is only 2-byte aligned, and the hash reads whole words). Only SPIs
-    // that differ from the previous packet's are looked up.
+    // that differ from the one looked up last are looked up. A packet too
+    // short for an ESP header takes found[max_burst], always null.
     uint32_t spi_values[max_burst];
     const uint32_t* spis[max_burst];
     uint16_t lookup_of[max_burst], n_lookups = 0;
     for (uint16_t i = 0; i < b.n; ++i) {
-        spi_values[i] = 0;
-        if (has_bytes(b.items[i].m, b.items[i].esp_offset, 8))
-            std::memcpy(&spi_values[i], rte_pktmbuf_mtod_offset(b.items[i].m, const uint8_t*, b.items[i].esp_offset), 4);
-        if (i == 0 || spi_values[i] != spi_values[i - 1]) spis[n_lookups++] = &spi_values[i];
+        const Item& it = b.items[i];
+        if (unlikely(!has_bytes(it.m, it.esp_offset, 8))) {
+            lookup_of[i] = max_burst;
+            continue;
+        }
+        std::memcpy(&spi_values[i], rte_pktmbuf_mtod_offset(it.m, const uint8_t*, it.esp_offset), 4);
+        if (n_lookups == 0 || spi_values[i] != *spis[n_lookups - 1]) spis[n_lookups++] = &spi_values[i];
         lookup_of[i] = uint16_t(n_lookups - 1);
     }
-    DpSa* found[max_burst];
-    shared_.sas->lookup_inbound(spis, n_lookups, found);
-    DpSa* sas[max_burst];
-    for (uint16_t i = 0; i < b.n; ++i) sas[i] = found[lookup_of[i]];
-    Burst clear;
+    DpSa* found[max_burst + 1];
+    found[max_burst] = nullptr;
+    if (n_lookups) shared_.sas->lookup_inbound(spis, n_lookups, found);
+    Burst ask_spd;
     for (uint16_t i = 0; i < b.n; ++i) {
         Item& it = b.items[i];
-        if (!has_bytes(it.m, it.esp_offset, 8)) { drop(it.m, DropReason::runt); continue; }
-        if (!sas[i]) { drop(it.m, DropReason::no_sa); continue; }
-        it.sa = sas[i];
+        it.sa = found[lookup_of[i]];
+        if (unlikely(!it.sa)) {
+            drop(it.m, lookup_of[i] == max_burst ? DropReason::runt : DropReason::no_sa);
+            continue;
+        }
         if (it.sa->owner != id_) {
             handoff_inbound(it.m, it.sa->owner, it.sa->slot, it.esp_offset);
             continue;
@@ -506,36 +520,32 @@ void Worker::inbound_esp(Burst& b) noexcept
             drop_sa(it.m, *it.sa, r);
             continue;
         }
-        clear.add(it);
+        inbound_accept(it, ask_spd);
     }
-    if (clear.n) inbound_policy(clear);
+    if (ask_spd.n) inbound_policy(ask_spd);
 }
 
 // RFC 4301 §5.2 step 4: a decrypted packet must match the selectors of the
-// SA that carried it. Most SAs have one selector set, checked directly;
-// packets of SAs with several go through the inbound SPD, whose matching
-// entry must say "protect" with this SA's reqid.
+// SA that carried it. Most SAs have one selector set, checked here and now;
+// packets of SAs with several are collected in `ask_spd` for
+// inbound_policy(). Order is kept per SA: all of an SA's packets take the
+// same way.
+inline void Worker::inbound_accept(Item& it, Burst& ask_spd) noexcept
+{
+    if (!it.sa->selector.exact) return ask_spd.add(it);
+    if (!exact_selector_matches(it.sa->selector, it.m, it.info)) return drop_sa(it.m, *it.sa, DropReason::policy_mismatch);
+    forward_routed(it.m, it.info.family);
+}
+
+// Decrypted packets of SAs with several selector sets go through the
+// inbound SPD, whose matching entry must say "protect" with this SA's reqid.
 void Worker::inbound_policy(Burst& b) noexcept
 {
-    Burst ask_spd;
-    for (uint16_t i = 0; i < b.n; ++i) {
-        Item& it = b.items[i];
-        if (!it.sa->selector.exact) {
-            ask_spd.add(it);
-            continue;
-        }
-        if (!exact_selector_matches(it.sa->selector, it.m, it.info)) {
-            drop_sa(it.m, *it.sa, DropReason::policy_mismatch);
-            continue;
-        }
-        forward_routed(it.m, it.info.family);
-    }
-    if (!ask_spd.n) return;
     const Spd& spd = *shared_.spd_in.load(std::memory_order_acquire);
     const SpdEntry* e[max_burst];
-    spd_lookup(spd, ask_spd, e);
-    for (uint16_t i = 0; i < ask_spd.n; ++i) {
-        Item& it = ask_spd.items[i];
+    spd_lookup(spd, b, e);
+    for (uint16_t i = 0; i < b.n; ++i) {
+        Item& it = b.items[i];
         if (!e[i] || e[i]->action != PolicyAction::protect || e[i]->reqid != it.sa->reqid ||
             (it.info.l4_hidden && spd.needs_l4())) {
             drop_sa(it.m, *it.sa, DropReason::policy_mismatch);
@@ -588,7 +598,7 @@ void Worker::handoff_inbound(rte_mbuf* m, WorkerId owner, uint32_t slot, uint32_
 void Worker::process_handoff(rte_mbuf** pkts, uint16_t n) noexcept
 {
     counters_.stats.handoff_in.inc(n);
-    Burst clear;
+    Burst ask_spd;
     for (uint16_t i = 0; i < n; ++i) {
         rte_mbuf* m = pkts[i];
         const uint32_t lo = m->hash.fdir.lo, hi = m->hash.fdir.hi;
@@ -612,9 +622,9 @@ void Worker::process_handoff(rte_mbuf** pkts, uint16_t n) noexcept
             drop_sa(m, *it.sa, r);
             continue;
         }
-        clear.add(it);
+        inbound_accept(it, ask_spd);
     }
-    if (clear.n) inbound_policy(clear);
+    if (ask_spd.n) inbound_policy(ask_spd);
 }
 
 unsigned Worker::send_control_frames() noexcept

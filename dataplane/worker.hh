@@ -13,6 +13,8 @@
 #include <type_traits>
 #include <vector>
 
+#include <emmintrin.h>
+
 #include <rte_ether.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
@@ -55,14 +57,15 @@ public:
     }
     bool contains(uint32_t a) const noexcept
     {
-        bool hit = (first_[0] == a) | (first_[1] == a) | (first_[2] == a) | (first_[3] == a);
+        const __m128i slots = _mm_load_si128(reinterpret_cast<const __m128i*>(first_.data()));
+        bool hit = _mm_movemask_epi8(_mm_cmpeq_epi32(slots, _mm_set1_epi32(int(a)))) != 0;
         if (unlikely(!more_.empty()))
             for (uint32_t x : more_) hit |= x == a;
         return hit;
     }
 
 private:
-    std::array<uint32_t, 4> first_{UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX};
+    alignas(16) std::array<uint32_t, 4> first_{UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX};
     std::vector<uint32_t> more_;
     unsigned used_ = 0;
 };
@@ -158,7 +161,7 @@ private:
     void outbound_protect(Item& it, uint32_t sa_slot, uint32_t reqid) noexcept;
     void trap(Item& it, uint32_t reqid) noexcept;
     void inbound_esp(Burst& b) noexcept;
-    void inbound_decap(Item& it) noexcept;
+    void inbound_accept(Item& it, Burst& ask_spd) noexcept;
     void inbound_clear(Burst& b) noexcept;
     void inbound_policy(Burst& b) noexcept;
     void spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out) noexcept;
