@@ -171,6 +171,13 @@ TEST(Worker, DropsHaveNamedReasons)
     rte_mbuf* runt = udp_frame(f.dp->pool(), host_b, host_a, 5, 32, gw_out_mac);
     rte_pktmbuf_trim(runt, runt->data_len - 14);
     f.outside.inject(0, runt);
+    // ESP too short for its own header (6 octets after the IP header), in
+    // the burst between packets of the good SA: a runt, and the packet
+    // after it still finds its SA.
+    rte_mbuf* short_esp = p.seal(f.dp->pool(), 8, gw_out_mac);
+    rte_pktmbuf_trim(short_esp, uint16_t(short_esp->data_len - (14 + 20 + 6)));
+    rte_pktmbuf_mtod_offset(short_esp, rte_ipv4_hdr*, 14)->total_length = rte_cpu_to_be_16(20 + 6);
+    f.outside.inject(0, short_esp);
     // And one good packet, which must still arrive.
     f.outside.inject(0, p.seal(f.dp->pool(), 6, gw_out_mac));
     f.poll_all(8);
@@ -179,7 +186,7 @@ TEST(Worker, DropsHaveNamedReasons)
     EXPECT_EQ(f.drops(DropReason::no_policy), 1u);
     EXPECT_EQ(f.drops(DropReason::no_sa), 1u);
     EXPECT_EQ(f.drops(DropReason::auth_failed), 1u);
-    EXPECT_EQ(f.drops(DropReason::runt), 1u);
+    EXPECT_EQ(f.drops(DropReason::runt), 2u);
     EXPECT_EQ(f.drops(DropReason::not_for_us), 0u);
     // Drops after the SA lookup are the SA's too (diagnose: tunnel up, no
     // traffic); those before it (unknown SPI, clear text, runt) are not.
