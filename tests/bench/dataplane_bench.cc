@@ -790,7 +790,8 @@ int callgrind_workload(const std::string& spec)
     std::unique_ptr<RawGcm> raw;
     if (kind == "out") run = std::make_unique<PathRun>(g, c);
     else if (kind == "out_flows") run = std::make_unique<PathRun>(g, c, PathRun::Spread::flows);
-    else if (kind == "out_tunnels" && tunnels) run = std::make_unique<PathRun>(g, c, PathRun::Spread::tunnels);
+    else if (kind == "out_tunnels" && !tunnels) return std::fprintf(stderr, "out_tunnels needs --tunnels=N\n"), 2;
+    else if (kind == "out_tunnels") run = std::make_unique<PathRun>(g, c, PathRun::Spread::tunnels);
     else if (kind == "in_w1024esn") run = std::make_unique<PathRun>(g, c, spi_in_esn);
     else if (kind == "in_w0") run = std::make_unique<PathRun>(g, c, spi_in_off);
     else if (kind == "raw_enc" || kind == "raw_dec")
