@@ -21,8 +21,9 @@
 
 #include <emmintrin.h>
 #include <openssl/rand.h>
-#include <rte_byteorder.h>
 #include <rte_branch_prediction.h>
+
+#include "byteorder.hh"
 
 namespace ravelin::dp {
 namespace {
@@ -30,12 +31,6 @@ namespace {
 constexpr uint32_t esp_hdr_len = 8;   // SPI + sequence number
 constexpr uint32_t aead_iv_len = 8;
 constexpr uint32_t aead_tag_len = 16;
-
-inline void store_be32(uint8_t* p, uint32_t v) noexcept
-{
-    uint32_t be = __builtin_bswap32(v);   // rte_cpu_to_be_32 is asm volatile
-    std::memcpy(p, &be, 4);
-}
 
 // Constant-time equality: the time taken does not depend on where the
 // first difference is, so a forger learns nothing from timing.
@@ -138,7 +133,7 @@ template <bool Esn>
 inline void make_aad16(uint32_t spi_wire, uint32_t seq_lo_wire, uint32_t esn_hi, uint8_t* aad) noexcept
 {
     if constexpr (Esn)
-        store16(aad, spi_wire | uint64_t(__builtin_bswap32(esn_hi)) << 32, seq_lo_wire);
+        store16(aad, spi_wire | uint64_t(net32(esn_hi)) << 32, seq_lo_wire);
     else
         store16(aad, spi_wire | uint64_t(seq_lo_wire) << 32, 0);
 }
@@ -200,7 +195,7 @@ void gcm_seal(IMB_MGR* m, const EspTransform& t, const SaKeys& k, uint8_t* esp, 
     std::memcpy(&seq_lo_wire, esp + 4, 4);
     // IV = seq hi (0 without ESN) || seq lo, as the 64-bit sequence number
     // on the wire (see write_seq_iv).
-    const uint64_t iv = uint64_t(__builtin_bswap32(Esn ? esn_hi : 0)) | uint64_t(seq_lo_wire) << 32;
+    const uint64_t iv = uint64_t(net32(Esn ? esn_hi : 0)) | uint64_t(seq_lo_wire) << 32;
     std::memcpy(esp + esp_hdr_len, &iv, 8);
     alignas(16) uint8_t nonce[16];
     alignas(16) uint8_t aad[16];

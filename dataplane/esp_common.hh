@@ -13,7 +13,6 @@
 #include <cstring>
 
 #include <rte_branch_prediction.h>
-#include <rte_byteorder.h>
 #include <rte_cycles.h>
 #include <rte_ring_elem.h>
 
@@ -29,29 +28,6 @@ inline constexpr uint8_t ipproto_ipip = 4;
 inline constexpr uint8_t ipproto_udp = 17;
 inline constexpr uint8_t ipproto_ipv6 = 41;
 inline constexpr uint8_t ipproto_esp = 50;
-
-inline uint16_t load_be16(const uint8_t* p) noexcept
-{
-    uint16_t v;
-    std::memcpy(&v, p, 2);
-    return net16(v);
-}
-inline uint32_t load_be32(const uint8_t* p) noexcept
-{
-    uint32_t v;
-    std::memcpy(&v, p, 4);
-    return net32(v);
-}
-inline void store_be16(uint8_t* p, uint16_t v) noexcept
-{
-    uint16_t be = net16(v);
-    std::memcpy(p, &be, 2);
-}
-inline void store_be32(uint8_t* p, uint32_t v) noexcept
-{
-    uint32_t be = net32(v);
-    std::memcpy(p, &be, 4);
-}
 
 // RFC 4303 §2.4 default padding: 1, 2, 3, ... (at most 255 octets).
 inline constexpr std::array<uint8_t, 256> pad_pattern = [] {

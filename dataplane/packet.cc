@@ -108,7 +108,7 @@ FrameCheck check_frame(rte_mbuf* m, const rte_ether_addr& mac, IpInfo& info) noe
     if (DropReason r = validate_ip(m, info); r != DropReason::none) return {FrameAction::drop, r};
     if (info.family == IpFamily::v4) {
         // Neither link broadcast nor IPv4 multicast/broadcast is routed.
-        const uint32_t dst = rte_be_to_cpu_32(rte_pktmbuf_mtod(m, const rte_ipv4_hdr*)->dst_addr);
+        const uint32_t dst = net32(rte_pktmbuf_mtod(m, const rte_ipv4_hdr*)->dst_addr);
         if (group || dst >= 0xe0000000u) return {FrameAction::drop, DropReason::not_for_us};
     } else if (rte_pktmbuf_mtod(m, const rte_ipv6_hdr*)->dst_addr[0] == 0xff) {
         // Neighbour discovery: the main lcore wants the whole frame.

@@ -14,6 +14,7 @@
 #include <rte_ip.h>
 #include <rte_mbuf.h>
 
+#include "byteorder.hh"
 #include "counters.hh"
 #include "spd.hh"
 #include "ravelin/types.hh"
@@ -28,13 +29,6 @@ inline constexpr uint8_t proto_icmpv6 = 58;
 inline constexpr uint8_t proto_sctp = 132;
 inline constexpr uint16_t ike_port = 500;
 inline constexpr uint16_t natt_port = 4500;
-
-// Host <-> network byte order for values the compiler may fold into the
-// loads and stores around them. DPDK's rte_bswap16/32 are asm volatile
-// for anything but a constant (x86 rte_byteorder.h): a register shuffle
-// per swap, and nothing may move across it. The per-packet paths use these.
-constexpr uint16_t net16(uint16_t v) noexcept { return __builtin_bswap16(v); }
-constexpr uint32_t net32(uint32_t v) noexcept { return __builtin_bswap32(v); }
 
 // Facts about an IP packet whose data starts at the IP header, after
 // validate_ip() checked and trimmed it.
@@ -130,7 +124,7 @@ inline DropReason validate_v6(rte_mbuf* m, IpInfo& info) noexcept
 {
     if (!has_bytes(m, 0, sizeof(rte_ipv6_hdr))) return DropReason::runt;
     auto* ip = rte_pktmbuf_mtod(m, rte_ipv6_hdr*);
-    if ((rte_be_to_cpu_32(ip->vtc_flow) >> 28) != 6) return DropReason::bad_ip_header;
+    if ((net32(ip->vtc_flow) >> 28) != 6) return DropReason::bad_ip_header;
     unsigned total = sizeof(rte_ipv6_hdr) + net16(ip->payload_len);
     if (total > m->data_len) return DropReason::runt;
     if (total < m->data_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - total));
