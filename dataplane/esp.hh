@@ -34,6 +34,12 @@ struct EspContext {
 // error), lifetimes and sequence exhaustion, raising events as needed.
 DropReason esp_encap(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept;
 
+// The same for a run of packets of one SA, in order: result[i] is what
+// esp_encap() would have returned for ms[i] had the packets gone one by
+// one. The SA's body is chosen, and its counters written, once per run
+// (lifetime thresholds are still checked packet by packet).
+void esp_encap_run(EspContext& ctx, DpSa& sa, rte_mbuf* const* ms, uint16_t n, DropReason* result) noexcept;
+
 // Inbound. On entry the data starts at the outer IP header; `esp_offset` is
 // the offset of the ESP header from there (after UDP for ESP-in-UDP).
 // Verifies replay, ICV, padding; on success the data starts at the inner IP

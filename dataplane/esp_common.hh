@@ -104,6 +104,63 @@ inline bool raise_event(EspContext& ctx, const DpSa& sa, EventType type) noexcep
     s.last_used_tsc.inc(ctx.now_tsc - s.last_used_tsc.get());
 }
 
+// Counts a run of packets on one SA (one burst's packets of it, in order)
+// with the thresholds account() checks per packet, but with the SA's
+// counters written once per run: the run keeps its counts, and how far
+// each is from the next threshold, in registers. A crossing writes the
+// counts first, so lifetime_crossed() and its event see exactly the
+// packets before and including the one that crossed.
+class RunAccount {
+public:
+    explicit RunAccount(DpSaState& s) noexcept : s_(s) { rebase(); }
+    RunAccount(const RunAccount&) = delete;
+    RunAccount& operator=(const RunAccount&) = delete;
+
+    [[gnu::always_inline]] void add(EspContext& ctx, DpSa& sa, uint32_t bytes) noexcept
+    {
+        ++packets_;
+        bytes_ += bytes;
+        if (unlikely(packets_ >= packet_room_ || bytes_ >= byte_room_)) cross(ctx, sa);
+    }
+    // Writes what is left; returns how many packets the run counted.
+    uint32_t finish(const EspContext& ctx) noexcept
+    {
+        if (packets_ == 0) return done_;
+        write();
+        stamp(ctx);
+        return done_;
+    }
+
+private:
+    static uint64_t room(uint64_t limit, uint64_t now) noexcept { return limit > now ? limit - now : 0; }
+    void rebase() noexcept
+    {
+        packet_room_ = room(s_.next_packet_limit, s_.packets.get());
+        byte_room_ = room(s_.next_byte_limit, s_.bytes.get());
+    }
+    void write() noexcept
+    {
+        s_.packets.inc(packets_);
+        s_.bytes.inc(bytes_);
+        done_ += uint32_t(packets_);
+        packets_ = bytes_ = 0;
+    }
+    // Counter has no store; adding the difference is the same single writer store.
+    void stamp(const EspContext& ctx) noexcept { s_.last_used_tsc.inc(ctx.now_tsc - s_.last_used_tsc.get()); }
+    [[gnu::cold, gnu::noinline]] void cross(EspContext& ctx, DpSa& sa) noexcept
+    {
+        write();
+        lifetime_crossed(ctx, sa);   // may move ctx.now_tsc forward (an SA's first packet)
+        stamp(ctx);
+        rebase();
+    }
+
+    DpSaState& s_;
+    uint64_t packets_ = 0, bytes_ = 0;          // not yet written to s_
+    uint64_t packet_room_ = 0, byte_room_ = 0;  // from s_'s counts to its next thresholds
+    uint32_t done_ = 0;
+};
+
 // The SA is stopped. If its hard-lifetime event is still owed, try again.
 [[gnu::cold, gnu::noinline]] inline DropReason sa_stopped(EspContext& ctx, DpSa& sa) noexcept
 {

@@ -1,11 +1,13 @@
-// Outbound ESP (RFC 4303 §3.3, ESP-in-UDP RFC 3948), one packet at a time.
+// Outbound ESP (RFC 4303 §3.3, ESP-in-UDP RFC 3948): a run of one SA's
+// packets at a time, each packet in turn.
 //
 // Flow: SA stopped? -> sequence number left? -> look at the inner IP header
 // -> sizes: padding, MTU, head/tailroom (all checked before the packet is
 // touched, so a refused packet is still the caller's original and can be
 // quoted in an ICMP error) -> take the sequence number -> append trailer,
 // prepend headers -> seal() (encrypts and writes the ICV) -> fill the outer
-// header's per-packet fields -> count, check lifetimes.
+// header's per-packet fields -> count, check lifetimes. The SA's kind is
+// dispatched, and its counters written, once per run.
 //
 // The SA belongs to the calling worker (sa.owner), so the sequence number
 // and counters are plain single-writer updates. Nothing here allocates,
@@ -203,7 +205,7 @@ inline void finish_outer_v6(uint8_t* o, uint32_t total, uint8_t tc) noexcept
 //   before: | inner IP packet |
 //   after:  | outer IP | [UDP] | ESP | IV | inner IP packet | trailer | ICV |
 template <typename Spec>
-inline DropReason encap_tunnel(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
+inline DropReason encap_tunnel(EspContext& ctx, DpSa& sa, rte_mbuf* m, RunAccount& acct) noexcept
 {
     const uint8_t* inner = rte_pktmbuf_mtod(m, const uint8_t*);
     const uint32_t inner_len = m->data_len;
@@ -237,8 +239,7 @@ inline DropReason encap_tunnel(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
         finish_outer_v6(outer, p.total, out_tos);
         if (Spec::udp_encap(sa)) finish_udp(outer + sizeof(rte_ipv6_hdr), outer, p.total - sizeof(rte_ipv6_hdr));
     }
-    account(ctx, sa, inner_len);
-    ctx.counters->stats.encrypted.inc();
+    acct.add(ctx, sa, inner_len);
     return DropReason::none;
 }
 
@@ -256,7 +257,7 @@ constexpr bool ipv6_needs_walk(uint8_t nh)
 //   after:  | IP hdr | [UDP] | ESP | IV | payload | trailer | ICV |
 //
 // Only the IP header (20-60 octets) moves; the payload stays where it is.
-DropReason encap_transport(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
+DropReason encap_transport(EspContext& ctx, DpSa& sa, rte_mbuf* m, RunAccount& acct) noexcept
 {
     const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
     const uint32_t len = m->data_len;
@@ -296,8 +297,7 @@ DropReason encap_transport(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
         h->payload_len = rte_cpu_to_be_16(uint16_t(p.total - hl));
         if (sa.udp_encap) finish_udp(nip + hl, nip, p.total - hl);
     }
-    account(ctx, sa, len);
-    ctx.counters->stats.encrypted.inc();
+    acct.add(ctx, sa, len);
     return DropReason::none;
 }
 
@@ -321,36 +321,66 @@ inline DropReason encap_checks(EspContext& ctx, DpSa& sa, const rte_mbuf* m) noe
     return DropReason::none;
 }
 
+// A run of packets for the SA, in order, through one body. The SA's kind
+// is dispatched once per run, and the run is counted once (RunAccount).
 // flatten: the whole body in one function, down to the IPsec-MB call (with
 // LTO, gcm_seal too); the cold paths stay out of line (noinline).
 template <unsigned KeyBytes, bool Esn>
-[[gnu::flatten]] DropReason encap_gcm_tunnel4(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
+[[gnu::flatten]] void encap_run_gcm_tunnel4(EspContext& ctx, DpSa& sa, rte_mbuf* const* ms, uint16_t n,
+                                            DropReason* result) noexcept
 {
     using Spec = GcmTunnel4Spec<KeyBytes, Esn>;
-    if (DropReason r = encap_checks<Spec>(ctx, sa, m); unlikely(r != DropReason::none)) return r;
-    return encap_tunnel<Spec>(ctx, sa, m);
+    RunAccount acct(sa.state);
+    for (uint16_t i = 0; i < n; ++i) {
+        DropReason r = encap_checks<Spec>(ctx, sa, ms[i]);
+        if (likely(r == DropReason::none)) r = encap_tunnel<Spec>(ctx, sa, ms[i], acct);
+        result[i] = r;
+    }
+    ctx.counters->stats.encrypted.inc(acct.finish(ctx));
+}
+
+// Not inlined into esp_encap_run(), which then is only a jump to the SA's
+// body (no frame of its own to set up per run).
+[[gnu::noinline]] void encap_run_generic(EspContext& ctx, DpSa& sa, rte_mbuf* const* ms, uint16_t n,
+                                         DropReason* result) noexcept
+{
+    RunAccount acct(sa.state);
+    for (uint16_t i = 0; i < n; ++i) {
+        DropReason r = encap_checks<GenericSpec>(ctx, sa, ms[i]);
+        if (likely(r == DropReason::none))
+            r = sa.mode == SaMode::tunnel ? encap_tunnel<GenericSpec>(ctx, sa, ms[i], acct)
+                                          : encap_transport(ctx, sa, ms[i], acct);
+        result[i] = r;
+    }
+    ctx.counters->stats.encrypted.inc(acct.finish(ctx));
 }
 
 } // namespace
 
-// Not inlined into esp_encap(), which then is only a jump to the SA's body
-// (no frame of its own to set up per packet).
-[[gnu::noinline]] DropReason esp_encap_generic(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
+void esp_encap_run(EspContext& ctx, DpSa& sa, rte_mbuf* const* ms, uint16_t n, DropReason* result) noexcept
 {
-    if (DropReason r = encap_checks<GenericSpec>(ctx, sa, m); unlikely(r != DropReason::none)) return r;
-    return sa.mode == SaMode::tunnel ? encap_tunnel<GenericSpec>(ctx, sa, m) : encap_transport(ctx, sa, m);
+    switch (sa.encap_kind) {
+    case EspKind::gcm256_esn: return encap_run_gcm_tunnel4<32, true>(ctx, sa, ms, n, result);
+    case EspKind::gcm256: return encap_run_gcm_tunnel4<32, false>(ctx, sa, ms, n, result);
+    case EspKind::gcm128_esn: return encap_run_gcm_tunnel4<16, true>(ctx, sa, ms, n, result);
+    case EspKind::gcm128: return encap_run_gcm_tunnel4<16, false>(ctx, sa, ms, n, result);
+    case EspKind::generic: break;
+    }
+    encap_run_generic(ctx, sa, ms, n, result);
 }
 
 DropReason esp_encap(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
 {
-    switch (sa.encap_kind) {
-    case EspKind::gcm256_esn: return encap_gcm_tunnel4<32, true>(ctx, sa, m);
-    case EspKind::gcm256: return encap_gcm_tunnel4<32, false>(ctx, sa, m);
-    case EspKind::gcm128_esn: return encap_gcm_tunnel4<16, true>(ctx, sa, m);
-    case EspKind::gcm128: return encap_gcm_tunnel4<16, false>(ctx, sa, m);
-    case EspKind::generic: break;
-    }
-    return esp_encap_generic(ctx, sa, m);
+    DropReason r;
+    esp_encap_run(ctx, sa, &m, 1, &r);
+    return r;
+}
+
+DropReason esp_encap_generic(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
+{
+    DropReason r;
+    encap_run_generic(ctx, sa, &m, 1, &r);
+    return r;
 }
 
 } // namespace ravelin::dp

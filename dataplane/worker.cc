@@ -174,11 +174,27 @@ inline void Worker::forward_routed(rte_mbuf* m, IpFamily family) noexcept
 // and one 14-octet copy of the prebuilt header.
 inline void Worker::forward(rte_mbuf* m, IpFamily family) noexcept
 {
+    (void)forward_hop(m, family);
+}
+
+// forward(), returning the hop the packet took (null if it was dropped
+// unrouted): packets to the same destination can go the same way with
+// send_via() for as long as nothing else is forwarded in between (which
+// may reuse the cache entry).
+inline const Worker::HopEntry* Worker::forward_hop(rte_mbuf* m, IpFamily family) noexcept
+{
     uint64_t key[2];
     hop_key(m, family, key);
     HopEntry& e = hop_cache_[hop_index(key, hop_cache_size)];
     if (unlikely(e.tag != hop_tag(hop_generation_, family) || e.key[0] != key[0] || e.key[1] != key[1]))
-        if (!resolve_hop(m, family, e)) return;
+        if (!resolve_hop(m, family, e)) return nullptr;
+    send_via(m, e);
+    return &e;
+}
+
+// Add the hop's Ethernet header and queue for TX.
+inline void Worker::send_via(rte_mbuf* m, const HopEntry& e) noexcept
+{
     // Every packet that gets here had its Ethernet header taken off or
     // was given room for one (esp_encap, make_too_big); still checked.
     if (unlikely(m->data_off < sizeof(rte_ether_hdr))) return drop(m, DropReason::no_buffer_space);
@@ -389,20 +405,82 @@ constexpr uint16_t sa_lookahead = 3;
     for (uint16_t k = 0; k < sa_lookahead; ++k) e[b.n + k] = nullptr;
     const SpdEntry* ahead = nullptr;
     for (uint16_t i = 0; i < sa_lookahead; ++i) prefetch_sa(b, e[i], i, ahead);
-    for (uint16_t i = 0; i < b.n; ++i) {
-        prefetch_sa(b, e[i + sa_lookahead], uint16_t(i + sa_lookahead), ahead);
+    // Runs of packets with the same policy. Packets [i, i + sa_lookahead)
+    // had their SA fetched before the run; those of the run past that have
+    // its policy, whose SA is on its way, so only the packets after the run
+    // are looked ahead at.
+    for (uint16_t i = 0; i < b.n;) {
+        const SpdEntry* p = e[i];
+        uint16_t end = uint16_t(i + 1);
+        while (end < b.n && e[end] == p) ++end;
+        for (uint16_t k = std::max<uint16_t>(uint16_t(i + sa_lookahead), end); k < end + sa_lookahead; ++k)
+            prefetch_sa(b, e[k], k, ahead);
+        if (likely(p && p->action == PolicyAction::protect)) outbound_run(b, i, end, spd, *p);
+        else
+            for (; i < end; ++i) outbound_one(b.items[i], spd, p);
+        i = end;
+    }
+}
+
+// One packet and its policy `p` (null: none matched).
+void Worker::outbound_one(Item& it, const Spd& spd, const SpdEntry* p) noexcept
+{
+    if (it.info.l4_hidden && spd.needs_l4()) return drop(it.m, DropReason::l4_hidden);
+    if (!p) return drop(it.m, DropReason::no_policy);
+    if (likely(p->action == PolicyAction::protect)) return outbound_protect(it, p->sa_slot, p->reqid);
+    if (p->action == PolicyAction::bypass) {
+        counters_.stats.bypassed.inc();
+        return forward_routed(it.m, it.info.family);
+    }
+    drop(it.m, DropReason::policy_discard);
+}
+
+// Packets [first, end) of the burst, all protected by policy `p`: when its
+// SA is this worker's, they are sealed as one run (esp_encap_run) and, in
+// tunnel mode, all take the hop of the first (the SA's one destination).
+// Anything else goes packet by packet.
+inline void Worker::outbound_run(Burst& b, uint16_t first, uint16_t end, const Spd& spd, const SpdEntry& p) noexcept
+{
+    DpSa* sa = shared_.sas->get(p.sa_slot);
+    if (unlikely(!sa || sa->reqid != p.reqid || sa->direction != SaDirection::outbound || sa->owner != id_)) {
+        for (uint16_t i = first; i < end; ++i) outbound_one(b.items[i], spd, &p);
+        return;
+    }
+    rte_mbuf* ms[max_burst];
+    uint16_t at[max_burst], n = 0;
+    const bool need_l4 = spd.needs_l4();
+    for (uint16_t i = first; i < end; ++i) {
         Item& it = b.items[i];
-        if (it.info.l4_hidden && spd.needs_l4()) { drop(it.m, DropReason::l4_hidden); continue; }
-        if (!e[i]) { drop(it.m, DropReason::no_policy); continue; }
-        if (likely(e[i]->action == PolicyAction::protect)) {
-            outbound_protect(it, e[i]->sa_slot, e[i]->reqid);
-        } else if (e[i]->action == PolicyAction::bypass) {
-            counters_.stats.bypassed.inc();
-            forward_routed(it.m, it.info.family);
+        if (unlikely(it.info.l4_hidden && need_l4)) drop(it.m, DropReason::l4_hidden);
+        else if (unlikely(!decrement_ttl(it.m, it.info.family))) drop(it.m, DropReason::ttl_expired);
+        else ms[n] = it.m, at[n++] = i;
+    }
+    DropReason r[max_burst];
+    esp_encap_run(esp_, *sa, ms, n, r);
+    if (sa->mode == SaMode::transport) {
+        // Transport mode keeps the packet's own IP header, whatever the
+        // config's (optional) endpoint family says.
+        for (uint16_t k = 0; k < n; ++k) sealed(b.items[at[k]], *sa, r[k], b.items[at[k]].info.family);
+        return;
+    }
+    const HopEntry* hop = nullptr;
+    for (uint16_t k = 0; k < n; ++k) {
+        if (likely(r[k] == DropReason::none)) {
+            if (likely(hop)) send_via(ms[k], *hop);
+            else hop = forward_hop(ms[k], sa->outer_family);
         } else {
-            drop(it.m, DropReason::policy_discard);
+            sealed(b.items[at[k]], *sa, r[k], sa->outer_family);
+            hop = nullptr;   // an ICMP error may have taken the hop's cache entry
         }
     }
+}
+
+// After esp_encap(): forward, answer "too big", or drop.
+inline void Worker::sealed(Item& it, DpSa& sa, DropReason r, IpFamily family) noexcept
+{
+    if (likely(r == DropReason::none)) return forward(it.m, family);
+    if (r == DropReason::mtu_exceeded) return mtu_error(it, sa);
+    drop_sa(it.m, sa, r);
 }
 
 // Fetch the SA of packet i (policy p) ahead of its turn
@@ -428,13 +506,7 @@ void Worker::outbound_protect(Item& it, uint32_t sa_slot, uint32_t reqid) noexce
         return drop(it.m, DropReason::no_sa);
     if (sa->owner != id_) return handoff_outbound(it.m, sa->owner, sa_slot, reqid);
     if (!decrement_ttl(it.m, it.info.family)) return drop(it.m, DropReason::ttl_expired);
-    DropReason r = esp_encap(esp_, *sa, it.m);
-    if (r == DropReason::mtu_exceeded) return mtu_error(it, *sa);
-    if (r != DropReason::none) return drop_sa(it.m, *sa, r);
-    // Transport mode keeps the packet's own IP header, whatever the config's
-    // (optional) endpoint family says.
-    IpFamily family = sa->mode == SaMode::transport ? it.info.family : sa->outer_family;
-    forward(it.m, family);
+    sealed(it, *sa, esp_encap(esp_, *sa, it.m), sa->mode == SaMode::transport ? it.info.family : sa->outer_family);
 }
 
 // The policy's reqid slot is empty: its Child SA is not negotiated yet

@@ -158,7 +158,10 @@ private:
     void local_delivery(rte_mbuf* m, const IpInfo& info, Burst& in_esp) noexcept;
     void outbound(Burst& b) noexcept;
     void prefetch_sa(const Burst& b, const SpdEntry* p, uint16_t i, const SpdEntry*& last) noexcept;
+    void outbound_one(Item& it, const Spd& spd, const SpdEntry* p) noexcept;
+    void outbound_run(Burst& b, uint16_t first, uint16_t end, const Spd& spd, const SpdEntry& p) noexcept;
     void outbound_protect(Item& it, uint32_t sa_slot, uint32_t reqid) noexcept;
+    void sealed(Item& it, DpSa& sa, DropReason r, IpFamily family) noexcept;
     void trap(Item& it, uint32_t reqid) noexcept;
     void inbound_esp(Burst& b) noexcept;
     void inbound_accept(Item& it, Burst& ask_spd) noexcept;
@@ -171,8 +174,10 @@ private:
     void handoff_inbound(rte_mbuf* m, WorkerId owner, uint32_t slot, uint32_t esp_offset) noexcept;
     void mtu_error(Item& it, DpSa& sa) noexcept;
     [[gnu::always_inline]] void forward(rte_mbuf* m, IpFamily family) noexcept;
-    [[gnu::always_inline]] void forward_routed(rte_mbuf* m, IpFamily family) noexcept;
     struct HopEntry;
+    [[gnu::always_inline]] const HopEntry* forward_hop(rte_mbuf* m, IpFamily family) noexcept;
+    [[gnu::always_inline]] void send_via(rte_mbuf* m, const HopEntry& e) noexcept;
+    [[gnu::always_inline]] void forward_routed(rte_mbuf* m, IpFamily family) noexcept;
     [[gnu::noinline]] bool resolve_hop(rte_mbuf* m, IpFamily family, HopEntry& e) noexcept;
     void punt(rte_ring* ring, rte_mbuf* m, Counter& counter) noexcept;
     unsigned send_control_frames() noexcept;

@@ -123,6 +123,7 @@ struct Worker {
     EspContext ctx;
     explicit Worker(unsigned ring_size = 0)
     {
+        ctx.mgr = mgr();   // first: it starts the EAL the ring needs
         if (ring_size) {
             static int n = 0;
             const std::string name = "rvl_ev_" + std::to_string(n++);
@@ -130,7 +131,6 @@ struct Worker {
                                             RING_F_SC_DEQ));
             EXPECT_TRUE(ring);
         }
-        ctx.mgr = mgr();
         ctx.events = ring.get();
         ctx.counters = &counters;
         ctx.now_tsc = 1000;
@@ -986,6 +986,92 @@ TEST(EspKinds, SpecialisedAndGenericBodiesAgree)
                 }
     EXPECT_EQ(fast_encaps, 4u);    // gcm128/256 × ESN or not, outer IPv4 without UDP
     EXPECT_EQ(fast_decaps, 16u);   // gcm128/256 × outer family × UDP × ESN
+}
+
+// esp_encap_run() counts a run once; everything it returns, writes and
+// raises must still be what esp_encap() gives packet by packet: results,
+// bytes, sequence numbers, counters, and lifetime and exhaustion events
+// at the very packet that crossed, wherever that falls in a run.
+TEST(EspRun, ARunGivesWhatThePacketsGiveOneByOne)
+{
+    struct Case {
+        const char* name;
+        SaLifetime life;
+        SeqNum seq;
+    };
+    const uint32_t inner = 128;   // octets of each well-formed inner packet below
+    const Case cases[] = {
+        {"no limits", {}, 0},
+        {"packets", {.soft_packets = 4, .hard_packets = 23}, 0},
+        {"bytes", {.soft_bytes = 5 * inner + 1, .hard_bytes = 19 * inner}, 0},
+        {"first packet soft", {.soft_packets = 1, .hard_packets = 40}, 0},
+        {"sequence runs out", {}, SeqNum(UINT32_MAX) - 11},
+    };
+    // Runs of these lengths, in turn: single packets, short runs, a whole burst.
+    constexpr uint16_t burst = 64;   // the worker's max_burst
+    const uint16_t run_lengths[] = {1, 3, 2, 7, 1, burst, 5};
+    unsigned fast = 0, events_seen = 0;
+    Worker w1(64), w2(64);   // rings are scarce in the test's EAL: two for all cases
+    for (const Alg* a : {&all_algs[0], &all_algs[4]})   // gcm128, chacha
+        for (bool udp : {false, true})
+            for (const Case& c : cases) {
+                SCOPED_TRACE(std::string(a->name) + (udp ? " udp " : " ") + c.name);
+                Opts o;
+                o.udp = udp;
+                o.life = c.life;
+                o.mtu = 1500;
+                const uint64_t encrypted_before = w1.counters.stats.encrypted.get();
+                SaPtr run = make_sa(*a, o, SaDirection::outbound), one = make_sa(*a, o, SaDirection::outbound);
+                ASSERT_TRUE(run && one);
+                fast += run->encap_kind != EspKind::generic;
+                run->state.seq = one->state.seq = c.seq;
+                // Well-formed packets, with a malformed or oversized one now and then.
+                std::vector<Bytes> inputs;
+                for (unsigned n = 0; n < 60; ++n) {
+                    if (n % 13 == 6) inputs.push_back(Bytes(19, 0x45));                // runt
+                    else if (n % 17 == 9) inputs.push_back(ipv4_packet(1600 - 28));    // over the MTU
+                    else inputs.push_back(ipv4_packet(inner - 28, uint8_t(n), n % 2));
+                }
+                size_t at = 0;
+                for (unsigned r = 0; at < inputs.size(); ++r) {
+                    const uint16_t len = uint16_t(std::min<size_t>(run_lengths[r % std::size(run_lengths)],
+                                                                   inputs.size() - at));
+                    std::vector<MbufPtr> m1, m2;
+                    rte_mbuf* ms[burst];
+                    for (uint16_t k = 0; k < len; ++k) {
+                        m1.push_back(to_mbuf(inputs[at + k]));
+                        m2.push_back(to_mbuf(inputs[at + k]));
+                        ms[k] = m1.back().get();
+                    }
+                    DropReason r1[burst];
+                    esp_encap_run(w1.ctx, *run, ms, len, r1);
+                    for (uint16_t k = 0; k < len; ++k) {
+                        const DropReason r2 = esp_encap(w2.ctx, *one, m2[k].get());
+                        ASSERT_EQ(r1[k], r2) << "packet " << at + k;
+                        ASSERT_EQ(bytes_of(m1[k].get()), bytes_of(m2[k].get())) << "packet " << at + k;
+                    }
+                    // After each run, not only at the end.
+                    expect_same_state(*run, *one);
+                    // Times come from the clock; a used SA's last use is never before its first.
+                    EXPECT_EQ(run->state.first_used_tsc.get() != 0, one->state.first_used_tsc.get() != 0);
+                    EXPECT_GE(run->state.last_used_tsc.get() | 1, run->state.first_used_tsc.get());   // first: tsc | 1
+                    const auto e1 = w1.events(), e2 = w2.events();
+                    ASSERT_EQ(e1.size(), e2.size()) << "run " << r;
+                    for (size_t k = 0; k < e1.size(); ++k) {
+                        EXPECT_EQ(e1[k].type, e2[k].type);
+                        EXPECT_EQ(e1[k].packets, e2[k].packets);
+                        EXPECT_EQ(e1[k].bytes, e2[k].bytes);
+                    }
+                    events_seen += unsigned(e1.size());
+                    at += len;
+                }
+                EXPECT_EQ(w1.counters.stats.encrypted.get(), w2.counters.stats.encrypted.get());
+                EXPECT_EQ(w1.counters.stats.events_raised.get(), w2.counters.stats.events_raised.get());
+                if (c.life.hard_packets || c.life.hard_bytes || c.seq) EXPECT_TRUE(run->state.hard_reached.load());
+                else EXPECT_EQ(run->state.packets.get(), w1.counters.stats.encrypted.get() - encrypted_before);
+            }
+    EXPECT_EQ(fast, 5u);   // gcm128 without UDP takes the specialised body
+    EXPECT_GE(events_seen, 4u * 7u);
 }
 
 } // namespace

@@ -429,6 +429,57 @@ TEST(Worker, TooBigForTunnelAnswersWithRateLimitedIcmp)
     EXPECT_TRUE(f.outside.take(1).empty());
 }
 
+// One SA's packets are sealed as one run and sent by the run's first hop.
+// Packets refused on the way (too big, TTL 1) must leave the others in
+// order, with consecutive sequence numbers and the peer's MAC; the ICMP
+// errors sent in between go back inside.
+TEST(Worker, ARunWithRefusedPacketsKeepsOrderSequenceAndHop)
+{
+    DataplaneFixture f("run");
+    const rte_ether_addr gw_in_mac = f.dp->shared().ports[f.inside.id].mac;
+    // 'o' fits, 'B' is too big for the tunnel (DF set), 't' has TTL 1.
+    const std::string pattern = "oBoottoBBoooBo";
+    std::vector<uint32_t> expect;
+    uint32_t tag = 0;
+    for (char c : pattern) {
+        rte_mbuf* m = udp_frame(f.dp->pool(), host_a, host_b, ++tag, c == 'B' ? 1452 : 64, gw_in_mac);
+        auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, 14);
+        if (c == 'B') ip->fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
+        if (c == 't') ip->time_to_live = 1;
+        ip->hdr_checksum = 0;
+        ip->hdr_checksum = rte_ipv4_cksum(ip);
+        f.inside.inject(1, m);   // worker 1 owns the outbound SA: no hand-off
+        if (c == 'o') expect.push_back(tag);
+    }
+    f.dp->worker(1).poll_once();
+    auto sent = f.outside.take(1);
+    ASSERT_EQ(sent.size(), expect.size());
+    Peer peer_side;
+    for (std::size_t i = 0; i < sent.size(); ++i) {
+        const auto* eth = rte_pktmbuf_mtod(sent[i], const rte_ether_hdr*);
+        EXPECT_TRUE(rte_is_same_ether_addr(&eth->dst_addr, &f.peer_mac)) << "packet " << i;
+        EXPECT_EQ(esp_seq(sent[i]), i + 1) << "sequence numbers are only taken by packets sealed";
+        rte_pktmbuf_adj(sent[i], sizeof(rte_ether_hdr));
+        ASSERT_EQ(esp_decap(peer_side.ctx, *peer_side.in, sent[i], 20), DropReason::none) << "packet " << i;
+        uint32_t got;
+        std::memcpy(&got, rte_pktmbuf_mtod_offset(sent[i], uint8_t*, 20 + 8), 4);
+        EXPECT_EQ(got, expect[i]) << "packet " << i;
+        rte_pktmbuf_free(sent[i]);
+    }
+    auto errors = f.inside.take(1);
+    EXPECT_EQ(errors.size(), 4u);   // one "fragmentation needed" per 'B'
+    for (rte_mbuf* m : errors) {
+        EXPECT_EQ(rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, 14)->dst_addr, rte_cpu_to_be_32(host_a));
+        rte_pktmbuf_free(m);
+    }
+    EXPECT_EQ(f.drops(DropReason::mtu_exceeded), 4u);
+    EXPECT_EQ(f.drops(DropReason::ttl_expired), 2u);
+    const DpSa* out = f.dp->shared().sas->get(f.dp->shared().sas->find(Spi(0x1001), SaDirection::outbound));
+    ASSERT_NE(out, nullptr);
+    EXPECT_EQ(out->state.packets.get(), expect.size());
+    EXPECT_EQ(out->state.seq, expect.size());
+}
+
 // Next hops are cached per worker; a MAC learned later must still be used.
 TEST(Worker, NeighborChangeReachesCachedNextHop)
 {
