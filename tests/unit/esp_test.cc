@@ -1074,5 +1074,93 @@ TEST(EspRun, ARunGivesWhatThePacketsGiveOneByOne)
     EXPECT_GE(events_seen, 4u * 7u);
 }
 
+// The same for esp_decap_run(): replays inside a run, forgeries, runts and
+// lifetime crossings anywhere in a run give what they give one by one.
+TEST(EspRun, ADecapRunGivesWhatThePacketsGiveOneByOne)
+{
+    const uint32_t inner = 128;
+    const SaLifetime lives[] = {{}, {.soft_packets = 4, .hard_packets = 23}, {.soft_bytes = 5 * inner + 1, .hard_bytes = 19 * inner}};
+    constexpr uint16_t burst = 64;
+    const uint16_t run_lengths[] = {1, 3, 2, 7, 1, burst, 5};
+    unsigned fast = 0, events_seen = 0, replays = 0;
+    Worker w1(64), w2(64), ws;
+    for (const Alg* a : {&all_algs[0], &all_algs[4]})   // gcm128, chacha
+        for (bool udp : {false, true})
+            for (const SaLifetime& life : lives) {
+                SCOPED_TRACE(std::string(a->name) + (udp ? " udp" : "") + (life.hard_packets ? " packets" : "") +
+                             (life.hard_bytes ? " bytes" : ""));
+                Opts o;
+                o.udp = udp;
+                o.esn = true;
+                o.life = life;
+                SaPtr out = make_sa(*a, Opts{.udp = udp, .esn = true}, SaDirection::outbound);
+                SaPtr run = make_sa(*a, o, SaDirection::inbound), one = make_sa(*a, o, SaDirection::inbound);
+                ASSERT_TRUE(out && run && one);
+                fast += run->decap_kind != EspKind::generic;
+                std::vector<Bytes> sealed;
+                for (unsigned n = 0; n < 50; ++n) {
+                    MbufPtr m = to_mbuf(ipv4_packet(inner - 28, uint8_t(n)));
+                    ASSERT_EQ(esp_encap(ws.ctx, *out, m.get()), DropReason::none);
+                    sealed.push_back(bytes_of(m.get()));
+                }
+                const uint32_t off = esp_offset(sealed[0], udp);
+                // In order, with the packet before again, a forgery, a runt
+                // and a packet from far back now and then.
+                std::vector<Bytes> inputs;
+                for (unsigned n = 0; n < sealed.size(); ++n) {
+                    inputs.push_back(sealed[n]);
+                    if (n % 5 == 4) inputs.push_back(sealed[n - 1]);
+                    if (n % 7 == 3) {
+                        Bytes bad = sealed[n];
+                        bad[bad.size() - 1 - n % 16] ^= 0x10;
+                        inputs.push_back(bad);
+                    }
+                    if (n % 11 == 5) inputs.push_back(Bytes(sealed[n].begin(), sealed[n].begin() + off + 9));
+                    if (n % 13 == 12) inputs.push_back(sealed[n - 12]);
+                }
+                size_t at = 0;
+                for (unsigned r = 0; at < inputs.size(); ++r) {
+                    const uint16_t len = uint16_t(std::min<size_t>(run_lengths[r % std::size(run_lengths)],
+                                                                   inputs.size() - at));
+                    std::vector<MbufPtr> m1, m2;
+                    rte_mbuf* ms[burst];
+                    uint32_t offs[burst];
+                    IpInfo infos[burst];
+                    IpInfo* inner_p[burst];
+                    for (uint16_t k = 0; k < len; ++k) {
+                        m1.push_back(to_mbuf(inputs[at + k]));
+                        m2.push_back(to_mbuf(inputs[at + k]));
+                        ms[k] = m1.back().get();
+                        offs[k] = off;
+                        inner_p[k] = &infos[k];
+                    }
+                    DropReason r1[burst];
+                    esp_decap_run(w1.ctx, *run, {ms, offs, inner_p}, len, r1);
+                    for (uint16_t k = 0; k < len; ++k) {
+                        IpInfo i2;
+                        const DropReason r2 = esp_decap(w2.ctx, *one, m2[k].get(), off, i2);
+                        ASSERT_EQ(r1[k], r2) << "packet " << at + k;
+                        ASSERT_EQ(bytes_of(m1[k].get()), bytes_of(m2[k].get())) << "packet " << at + k;
+                        if (r2 == DropReason::none) EXPECT_EQ(std::memcmp(&infos[k], &i2, sizeof i2), 0);
+                        replays += r2 == DropReason::replay;
+                    }
+                    expect_same_state(*run, *one);
+                    const auto e1 = w1.events(), e2 = w2.events();
+                    ASSERT_EQ(e1.size(), e2.size()) << "run " << r;
+                    for (size_t k = 0; k < e1.size(); ++k) {
+                        EXPECT_EQ(e1[k].type, e2[k].type);
+                        EXPECT_EQ(e1[k].packets, e2[k].packets);
+                        EXPECT_EQ(e1[k].bytes, e2[k].bytes);
+                    }
+                    events_seen += unsigned(e1.size());
+                    at += len;
+                }
+                EXPECT_EQ(w1.counters.stats.decrypted.get(), w2.counters.stats.decrypted.get());
+            }
+    EXPECT_EQ(fast, 6u);   // gcm128, with and without UDP
+    EXPECT_GE(events_seen, 4u * 3u);
+    EXPECT_GE(replays, 20u);
+}
+
 } // namespace
 } // namespace ravelin::dp
