@@ -17,6 +17,7 @@
 // stack, no allocation. A family without rules has no context and misses.
 #include "spd.hh"
 
+#include <atomic>
 #include <rte_acl.h>
 #include <rte_errno.h>
 #include <rte_memory.h>
@@ -229,6 +230,8 @@ std::unique_ptr<Spd> Spd::build(SaDirection direction, std::span<const SpdRule> 
         return nullptr;
     }
     std::unique_ptr<Spd> spd(new Spd());
+    static std::atomic<uint64_t> generations{1};
+    spd->generation_ = generations.fetch_add(1, std::memory_order_relaxed);
     std::vector<uint32_t> chosen;   // input indexes of this direction's rules
     for (uint32_t i = 0; i < rules.size(); ++i) {
         const PolicyDescriptor& p = rules[i].policy;

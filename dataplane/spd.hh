@@ -97,6 +97,10 @@ public:
     // Does any rule select on protocol or ports? Then a packet whose L4
     // header is hidden (IpInfo::l4_hidden) cannot be classified safely.
     bool needs_l4() const noexcept { return needs_l4_; }
+    // Unique to this Spd among every Spd the process builds: an answer
+    // remembered with it (a worker's last lookup) is valid exactly while
+    // the Spd it came from is the one in use.
+    uint64_t generation() const noexcept { return generation_; }
 
 private:
     Spd() = default;
@@ -104,6 +108,7 @@ private:
     rte_acl_ctx* v6_ = nullptr;
     std::vector<SpdEntry> entries_;   // userdata of ACL rule i is i + 1
     bool needs_l4_ = false;
+    uint64_t generation_ = 0;
 };
 
 } // namespace ravelin::dp

@@ -346,18 +346,27 @@ inline bool exact_selector_matches(const SaSelector& s, const rte_mbuf* m, const
 // the one before it of the same family (the common case for a flow in a
 // burst) reuses that packet's answer instead of being classified again;
 // IPv4 tuples are compared in place, without building a FlowKey.
-void Worker::spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out) noexcept
+void Worker::spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out, SpdMemo& memo) noexcept
 {
     static_assert(offsetof(FlowKey, dport) == offsetof(FlowKey, sport) + 2);
-    FlowKey keys4[max_burst], keys6[max_burst];
-    const FlowKey* k4[max_burst];
+    FlowKey keys4[max_burst + 1], keys6[max_burst];
+    const FlowKey* k4[max_burst + 1];
     const FlowKey* k6[max_burst];
     // Which answer a packet takes: its index among the family's lookups,
     // with v6_bit set for IPv6.
     constexpr uint16_t v6_bit = 0x8000;
     uint16_t which[max_burst];
+    const SpdEntry* r4[max_burst + 1];
     uint32_t n4 = 0, n6 = 0;
     Tuple4 prev4{0, ~uint64_t(0)};   // no packet has this (rest's bits 8-31 are 0)
+    // Answer 0 is the memo's when it is this Spd's: a first packet of the
+    // memo's flow takes it, the others are looked up from 1 on.
+    const uint32_t looked_up_from = memo.generation == spd.generation() ? 1 : 0;
+    if (looked_up_from) {
+        prev4 = {memo.addrs, memo.rest};
+        r4[0] = memo.entry;
+        n4 = 1;
+    }
     for (uint16_t i = 0; i < b.n; ++i) {
         const Item& it = b.items[i];
         if (likely(it.info.family == IpFamily::v4)) {
@@ -377,9 +386,9 @@ void Worker::spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out) noexcept
             which[i] = uint16_t(v6_bit | n6++);
         }
     }
-    const SpdEntry* r4[max_burst];
     const SpdEntry* r6[max_burst];
-    if (n4) spd.lookup_v4(k4, n4, r4);
+    if (n4 > looked_up_from) spd.lookup_v4(k4 + looked_up_from, n4 - looked_up_from, r4 + looked_up_from);
+    if (n4) memo = {spd.generation(), prev4.addrs, prev4.rest, r4[n4 - 1]};
     if (likely(n6 == 0)) {
         for (uint16_t i = 0; i < b.n; ++i) out[i] = r4[which[i]];
         return;
@@ -401,7 +410,7 @@ constexpr uint16_t sa_lookahead = 3;
     const Spd& spd = *shared_.spd_out.load(std::memory_order_acquire);
     // e[n, n + sa_lookahead) are null: the look-ahead needs no bound check.
     const SpdEntry* e[max_burst + sa_lookahead];
-    spd_lookup(spd, b, e);
+    spd_lookup(spd, b, e, spd_out_memo_);
     for (uint16_t k = 0; k < sa_lookahead; ++k) e[b.n + k] = nullptr;
     const SpdEntry* ahead = nullptr;
     for (uint16_t i = 0; i < sa_lookahead; ++i) prefetch_sa(b, e[i], i, ahead);
@@ -641,7 +650,7 @@ void Worker::inbound_policy(Burst& b) noexcept
 {
     const Spd& spd = *shared_.spd_in.load(std::memory_order_acquire);
     const SpdEntry* e[max_burst];
-    spd_lookup(spd, b, e);
+    spd_lookup(spd, b, e, spd_in_memo_);
     for (uint16_t i = 0; i < b.n; ++i) {
         Item& it = b.items[i];
         if (!e[i] || e[i]->action != PolicyAction::protect || e[i]->reqid != it.sa->reqid ||
@@ -657,7 +666,7 @@ void Worker::inbound_clear(Burst& b) noexcept
 {
     const Spd& spd = *shared_.spd_in.load(std::memory_order_acquire);
     const SpdEntry* e[max_burst];
-    spd_lookup(spd, b, e);
+    spd_lookup(spd, b, e, spd_in_memo_);
     for (uint16_t i = 0; i < b.n; ++i) {
         Item& it = b.items[i];
         if (it.info.l4_hidden && spd.needs_l4()) { drop(it.m, DropReason::l4_hidden); continue; }

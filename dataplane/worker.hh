@@ -168,7 +168,15 @@ private:
     void inbound_accept(Item& it, Burst& ask_spd) noexcept;
     void inbound_clear(Burst& b) noexcept;
     void inbound_policy(Burst& b) noexcept;
-    void spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out) noexcept;
+    // The last IPv4 lookup of the burst before: a flow that spans bursts
+    // is classified once, not once per burst. Valid while its Spd (by
+    // generation) is the one in use.
+    struct SpdMemo {
+        uint64_t generation = 0;
+        uint64_t addrs = 0, rest = 0;   // the Tuple4
+        const SpdEntry* entry = nullptr;
+    };
+    void spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out, SpdMemo& memo) noexcept;
     void process_handoff(rte_mbuf** pkts, uint16_t n) noexcept;
     void handoff(rte_mbuf* m, WorkerId owner, uint32_t lo, uint32_t hi) noexcept;
     void handoff_outbound(rte_mbuf* m, WorkerId owner, uint32_t slot, uint32_t reqid) noexcept;
@@ -210,6 +218,7 @@ private:
     };
     static constexpr unsigned hop_cache_size = 256;
     std::array<HopEntry, hop_cache_size> hop_cache_{};
+    SpdMemo spd_out_memo_, spd_in_memo_;
     uint32_t hop_generation_ = 0;   // neighbour generation, read once per burst
 
     // Busy-time accounting (WorkerStats::busy_cycles, poll_cycles): when

@@ -437,6 +437,38 @@ TEST(Channel, PolicyChangeDoesNotWaitForTheWorkers)
     s.hk();
 }
 
+// A worker remembers the last flow it classified across bursts; a policy
+// change must reach that very flow at once, the next packet.
+TEST(Channel, PolicyChangeReachesTheFlowAWorkerRemembers)
+{
+    Gateway s("spdm");
+    auto& shared = s.f.dp->shared();
+    auto settle = [&] {
+        for (unsigned w = 0; w < shared.workers; ++w) rte_rcu_qsbr_quiescent(shared.rcu, w);
+        s.hk();
+        for (const Reply& r : s.cp->replies()) EXPECT_EQ(r.result.status, Status::ok) << error_of(r);
+    };
+    auto spi_of_next = [&](uint32_t tag) {
+        auto sent = send_out(s, host_c, tag);
+        const uint32_t spi = sent.size() == 1 ? outer_spi(sent[0]) : 0;
+        for (rte_mbuf* m : sent) rte_pktmbuf_free(m);
+        return spi;
+    };
+    s.cp->send(sa_add(gw_sa(0x5005, SaDirection::outbound, 7), "site-b", "net-c"));
+    s.cp->send(policies_set(7, {policy(SaDirection::outbound, 0xc6120300)}));
+    settle();
+    EXPECT_EQ(spi_of_next(1), 0x5005u);
+    EXPECT_EQ(spi_of_next(2), 0x5005u);   // the same flow, from the worker's memo
+    const uint64_t unmatched = s.f.drops(DropReason::no_policy);
+    s.cp->send(policies_set(7, {}));
+    settle();
+    EXPECT_EQ(spi_of_next(3), 0u) << "the removed policy still protected the remembered flow";
+    EXPECT_EQ(s.f.drops(DropReason::no_policy), unmatched + 1);
+    s.cp->send(policies_set(7, {policy(SaDirection::outbound, 0xc6120300)}));
+    settle();
+    EXPECT_EQ(spi_of_next(4), 0x5005u);
+}
+
 TEST(Channel, BadCommandsGetErrors)
 {
     Gateway s("bad");
