@@ -47,17 +47,6 @@ void esp_encap_run(EspContext& ctx, DpSa& sa, rte_mbuf* const* ms, uint16_t n, D
 // and `inner` holds its IpInfo (what validate_ip() would give, without a
 // second parse). The inbound policy check is the caller's (it needs the SPD).
 DropReason esp_decap(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset, IpInfo& inner) noexcept;
-// The same for a run of packets of one SA, in order: packet i is
-// run.ms[i] with its ESP header at run.esp_offsets[i], its inner facts go
-// to *run.inner[i], and result[i] is what esp_decap() would have returned
-// had the packets gone one by one. The SA's body is chosen, and its
-// counters written, once per run.
-struct DecapRun {
-    rte_mbuf* const* ms;
-    const uint32_t* esp_offsets;
-    IpInfo* const* inner;
-};
-void esp_decap_run(EspContext& ctx, DpSa& sa, const DecapRun& run, uint16_t n, DropReason* result) noexcept;
 inline DropReason esp_decap(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset) noexcept
 {
     IpInfo inner;

@@ -67,7 +67,7 @@ inline bool raise_event(EspContext& ctx, const DpSa& sa, EventType type) noexcep
         // A fresh reading, not the iteration's: the SA may have been
         // published after the iteration began (the worker preempted in
         // between), and its first use must not predate its install (the
-        // control plane's install-to-first-packet latency). RunAccount
+        // control plane's install-to-first-packet latency). account()
         // dates this packet's last use after this call, and the
         // iteration's next packets, with it too: last use is never before
         // first use.
@@ -92,12 +92,24 @@ inline bool raise_event(EspContext& ctx, const DpSa& sa, EventType type) noexcep
     s.next_byte_limit = first_limit(s.soft_raised ? 0 : l.soft_bytes, l.hard_bytes);
 }
 
-// Counts a run of packets on one SA (one burst's packets of it, in order):
-// each packet is checked against the next lifetime threshold, two
-// compares, but the SA's counters are written once per run. The run keeps
-// its counts, and how far each is from the next threshold, to itself. A
-// crossing writes the counts first, so lifetime_crossed() and its event
-// see exactly the packets up to and including the one that crossed.
+// Count one packet on the SA: two adds, a store and two compares.
+[[gnu::always_inline]] inline void account(EspContext& ctx, DpSa& sa, uint32_t bytes) noexcept
+{
+    DpSaState& s = sa.state;
+    s.packets.inc();
+    s.bytes.inc(bytes);
+    if (unlikely(s.packets.get() >= s.next_packet_limit || s.bytes.get() >= s.next_byte_limit))
+        lifetime_crossed(ctx, sa);   // may move ctx.now_tsc forward (an SA's first packet)
+    // Counter has no store; adding the difference is the same single writer store.
+    s.last_used_tsc.inc(ctx.now_tsc - s.last_used_tsc.get());
+}
+
+// Counts a run of packets on one SA (one burst's packets of it, in order)
+// with the thresholds account() checks per packet, but with the SA's
+// counters written once per run: the run keeps its counts, and how far
+// each is from the next threshold, in registers. A crossing writes the
+// counts first, so lifetime_crossed() and its event see exactly the
+// packets before and including the one that crossed.
 class RunAccount {
 public:
     explicit RunAccount(DpSaState& s) noexcept : s_(s) { rebase(); }

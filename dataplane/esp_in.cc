@@ -1,6 +1,5 @@
-// Inbound ESP (RFC 4303 §3.4, ESP-in-UDP RFC 3948): a run of one SA's
-// packets at a time, each packet in turn, read top to bottom in packet
-// order.
+// Inbound ESP (RFC 4303 §3.4, ESP-in-UDP RFC 3948), one packet at a time,
+// read top to bottom in packet order.
 //
 // Flow: SA stopped? -> bounds (outer IP length, ESP header, IV, trailer,
 // ICV) -> replay check (changes nothing) -> open(): ICV, then decryption ->
@@ -8,8 +7,7 @@
 // pad length, padding bytes, next header -> strip to the inner packet
 // (tunnel, with RFC 6040 ECN) or rebuild the IP header (transport) -> count,
 // check lifetimes. Each failure returns its own DropReason; the caller
-// counts and frees. The SA's kind is dispatched, and its counters written,
-// once per run.
+// counts and frees.
 //
 // The SA and its replay window belong to the calling worker (sa.owner).
 // Inbound policy checks are the caller's, it has the SPD.
@@ -236,8 +234,7 @@ inline DropReason open_packet(EspContext& ctx, DpSa& sa, uint8_t* pkt, uint32_t 
 }
 
 template <typename Spec>
-inline DropReason decap(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset, IpInfo& inner,
-                        RunAccount& acct) noexcept
+inline DropReason decap(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset, IpInfo& inner) noexcept
 {
     if (unlikely(sa.state.hard_reached.load(std::memory_order_relaxed))) return sa_stopped(ctx, sa);
     if (unlikely(m->nb_segs != 1)) return DropReason::multi_segment;
@@ -252,39 +249,24 @@ inline DropReason decap(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_off
     if (DropReason r = open_packet<Spec>(ctx, sa, pkt, ip_len, esp_offset, pl); r != DropReason::none) return r;
     if (likely(Spec::tunnel(sa))) {
         if (DropReason r = decap_tunnel(pkt, m, pl, inner); unlikely(r != DropReason::none)) return r;
-        acct.add(ctx, sa, m->data_len);
+        account(ctx, sa, m->data_len);
+        ctx.counters->stats.decrypted.inc();
         return DropReason::none;
     }
     if (DropReason r = decap_transport(pkt, m, esp_offset, pl); unlikely(r != DropReason::none)) return r;
-    acct.add(ctx, sa, m->data_len);
+    account(ctx, sa, m->data_len);
+    ctx.counters->stats.decrypted.inc();
     // The rebuilt header's IpInfo for the caller.
     return validate_ip(m, inner);
-}
-
-template <typename Spec>
-inline void decap_run(EspContext& ctx, DpSa& sa, const DecapRun& run, uint16_t n, DropReason* result) noexcept
-{
-    RunAccount acct(sa.state);
-    for (uint16_t i = 0; i < n; ++i)
-        result[i] = decap<Spec>(ctx, sa, run.ms[i], run.esp_offsets[i], *run.inner[i], acct);
-    ctx.counters->stats.decrypted.inc(acct.finish(ctx));
 }
 
 // flatten: the whole body in one function, down to the IPsec-MB call (with
 // LTO, gcm_open too); the cold paths stay out of line (noinline).
 template <unsigned KeyBytes, bool Esn>
-[[gnu::flatten]] void decap_run_gcm_tunnel(EspContext& ctx, DpSa& sa, const DecapRun& run, uint16_t n,
-                                           DropReason* result) noexcept
+[[gnu::flatten]] DropReason decap_gcm_tunnel(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset,
+                                             IpInfo& inner) noexcept
 {
-    decap_run<GcmTunnelSpec<KeyBytes, Esn>>(ctx, sa, run, n, result);
-}
-
-// Not inlined into esp_decap_run(), which then is only a jump to the SA's
-// body (no frame of its own to set up per run).
-[[gnu::noinline]] void decap_run_generic(EspContext& ctx, DpSa& sa, const DecapRun& run, uint16_t n,
-                                         DropReason* result) noexcept
-{
-    decap_run<GenericSpec>(ctx, sa, run, n, result);
+    return decap<GcmTunnelSpec<KeyBytes, Esn>>(ctx, sa, m, esp_offset, inner);
 }
 
 } // namespace
@@ -307,32 +289,24 @@ bool ecn_decapsulate(uint8_t outer_tos, uint8_t& inner_tos) noexcept
     return true;
 }
 
-void esp_decap_run(EspContext& ctx, DpSa& sa, const DecapRun& run, uint16_t n, DropReason* result) noexcept
+// Not inlined into esp_decap(), which then is only a jump to the SA's body
+// (no frame of its own to set up per packet).
+[[gnu::noinline]] DropReason esp_decap_generic(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset,
+                                               IpInfo& inner) noexcept
 {
-    switch (sa.decap_kind) {
-    case EspKind::gcm256_esn: return decap_run_gcm_tunnel<32, true>(ctx, sa, run, n, result);
-    case EspKind::gcm256: return decap_run_gcm_tunnel<32, false>(ctx, sa, run, n, result);
-    case EspKind::gcm128_esn: return decap_run_gcm_tunnel<16, true>(ctx, sa, run, n, result);
-    case EspKind::gcm128: return decap_run_gcm_tunnel<16, false>(ctx, sa, run, n, result);
-    case EspKind::generic: break;
-    }
-    decap_run_generic(ctx, sa, run, n, result);
+    return decap<GenericSpec>(ctx, sa, m, esp_offset, inner);
 }
 
 DropReason esp_decap(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset, IpInfo& inner) noexcept
 {
-    IpInfo* inner_p = &inner;
-    DropReason r;
-    esp_decap_run(ctx, sa, {&m, &esp_offset, &inner_p}, 1, &r);
-    return r;
-}
-
-DropReason esp_decap_generic(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint32_t esp_offset, IpInfo& inner) noexcept
-{
-    IpInfo* inner_p = &inner;
-    DropReason r;
-    decap_run_generic(ctx, sa, {&m, &esp_offset, &inner_p}, 1, &r);
-    return r;
+    switch (sa.decap_kind) {
+    case EspKind::gcm256_esn: return decap_gcm_tunnel<32, true>(ctx, sa, m, esp_offset, inner);
+    case EspKind::gcm256: return decap_gcm_tunnel<32, false>(ctx, sa, m, esp_offset, inner);
+    case EspKind::gcm128_esn: return decap_gcm_tunnel<16, true>(ctx, sa, m, esp_offset, inner);
+    case EspKind::gcm128: return decap_gcm_tunnel<16, false>(ctx, sa, m, esp_offset, inner);
+    case EspKind::generic: break;
+    }
+    return esp_decap_generic(ctx, sa, m, esp_offset, inner);
 }
 
 } // namespace ravelin::dp

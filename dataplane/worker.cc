@@ -589,47 +589,25 @@ void Worker::mtu_error(Item& it, DpSa& sa) noexcept
     found[max_burst] = nullptr;
     if (n_lookups) shared_.sas->lookup_inbound(spis, n_lookups, found);
     Burst ask_spd;
-    // Runs of packets with the same SPI answer (lookup_of).
-    for (uint16_t i = 0; i < b.n;) {
-        uint16_t end = uint16_t(i + 1);
-        while (end < b.n && lookup_of[end] == lookup_of[i]) ++end;
-        DpSa* sa = found[lookup_of[i]];
-        if (unlikely(!sa)) {
-            for (; i < end; ++i) drop(b.items[i].m, lookup_of[i] == max_burst ? DropReason::runt : DropReason::no_sa);
+    for (uint16_t i = 0; i < b.n; ++i) {
+        Item& it = b.items[i];
+        it.sa = found[lookup_of[i]];
+        if (unlikely(!it.sa)) {
+            drop(it.m, lookup_of[i] == max_burst ? DropReason::runt : DropReason::no_sa);
             continue;
         }
-        if (sa->owner != id_) {
-            for (; i < end; ++i) handoff_inbound(b.items[i].m, sa->owner, sa->slot, b.items[i].esp_offset);
+        if (it.sa->owner != id_) {
+            handoff_inbound(it.m, it.sa->owner, it.sa->slot, it.esp_offset);
             continue;
         }
-        inbound_run(b, i, end, *sa, ask_spd);
-        i = end;
+        // esp_decap() fills it.info with the inner packet's facts.
+        if (DropReason r = esp_decap(esp_, *it.sa, it.m, it.esp_offset, it.info); r != DropReason::none) {
+            drop_sa(it.m, *it.sa, r);
+            continue;
+        }
+        inbound_accept(it, ask_spd);
     }
     if (ask_spd.n) inbound_policy(ask_spd);
-}
-
-// Packets [first, end) of the burst, all of `sa`, which is this worker's:
-// decrypted as one run (esp_decap_run, which fills each item's info with
-// its inner packet's facts), then checked against the SA's selectors.
-inline void Worker::inbound_run(Burst& b, uint16_t first, uint16_t end, DpSa& sa, Burst& ask_spd) noexcept
-{
-    const uint16_t n = uint16_t(end - first);
-    rte_mbuf* ms[max_burst];
-    uint32_t offsets[max_burst];
-    IpInfo* inner[max_burst];
-    for (uint16_t k = 0; k < n; ++k) {
-        Item& it = b.items[first + k];
-        it.sa = &sa;
-        ms[k] = it.m;
-        offsets[k] = it.esp_offset;
-        inner[k] = &it.info;
-    }
-    DropReason r[max_burst];
-    esp_decap_run(esp_, sa, {ms, offsets, inner}, n, r);
-    for (uint16_t k = 0; k < n; ++k) {
-        if (likely(r[k] == DropReason::none)) inbound_accept(b.items[first + k], ask_spd);
-        else drop_sa(ms[k], sa, r[k]);
-    }
 }
 
 // RFC 4301 §5.2 step 4: a decrypted packet must match the selectors of the

@@ -164,7 +164,6 @@ private:
     void sealed(Item& it, DpSa& sa, DropReason r, IpFamily family) noexcept;
     void trap(Item& it, uint32_t reqid) noexcept;
     void inbound_esp(Burst& b) noexcept;
-    void inbound_run(Burst& b, uint16_t first, uint16_t end, DpSa& sa, Burst& ask_spd) noexcept;
     void inbound_accept(Item& it, Burst& ask_spd) noexcept;
     void inbound_clear(Burst& b) noexcept;
     void inbound_policy(Burst& b) noexcept;
