@@ -192,6 +192,17 @@ inline const Worker::HopEntry* Worker::forward_hop(rte_mbuf* m, IpFamily family)
     return &e;
 }
 
+// forward() for the packets of one loop: the next packet to the IPv4
+// destination the last one went to takes its hop without the cache lookup.
+// `hop` is valid while nothing else is forwarded between the loop's calls.
+inline void Worker::forward_remembered(rte_mbuf* m, IpFamily family, HopMemo& hop) noexcept
+{
+    if (family != IpFamily::v4) return forward(m, family);
+    const uint32_t dst = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*)->dst_addr;
+    if (hop.entry && dst == hop.dst) return send_via(m, *hop.entry);
+    hop = {dst, forward_hop(m, family)};
+}
+
 // Add the hop's Ethernet header and queue for TX.
 inline void Worker::send_via(rte_mbuf* m, const HopEntry& e) noexcept
 {
@@ -589,6 +600,7 @@ void Worker::mtu_error(Item& it, DpSa& sa) noexcept
     found[max_burst] = nullptr;
     if (n_lookups) shared_.sas->lookup_inbound(spis, n_lookups, found);
     Burst ask_spd;
+    HopMemo hop;
     for (uint16_t i = 0; i < b.n; ++i) {
         Item& it = b.items[i];
         it.sa = found[lookup_of[i]];
@@ -605,7 +617,7 @@ void Worker::mtu_error(Item& it, DpSa& sa) noexcept
             drop_sa(it.m, *it.sa, r);
             continue;
         }
-        inbound_accept(it, ask_spd);
+        inbound_accept(it, ask_spd, hop);
     }
     if (ask_spd.n) inbound_policy(ask_spd);
 }
@@ -615,11 +627,12 @@ void Worker::mtu_error(Item& it, DpSa& sa) noexcept
 // packets of SAs with several are collected in `ask_spd` for
 // inbound_policy(). Order is kept per SA: all of an SA's packets take the
 // same way.
-inline void Worker::inbound_accept(Item& it, Burst& ask_spd) noexcept
+inline void Worker::inbound_accept(Item& it, Burst& ask_spd, HopMemo& hop) noexcept
 {
     if (!it.sa->selector.exact) return ask_spd.add(it);
     if (!exact_selector_matches(it.sa->selector, it.m, it.info)) return drop_sa(it.m, *it.sa, DropReason::policy_mismatch);
-    forward_routed(it.m, it.info.family);
+    if (!decrement_ttl(it.m, it.info.family)) return drop(it.m, DropReason::ttl_expired);
+    forward_remembered(it.m, it.info.family, hop);
 }
 
 // Decrypted packets of SAs with several selector sets go through the
@@ -707,7 +720,8 @@ void Worker::process_handoff(rte_mbuf** pkts, uint16_t n) noexcept
             drop_sa(m, *it.sa, r);
             continue;
         }
-        inbound_accept(it, ask_spd);
+        HopMemo hop;   // outbound_protect() forwards too: no memo across packets here
+        inbound_accept(it, ask_spd, hop);
     }
     if (ask_spd.n) inbound_policy(ask_spd);
 }

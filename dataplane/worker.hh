@@ -164,7 +164,13 @@ private:
     void sealed(Item& it, DpSa& sa, DropReason r, IpFamily family) noexcept;
     void trap(Item& it, uint32_t reqid) noexcept;
     void inbound_esp(Burst& b) noexcept;
-    void inbound_accept(Item& it, Burst& ask_spd) noexcept;
+    struct HopEntry;
+    // The hop the last packet of a loop took (forward_remembered()).
+    struct HopMemo {
+        uint32_t dst = 0;
+        const HopEntry* entry = nullptr;
+    };
+    void inbound_accept(Item& it, Burst& ask_spd, HopMemo& hop) noexcept;
     void inbound_clear(Burst& b) noexcept;
     void inbound_policy(Burst& b) noexcept;
     // The last IPv4 lookup of the burst before: a flow that spans bursts
@@ -182,8 +188,8 @@ private:
     void handoff_inbound(rte_mbuf* m, WorkerId owner, uint32_t slot, uint32_t esp_offset) noexcept;
     void mtu_error(Item& it, DpSa& sa) noexcept;
     [[gnu::always_inline]] void forward(rte_mbuf* m, IpFamily family) noexcept;
-    struct HopEntry;
     [[gnu::always_inline]] const HopEntry* forward_hop(rte_mbuf* m, IpFamily family) noexcept;
+    [[gnu::always_inline]] void forward_remembered(rte_mbuf* m, IpFamily family, HopMemo& hop) noexcept;
     [[gnu::always_inline]] void send_via(rte_mbuf* m, const HopEntry& e) noexcept;
     [[gnu::always_inline]] void forward_routed(rte_mbuf* m, IpFamily family) noexcept;
     [[gnu::noinline]] bool resolve_hop(rte_mbuf* m, IpFamily family, HopEntry& e) noexcept;

@@ -45,9 +45,9 @@ struct Peer {
         crypto_manager_free(mgr);
     }
     // An ESP frame from the peer to the gateway carrying host_b -> host_a.
-    rte_mbuf* seal(rte_mempool* pool, uint32_t tag, const rte_ether_addr& gw_mac)
+    rte_mbuf* seal(rte_mempool* pool, uint32_t tag, const rte_ether_addr& gw_mac, uint32_t inner_dst = host_a)
     {
-        rte_mbuf* m = udp_frame(pool, inner_src, host_a, tag);
+        rte_mbuf* m = udp_frame(pool, inner_src, inner_dst, tag);
         rte_pktmbuf_adj(m, sizeof(rte_ether_hdr));
         EXPECT_EQ(esp_encap(ctx, *out, m), DropReason::none);
         auto* eth = reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_prepend(m, sizeof(rte_ether_hdr)));
@@ -478,6 +478,36 @@ TEST(Worker, ARunWithRefusedPacketsKeepsOrderSequenceAndHop)
     ASSERT_NE(out, nullptr);
     EXPECT_EQ(out->state.packets.get(), expect.size());
     EXPECT_EQ(out->state.seq, expect.size());
+}
+
+// Inbound, a packet to the destination the packet before went to takes
+// that packet's hop without the cache lookup; every other packet looks up
+// its own, an unresolved one included.
+TEST(Worker, InboundPacketsToOtherDestinationsTakeTheirOwnHop)
+{
+    DataplaneFixture f("hops");
+    const rte_ether_addr gw_out_mac = f.dp->shared().ports[f.outside.id].mac;
+    constexpr uint32_t host_d = 0xc6120103;   // 198.18.1.3, another host behind the gateway
+    constexpr uint32_t host_u = 0xc6120109;   // 198.18.1.9, no neighbour entry
+    const rte_ether_addr d_mac{{0x02, 0, 0, 0, 0, 0x0d}};
+    f.dp->shared().neighbors->add(IpAddress::v4(host_d), f.inside.id, d_mac);
+    Peer peer_side;
+    const uint32_t dsts[] = {host_a, host_a, host_d, host_a, host_d, host_d, host_u, host_d, host_u, host_a};
+    uint32_t tag = 0;
+    for (uint32_t dst : dsts) f.outside.inject(0, peer_side.seal(f.dp->pool(), ++tag, gw_out_mac, dst));
+    f.dp->worker(0).poll_once();
+    f.poll_all(2);   // the SA's owner, if a hand-off was needed
+    auto clear = f.inside.take(0), more = f.inside.take(1);
+    clear.insert(clear.end(), more.begin(), more.end());
+    ASSERT_EQ(clear.size(), std::size(dsts) - 2) << "all but the two to the unresolved host";
+    EXPECT_EQ(f.drops(DropReason::neighbor_unresolved), 2u);
+    for (rte_mbuf* m : clear) {
+        const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
+        const auto* ip = rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, 14);
+        const rte_ether_addr& want = ip->dst_addr == rte_cpu_to_be_32(host_d) ? d_mac : f.host_mac;
+        EXPECT_TRUE(rte_is_same_ether_addr(&eth->dst_addr, &want)) << "to " << std::hex << rte_be_to_cpu_32(ip->dst_addr);
+        rte_pktmbuf_free(m);
+    }
 }
 
 // Next hops are cached per worker; a MAC learned later must still be used.
