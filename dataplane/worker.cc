@@ -598,7 +598,12 @@ void Worker::mtu_error(Item& it, DpSa& sa) noexcept
     }
     DpSa* found[max_burst + 1];
     found[max_burst] = nullptr;
-    if (n_lookups) shared_.sas->lookup_inbound(spis, n_lookups, found);
+    if (n_lookups) {
+        // The first SPI is often the last one of the burst before.
+        const uint32_t from = (found[0] = remembered_sa(*spis[0])) ? 1 : 0;
+        if (n_lookups > from) shared_.sas->lookup_inbound(spis + from, n_lookups - from, found + from);
+        if (DpSa* last = found[n_lookups - 1]) in_sa_memo_ = {last->slot, last};
+    }
     Burst ask_spd;
     HopMemo hop;
     for (uint16_t i = 0; i < b.n; ++i) {
@@ -620,6 +625,18 @@ void Worker::mtu_error(Item& it, DpSa& sa) noexcept
         inbound_accept(it, ask_spd, hop);
     }
     if (ask_spd.n) inbound_policy(ask_spd);
+}
+
+// The inbound SA the last burst's last SPI found, if `spi_be` is still
+// its SPI: the same answer lookup_inbound() would give. An SA in its slot
+// now is published (RCU: not freed while this burst runs), so reading it
+// is safe even if another SA took the address; inbound SPIs are unique in
+// the table.
+inline DpSa* Worker::remembered_sa(uint32_t spi_be) const noexcept
+{
+    DpSa* sa = in_sa_memo_.sa;
+    if (!sa || shared_.sas->get(in_sa_memo_.slot) != sa) return nullptr;
+    return sa->spi_be == spi_be && sa->direction == SaDirection::inbound ? sa : nullptr;
 }
 
 // RFC 4301 §5.2 step 4: a decrypted packet must match the selectors of the

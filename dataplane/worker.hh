@@ -164,6 +164,7 @@ private:
     void sealed(Item& it, DpSa& sa, DropReason r, IpFamily family) noexcept;
     void trap(Item& it, uint32_t reqid) noexcept;
     void inbound_esp(Burst& b) noexcept;
+    DpSa* remembered_sa(uint32_t spi_be) const noexcept;
     struct HopEntry;
     // The hop the last packet of a loop took (forward_remembered()).
     struct HopMemo {
@@ -224,6 +225,11 @@ private:
     static constexpr unsigned hop_cache_size = 256;
     std::array<HopEntry, hop_cache_size> hop_cache_{};
     SpdMemo spd_out_memo_, spd_in_memo_;
+    // The inbound SA of the last SPI looked up (remembered_sa()).
+    struct {
+        uint32_t slot = UINT32_MAX;
+        DpSa* sa = nullptr;
+    } in_sa_memo_;
     uint32_t hop_generation_ = 0;   // neighbour generation, read once per burst
 
     // Busy-time accounting (WorkerStats::busy_cycles, poll_cycles): when

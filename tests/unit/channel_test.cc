@@ -469,6 +469,58 @@ TEST(Channel, PolicyChangeReachesTheFlowAWorkerRemembers)
     EXPECT_EQ(spi_of_next(4), 0x5005u);
 }
 
+// A worker remembers the inbound SA of the last SPI it looked up; once
+// that SA is deleted, the next packet with its SPI finds none.
+TEST(Channel, SaDeleteReachesTheSpiAWorkerRemembers)
+{
+    Gateway s("sam");
+    auto& shared = s.f.dp->shared();
+    auto settle = [&] {
+        for (unsigned w = 0; w < shared.workers; ++w) rte_rcu_qsbr_quiescent(shared.rcu, w);
+        s.hk();
+        for (const Reply& r : s.cp->replies()) EXPECT_EQ(r.result.status, Status::ok) << error_of(r);
+    };
+    s.cp->send(sa_add(gw_sa(0x6006, SaDirection::inbound, 7), "site-b", "net-c"));
+    s.cp->send(policies_set(7, {policy(SaDirection::inbound, 0xc6120300)}));
+    settle();
+    IMB_MGR* mgr = crypto_manager_create();
+    WorkerCounters pc;
+    EspContext ctx{mgr, nullptr, &pc, 0};
+    DpSa* peer_out = test::fixture_peer_sa(mgr, 0x6006, SaDirection::outbound);
+    // Into the queue of the SA's owner: the worker that finds the SA is the
+    // one that decrypts (no hand-off, which looks the SA up again).
+    const DpSa* sa = shared.sas->get(shared.sas->find(Spi(0x6006), SaDirection::inbound));
+    ASSERT_NE(sa, nullptr);
+    const uint16_t queue = sa->owner.value;
+    auto clear_after = [&](uint32_t tag) {
+        rte_mbuf* m = udp_frame(s.f.dp->pool(), host_c, host_a, tag);
+        rte_pktmbuf_adj(m, 14);
+        EXPECT_EQ(esp_encap(ctx, *peer_out, m), DropReason::none);
+        auto* eth = reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_prepend(m, 14));
+        eth->dst_addr = s.mac(s.f.outside.id);
+        eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+        s.f.outside.inject(queue, m);
+        s.f.poll_all(2);
+        auto a = s.f.inside.take(0), b = s.f.inside.take(1);
+        for (rte_mbuf* c : a) rte_pktmbuf_free(c);
+        for (rte_mbuf* c : b) rte_pktmbuf_free(c);
+        return a.size() + b.size();
+    };
+    EXPECT_EQ(clear_after(1), 1u);
+    EXPECT_EQ(clear_after(2), 1u);   // the SA from the worker's memo
+    const uint64_t no_sa = s.f.drops(DropReason::no_sa);
+    // Deleted, but not yet freed (no grace period has passed): the SA is
+    // still intact in memory, and must not be used.
+    s.cp->send(sa_delete(0x6006, SaDirection::inbound));
+    s.f.dp->housekeeping();   // the workers stay online, not quiescent: nothing is freed
+    for (const Reply& r : s.cp->replies()) EXPECT_EQ(r.result.status, Status::ok) << error_of(r);
+    EXPECT_EQ(clear_after(3), 0u) << "the deleted SA still decrypted its SPI";
+    EXPECT_EQ(s.f.drops(DropReason::no_sa), no_sa + 1);
+    settle();
+    sa_free(peer_out);
+    crypto_manager_free(mgr);
+}
+
 TEST(Channel, BadCommandsGetErrors)
 {
     Gateway s("bad");
