@@ -132,6 +132,9 @@ struct Gateway {
         for (unsigned w = 0; w < s.workers; ++w) rte_rcu_qsbr_thread_online(s.rcu, w);
     }
     rte_ether_addr mac(uint16_t port) { return f.dp->shared().ports[port].mac; }
+    // Apply what was sent, every worker past a grace period (old SAs and
+    // SPDs freed); every command must have succeeded.
+    void settle();
 };
 
 // The gateway's side of reqid `reqid`'s Child SA (the fixture's key, so
@@ -193,6 +196,14 @@ bool all_zero(const uint8_t* p, std::size_t n)
 }
 
 std::string error_of(const Reply& r) { return std::string(r.result.error.data()); }
+
+void Gateway::settle()
+{
+    auto& shared = f.dp->shared();
+    for (unsigned w = 0; w < shared.workers; ++w) rte_rcu_qsbr_quiescent(shared.rcu, w);
+    hk();
+    for (const Reply& r : cp->replies()) EXPECT_EQ(r.result.status, Status::ok) << error_of(r);
+}
 
 // Send a clear packet host_a -> dst into the gateway; return what left the
 // outside port (ESP) on either queue.
@@ -442,12 +453,6 @@ TEST(Channel, PolicyChangeDoesNotWaitForTheWorkers)
 TEST(Channel, PolicyChangeReachesTheFlowAWorkerRemembers)
 {
     Gateway s("spdm");
-    auto& shared = s.f.dp->shared();
-    auto settle = [&] {
-        for (unsigned w = 0; w < shared.workers; ++w) rte_rcu_qsbr_quiescent(shared.rcu, w);
-        s.hk();
-        for (const Reply& r : s.cp->replies()) EXPECT_EQ(r.result.status, Status::ok) << error_of(r);
-    };
     auto spi_of_next = [&](uint32_t tag) {
         auto sent = send_out(s, host_c, tag);
         const uint32_t spi = sent.size() == 1 ? outer_spi(sent[0]) : 0;
@@ -456,16 +461,16 @@ TEST(Channel, PolicyChangeReachesTheFlowAWorkerRemembers)
     };
     s.cp->send(sa_add(gw_sa(0x5005, SaDirection::outbound, 7), "site-b", "net-c"));
     s.cp->send(policies_set(7, {policy(SaDirection::outbound, 0xc6120300)}));
-    settle();
+    s.settle();
     EXPECT_EQ(spi_of_next(1), 0x5005u);
     EXPECT_EQ(spi_of_next(2), 0x5005u);   // the same flow, from the worker's memo
     const uint64_t unmatched = s.f.drops(DropReason::no_policy);
     s.cp->send(policies_set(7, {}));
-    settle();
+    s.settle();
     EXPECT_EQ(spi_of_next(3), 0u) << "the removed policy still protected the remembered flow";
     EXPECT_EQ(s.f.drops(DropReason::no_policy), unmatched + 1);
     s.cp->send(policies_set(7, {policy(SaDirection::outbound, 0xc6120300)}));
-    settle();
+    s.settle();
     EXPECT_EQ(spi_of_next(4), 0x5005u);
 }
 
@@ -475,14 +480,9 @@ TEST(Channel, SaDeleteReachesTheSpiAWorkerRemembers)
 {
     Gateway s("sam");
     auto& shared = s.f.dp->shared();
-    auto settle = [&] {
-        for (unsigned w = 0; w < shared.workers; ++w) rte_rcu_qsbr_quiescent(shared.rcu, w);
-        s.hk();
-        for (const Reply& r : s.cp->replies()) EXPECT_EQ(r.result.status, Status::ok) << error_of(r);
-    };
     s.cp->send(sa_add(gw_sa(0x6006, SaDirection::inbound, 7), "site-b", "net-c"));
     s.cp->send(policies_set(7, {policy(SaDirection::inbound, 0xc6120300)}));
-    settle();
+    s.settle();
     IMB_MGR* mgr = crypto_manager_create();
     WorkerCounters pc;
     EspContext ctx{mgr, nullptr, &pc, 0};
@@ -516,7 +516,7 @@ TEST(Channel, SaDeleteReachesTheSpiAWorkerRemembers)
     for (const Reply& r : s.cp->replies()) EXPECT_EQ(r.result.status, Status::ok) << error_of(r);
     EXPECT_EQ(clear_after(3), 0u) << "the deleted SA still decrypted its SPI";
     EXPECT_EQ(s.f.drops(DropReason::no_sa), no_sa + 1);
-    settle();
+    s.settle();
     sa_free(peer_out);
     crypto_manager_free(mgr);
 }
