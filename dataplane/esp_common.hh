@@ -122,6 +122,14 @@ public:
         bytes_ += bytes;
         if (unlikely(packets_ >= packet_room_ || bytes_ >= byte_room_)) cross(ctx, sa);
     }
+    // Writes the counts so far, for an event raised outside a threshold
+    // crossing (sequence exhaustion) to carry them, as one by one it would.
+    void flush() noexcept
+    {
+        if (packets_ == 0) return;
+        write();
+        rebase();
+    }
     // Writes what is left; returns how many packets the run counted.
     uint32_t finish(const EspContext& ctx) noexcept
     {

@@ -311,13 +311,16 @@ DropReason encap_transport(EspContext& ctx, DpSa& sa, rte_mbuf* m, RunAccount& a
 
 // The checks before any body: SA stopped, one segment, sequence number left.
 template <typename Spec>
-inline DropReason encap_checks(EspContext& ctx, DpSa& sa, const rte_mbuf* m) noexcept
+inline DropReason encap_checks(EspContext& ctx, DpSa& sa, const rte_mbuf* m, RunAccount& acct) noexcept
 {
     if (unlikely(sa.state.hard_reached.load(std::memory_order_relaxed))) return sa_stopped(ctx, sa);
     if (unlikely(m->nb_segs != 1)) return DropReason::multi_segment;
     // Without ESN the last usable number is 2^32 - 1, with ESN 2^64 - 1.
     const SeqNum last = Spec::esn(sa) ? UINT64_MAX : UINT32_MAX;
-    if (unlikely(sa.state.seq >= last)) return seq_exhausted(ctx, sa);
+    if (unlikely(sa.state.seq >= last)) {
+        acct.flush();   // the event carries the run's packets so far
+        return seq_exhausted(ctx, sa);
+    }
     return DropReason::none;
 }
 
@@ -332,7 +335,7 @@ template <unsigned KeyBytes, bool Esn>
     using Spec = GcmTunnel4Spec<KeyBytes, Esn>;
     RunAccount acct(sa.state);
     for (uint16_t i = 0; i < n; ++i) {
-        DropReason r = encap_checks<Spec>(ctx, sa, ms[i]);
+        DropReason r = encap_checks<Spec>(ctx, sa, ms[i], acct);
         if (likely(r == DropReason::none)) r = encap_tunnel<Spec>(ctx, sa, ms[i], acct);
         result[i] = r;
     }
@@ -346,7 +349,7 @@ template <unsigned KeyBytes, bool Esn>
 {
     RunAccount acct(sa.state);
     for (uint16_t i = 0; i < n; ++i) {
-        DropReason r = encap_checks<GenericSpec>(ctx, sa, ms[i]);
+        DropReason r = encap_checks<GenericSpec>(ctx, sa, ms[i], acct);
         if (likely(r == DropReason::none))
             r = sa.mode == SaMode::tunnel ? encap_tunnel<GenericSpec>(ctx, sa, ms[i], acct)
                                           : encap_transport(ctx, sa, ms[i], acct);

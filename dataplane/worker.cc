@@ -194,13 +194,19 @@ inline const Worker::HopEntry* Worker::forward_hop(rte_mbuf* m, IpFamily family)
 
 // forward() for the packets of one loop: the next packet to the IPv4
 // destination the last one went to takes its hop without the cache lookup.
-// `hop` is valid while nothing else is forwarded between the loop's calls.
+// Every packet the loop forwards must come through here: an IPv6 one
+// forgets the hop, since its own lookup may take the remembered entry's
+// place in the cache. (The destination compare reads the entry itself, so
+// an entry taken over by another IPv4 destination is not used either.)
 inline void Worker::forward_remembered(rte_mbuf* m, IpFamily family, HopMemo& hop) noexcept
 {
-    if (family != IpFamily::v4) return forward(m, family);
+    if (family != IpFamily::v4) {
+        hop.entry = nullptr;
+        return forward(m, family);
+    }
     const uint32_t dst = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*)->dst_addr;
-    if (hop.entry && dst == hop.dst) return send_via(m, *hop.entry);
-    hop = {dst, forward_hop(m, family)};
+    if (hop.entry && hop.entry->key[0] == dst) return send_via(m, *hop.entry);
+    hop.entry = forward_hop(m, family);
 }
 
 // Add the hop's Ethernet header and queue for TX.

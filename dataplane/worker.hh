@@ -168,7 +168,6 @@ private:
     struct HopEntry;
     // The hop the last packet of a loop took (forward_remembered()).
     struct HopMemo {
-        uint32_t dst = 0;
         const HopEntry* entry = nullptr;
     };
     void inbound_accept(Item& it, Burst& ask_spd, HopMemo& hop) noexcept;
