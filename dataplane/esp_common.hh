@@ -17,7 +17,6 @@
 #include <rte_ring_elem.h>
 
 #include "esp.hh"
-#include "packet.hh"
 
 namespace ravelin::dp::esp_detail {
 
@@ -105,11 +104,11 @@ inline bool raise_event(EspContext& ctx, const DpSa& sa, EventType type) noexcep
 }
 
 // Counts a run of packets on one SA (one burst's packets of it, in order)
-// with the thresholds account() checks per packet, but with the SA's
-// counters written once per run: the run keeps its counts, and how far
-// each is from the next threshold, in registers. A crossing writes the
+// against the thresholds account() checks per packet, but writes the SA's
+// counters once per run: the run keeps its own counts, and how far each is
+// from the next threshold, and compares those. A crossing writes the
 // counts first, so lifetime_crossed() and its event see exactly the
-// packets before and including the one that crossed.
+// packets up to and including the one that crossed.
 class RunAccount {
 public:
     explicit RunAccount(DpSaState& s) noexcept : s_(s) { rebase(); }

@@ -324,8 +324,21 @@ inline DropReason encap_checks(EspContext& ctx, DpSa& sa, const rte_mbuf* m, Run
     return DropReason::none;
 }
 
-// A run of packets for the SA, in order, through one body. The SA's kind
-// is dispatched once per run, and the run is counted once (RunAccount).
+// A run of packets for the SA, in order, through one body (`body(m, acct)`,
+// after encap_checks). The run is counted once (RunAccount).
+template <typename Spec, typename Body>
+inline void encap_run(EspContext& ctx, DpSa& sa, rte_mbuf* const* ms, uint16_t n, DropReason* result,
+                      Body body) noexcept
+{
+    RunAccount acct(sa.state);
+    for (uint16_t i = 0; i < n; ++i) {
+        DropReason r = encap_checks<Spec>(ctx, sa, ms[i], acct);
+        if (likely(r == DropReason::none)) r = body(ms[i], acct);
+        result[i] = r;
+    }
+    ctx.counters->stats.encrypted.inc(acct.finish(ctx));
+}
+
 // flatten: the whole body in one function, down to the IPsec-MB call (with
 // LTO, gcm_seal too); the cold paths stay out of line (noinline).
 template <unsigned KeyBytes, bool Esn>
@@ -333,13 +346,8 @@ template <unsigned KeyBytes, bool Esn>
                                             DropReason* result) noexcept
 {
     using Spec = GcmTunnel4Spec<KeyBytes, Esn>;
-    RunAccount acct(sa.state);
-    for (uint16_t i = 0; i < n; ++i) {
-        DropReason r = encap_checks<Spec>(ctx, sa, ms[i], acct);
-        if (likely(r == DropReason::none)) r = encap_tunnel<Spec>(ctx, sa, ms[i], acct);
-        result[i] = r;
-    }
-    ctx.counters->stats.encrypted.inc(acct.finish(ctx));
+    encap_run<Spec>(ctx, sa, ms, n, result,
+                    [&](rte_mbuf* m, RunAccount& acct) { return encap_tunnel<Spec>(ctx, sa, m, acct); });
 }
 
 // Not inlined into esp_encap_run(), which then is only a jump to the SA's
@@ -347,15 +355,10 @@ template <unsigned KeyBytes, bool Esn>
 [[gnu::noinline]] void encap_run_generic(EspContext& ctx, DpSa& sa, rte_mbuf* const* ms, uint16_t n,
                                          DropReason* result) noexcept
 {
-    RunAccount acct(sa.state);
-    for (uint16_t i = 0; i < n; ++i) {
-        DropReason r = encap_checks<GenericSpec>(ctx, sa, ms[i], acct);
-        if (likely(r == DropReason::none))
-            r = sa.mode == SaMode::tunnel ? encap_tunnel<GenericSpec>(ctx, sa, ms[i], acct)
-                                          : encap_transport(ctx, sa, ms[i], acct);
-        result[i] = r;
-    }
-    ctx.counters->stats.encrypted.inc(acct.finish(ctx));
+    encap_run<GenericSpec>(ctx, sa, ms, n, result, [&](rte_mbuf* m, RunAccount& acct) {
+        return sa.mode == SaMode::tunnel ? encap_tunnel<GenericSpec>(ctx, sa, m, acct)
+                                         : encap_transport(ctx, sa, m, acct);
+    });
 }
 
 } // namespace
