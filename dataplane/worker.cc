@@ -585,14 +585,37 @@ void Worker::mtu_error(Item& it, DpSa& sa) noexcept
 
 [[gnu::flatten]] void Worker::inbound_esp(Burst& b) noexcept
 {
-    // SPIs copied out of the packets (ESP after a 14-byte Ethernet header
-    // is only 2-byte aligned, and the hash reads whole words). Only SPIs
-    // that differ from the one looked up last are looked up. A packet too
-    // short for an ESP header takes found[max_burst], always null.
+    Burst ask_spd;
+    HopMemo hop;
+    uint16_t i = 0;
+    // The common burst: its packets carry the SPI the burst before ended
+    // with. They take that SA as long as they do, with no lookup at all.
+    if (DpSa* sa = remembered_sa()) {
+        for (; i < b.n; ++i) {
+            Item& it = b.items[i];
+            if (!has_bytes(it.m, it.esp_offset, 8)) break;
+            uint32_t spi;
+            std::memcpy(&spi, rte_pktmbuf_mtod_offset(it.m, const uint8_t*, it.esp_offset), 4);
+            if (spi != sa->spi_be) break;
+            it.sa = sa;
+            inbound_sa(it, ask_spd, hop);
+        }
+    }
+    if (i < b.n) inbound_looked_up(b, i, ask_spd, hop);
+    if (ask_spd.n) inbound_policy(ask_spd);
+}
+
+// Packets [first, n) of the burst, each with the SA its SPI finds in the
+// table. SPIs are copied out of the packets (ESP after a 14-byte Ethernet
+// header is only 2-byte aligned, and the hash reads whole words), and only
+// SPIs that differ from the one before are looked up. A packet too short
+// for an ESP header takes found[max_burst], always null.
+inline void Worker::inbound_looked_up(Burst& b, uint16_t first, Burst& ask_spd, HopMemo& hop) noexcept
+{
     uint32_t spi_values[max_burst];
     const uint32_t* spis[max_burst];
     uint16_t lookup_of[max_burst], n_lookups = 0;
-    for (uint16_t i = 0; i < b.n; ++i) {
+    for (uint16_t i = first; i < b.n; ++i) {
         const Item& it = b.items[i];
         if (unlikely(!has_bytes(it.m, it.esp_offset, 8))) {
             lookup_of[i] = max_burst;
@@ -605,44 +628,41 @@ void Worker::mtu_error(Item& it, DpSa& sa) noexcept
     DpSa* found[max_burst + 1];
     found[max_burst] = nullptr;
     if (n_lookups) {
-        // The first SPI is often the last one of the burst before.
-        const uint32_t from = (found[0] = remembered_sa(*spis[0])) ? 1 : 0;
-        if (n_lookups > from) shared_.sas->lookup_inbound(spis + from, n_lookups - from, found + from);
+        shared_.sas->lookup_inbound(spis, n_lookups, found);
         if (DpSa* last = found[n_lookups - 1]) in_sa_memo_ = {last->slot, last};
     }
-    Burst ask_spd;
-    HopMemo hop;
-    for (uint16_t i = 0; i < b.n; ++i) {
+    for (uint16_t i = first; i < b.n; ++i) {
         Item& it = b.items[i];
         it.sa = found[lookup_of[i]];
         if (unlikely(!it.sa)) {
             drop(it.m, lookup_of[i] == max_burst ? DropReason::runt : DropReason::no_sa);
             continue;
         }
-        if (it.sa->owner != id_) {
-            handoff_inbound(it.m, it.sa->owner, it.sa->slot, it.esp_offset);
-            continue;
-        }
-        // esp_decap() fills it.info with the inner packet's facts.
-        if (DropReason r = esp_decap(esp_, *it.sa, it.m, it.esp_offset, it.info); r != DropReason::none) {
-            drop_sa(it.m, *it.sa, r);
-            continue;
-        }
-        inbound_accept(it, ask_spd, hop);
+        inbound_sa(it, ask_spd, hop);
     }
-    if (ask_spd.n) inbound_policy(ask_spd);
 }
 
-// The inbound SA the last burst's last SPI found, if `spi_be` is still
-// its SPI: the same answer lookup_inbound() would give. An SA in its slot
-// now is published (RCU: not freed while this burst runs), so reading it
-// is safe even if another SA took the address; inbound SPIs are unique in
-// the table.
-inline DpSa* Worker::remembered_sa(uint32_t spi_be) const noexcept
+// One packet and the SA its SPI found: decrypted here if the SA is this
+// worker's, handed to its owner if not.
+[[gnu::always_inline]] inline void Worker::inbound_sa(Item& it, Burst& ask_spd, HopMemo& hop) noexcept
+{
+    if (it.sa->owner != id_) return handoff_inbound(it.m, it.sa->owner, it.sa->slot, it.esp_offset);
+    // esp_decap() fills it.info with the inner packet's facts.
+    if (DropReason r = esp_decap(esp_, *it.sa, it.m, it.esp_offset, it.info); r != DropReason::none)
+        return drop_sa(it.m, *it.sa, r);
+    inbound_accept(it, ask_spd, hop);
+}
+
+// The inbound SA the last burst's last looked-up SPI found, if it is still
+// published in its slot: for packets with its SPI, the same answer
+// lookup_inbound() would give. An SA in its slot now is published (RCU:
+// not freed while this burst runs), so reading it is safe even if another
+// SA took the address; inbound SPIs are unique in the table.
+inline DpSa* Worker::remembered_sa() const noexcept
 {
     DpSa* sa = in_sa_memo_.sa;
     if (!sa || shared_.sas->get(in_sa_memo_.slot) != sa) return nullptr;
-    return sa->spi_be == spi_be && sa->direction == SaDirection::inbound ? sa : nullptr;
+    return sa->direction == SaDirection::inbound ? sa : nullptr;
 }
 
 // RFC 4301 §5.2 step 4: a decrypted packet must match the selectors of the

@@ -164,12 +164,14 @@ private:
     void sealed(Item& it, DpSa& sa, DropReason r, IpFamily family) noexcept;
     void trap(Item& it, uint32_t reqid) noexcept;
     void inbound_esp(Burst& b) noexcept;
-    DpSa* remembered_sa(uint32_t spi_be) const noexcept;
+    DpSa* remembered_sa() const noexcept;
     struct HopEntry;
     // The hop the last packet of a loop took (forward_remembered()).
     struct HopMemo {
         const HopEntry* entry = nullptr;
     };
+    void inbound_looked_up(Burst& b, uint16_t first, Burst& ask_spd, HopMemo& hop) noexcept;
+    [[gnu::always_inline]] void inbound_sa(Item& it, Burst& ask_spd, HopMemo& hop) noexcept;
     void inbound_accept(Item& it, Burst& ask_spd, HopMemo& hop) noexcept;
     void inbound_clear(Burst& b) noexcept;
     void inbound_policy(Burst& b) noexcept;

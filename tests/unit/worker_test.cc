@@ -273,6 +273,93 @@ action = "discard"
     EXPECT_TRUE(f.outside.take(0).empty());
 }
 
+// Worker::inbound_esp gives a burst's leading packets the SA the burst
+// before ended with, without a lookup, and looks the rest up. Bursts that
+// mix two tunnels, unknown SPIs and packets too short for an ESP header,
+// each starting with what the last one ended with or with something else:
+// every good packet arrives decrypted, in order, and the others are counted
+// for their reason.
+TEST(Worker, InboundBurstsFindEachPacketsSa)
+{
+    const std::string extra = R"([[sa]]
+spi = 0x2003
+direction = "in"
+encryption = "aes256gcm16"
+key = ")" + std::string(test::fixture_key) + R"("
+local = "198.18.0.1"
+remote = "198.18.0.2"
+esn = true
+worker = 0
+
+[[policy]]
+direction = "in"
+local = "198.18.1.0/24"
+remote = "198.18.3.0/24"
+action = "protect"
+sa = 0x2003
+)";
+    DataplaneFixture f("in_mixed", 1024, extra);
+    Peer p;
+    DpSa* out3 = test::fixture_peer_sa(p.mgr, 0x2003, SaDirection::outbound);
+    const rte_ether_addr gw_out_mac = f.dp->shared().ports[f.outside.id].mac;
+    // Kinds: 2 = tunnel 0x2002, 3 = tunnel 0x2003, 0 = unknown SPI, 1 = ESP
+    // too short for its header.
+    auto frame = [&](uint32_t kind, uint32_t tag) {
+        if (kind == 3) {
+            rte_mbuf* m = udp_frame(f.dp->pool(), 0xc6120302, host_a, tag);   // 198.18.3.2
+            rte_pktmbuf_adj(m, sizeof(rte_ether_hdr));
+            EXPECT_EQ(esp_encap(p.ctx, *out3, m), DropReason::none);
+            auto* eth = reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_prepend(m, sizeof(rte_ether_hdr)));
+            eth->dst_addr = gw_out_mac;
+            eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+            return m;
+        }
+        rte_mbuf* m = p.seal(f.dp->pool(), tag, gw_out_mac);
+        if (kind == 0) *rte_pktmbuf_mtod_offset(m, uint32_t*, 14 + 20) = rte_cpu_to_be_32(0xdead);
+        if (kind == 1) {
+            rte_pktmbuf_trim(m, uint16_t(m->data_len - (14 + 20 + 6)));
+            rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, 14)->total_length = rte_cpu_to_be_16(20 + 6);
+        }
+        return m;
+    };
+    const std::vector<std::vector<uint32_t>> bursts = {
+        {2, 2, 2},          // the first: nothing remembered yet
+        {2, 2, 3, 2, 2},    // starts as the last ended, then another tunnel
+        {2, 3, 3},          // ended with 3: starts with another
+        {3, 1, 3, 0, 3},    // a runt and an unknown SPI inside the remembered run
+        {0, 3, 3},          // an unknown SPI first
+        {1, 3},             // a runt first
+        {3, 3, 3, 3, 2},
+        {2},
+    };
+    uint32_t tag = 0;
+    uint64_t runts = 0, unknown = 0;
+    for (const auto& burst : bursts) {
+        std::vector<uint32_t> expect;
+        for (uint32_t kind : burst) {
+            f.outside.inject(0, frame(kind, ++tag));
+            if (kind >= 2) expect.push_back(tag);
+            runts += kind == 1;
+            unknown += kind == 0;
+        }
+        f.dp->worker(0).poll_once();
+        auto got = f.inside.take(0);
+        ASSERT_EQ(got.size(), expect.size()) << "burst " << tag;
+        for (std::size_t i = 0; i < got.size(); ++i) {
+            EXPECT_EQ(tag_of_clear(got[i]), expect[i]) << "packet " << i << " of the burst ending with " << tag;
+            rte_pktmbuf_free(got[i]);
+        }
+    }
+    EXPECT_EQ(f.drops(DropReason::runt), runts);
+    EXPECT_EQ(f.drops(DropReason::no_sa), unknown);
+    EXPECT_EQ(f.drops(DropReason::policy_mismatch), 0u);
+    uint64_t sa_packets = 0;
+    for (uint32_t spi : {0x2002u, 0x2003u})
+        sa_packets += f.dp->shared().sas->get(f.dp->shared().sas->find(Spi(spi), SaDirection::inbound))->state.packets.get();
+    EXPECT_EQ(sa_packets, tag - runts - unknown);
+    sa_free(out3);
+}
+
 // Outbound SAs are found through a slot. A rekey replaces the SA in the
 // slot with one of the same reqid, and traffic, including packets waiting
 // in a hand-off ring, moves to it; an SA of another tunnel in that slot
