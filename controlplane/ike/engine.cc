@@ -432,17 +432,16 @@ void Engine::Impl::on_response(TimePoint now, IkeSa& sa, const Header& h, std::v
     case ExchangeKind::rekey_ike:
         rekey_ike_response(now, sa, req, p);
         break;
-    case ExchangeKind::delete_child:
-        // The peer's answer names its SPIs of the same Child SAs; ours go now.
+    case ExchangeKind::delete_child: {
+        // The peer's answer names its SPIs of the same Child SAs; ours go
+        // now, from the IKE SA they moved to if the peer rekeyed this one
+        // meanwhile (they wait as DELETING until then).
+        IkeSa& holder = children_holder(sa);
         for (uint32_t spi : req.delete_spis)
-            if (ChildSa* c = sa.child_by_in(spi)) {
-                uninstall(*c);
-                c->state = ChildState::deleting;
-            }
-        sa.children.erase(std::remove_if(sa.children.begin(), sa.children.end(),
-                                         [](const ChildSa& c) { return c.state == ChildState::deleting; }),
-                          sa.children.end());
+            if (ChildSa* c = holder.child_by_in(spi)) uninstall(*c);
+        erase_children(holder, req.delete_spis);
         break;
+    }
     case ExchangeKind::delete_ike:
         destroy(now, sa, sa.successor == 0);
         return;
@@ -658,7 +657,10 @@ TimePoint Engine::Impl::tick(TimePoint now)
                     c.expire_at = TimePoint::max();
                     expired.push_back(c.spi_in());
                 }
-                next = std::min({next, c.rekey_at, c.expire_at});
+                // Only what can still happen: a redundant or replaced SA
+                // is never rekeyed, one being deleted never expires again.
+                if (c.state == ChildState::installed) next = std::min(next, c.rekey_at);
+                if (c.state != ChildState::deleting) next = std::min(next, c.expire_at);
             }
             if (!expired.empty()) sa.queue.push_back(Pending{ExchangeKind::delete_child, {}, 0, expired});
             run_queue(now, sa);

@@ -191,6 +191,14 @@ void Engine::Impl::uninstall(ChildSa& c)
     wipe_keys(c.record.outbound);
 }
 
+// Forgets uninstalled children, by inbound SPI.
+void Engine::Impl::erase_children(IkeSa& sa, const std::vector<uint32_t>& spis_in)
+{
+    std::erase_if(sa.children, [&](const ChildSa& c) {
+        return std::find(spis_in.begin(), spis_in.end(), c.spi_in()) != spis_in.end();
+    });
+}
+
 // Responder: pick a child config, a proposal and selectors for the peer's
 // request, derive and install. On failure `out` holds the error notify.
 std::optional<uint16_t> Engine::Impl::respond_child(TimePoint now, IkeSa& sa, const std::vector<Payload>& p,
@@ -368,50 +376,74 @@ bool Engine::Impl::complete_child(TimePoint now, IkeSa& sa, Request& req, const 
         drop_early_inbound(sa);   // if the answer narrowed the selectors: the SA carries what was agreed
         install(c, false);
     }
-    install(c, true);
     log_ike()->info("{}: CHILD_SA {}{{{}}} established with SPIs {:08x}_i {:08x}_o and TS {} === {}", sa.conn->name,
                     cfg->name, c.unique_id, c.spi_in(), c.spi_out(), ts_list_text(tsi->selectors),
                     ts_list_text(tsr->selectors));
     ++stats.child_installed;
-    if (old) {
-        c.replaces_spi = old->spi_in();
-        ++stats.child_rekeys;
-    } else {
-        forget_nonces(c);
-    }
-    sa.children.push_back(std::move(c));
+    if (old) ++stats.child_rekeys;
     clear_failure(sa.conn->name);
-
-    if (req.old_spi) {
-        // Rekey done. A collision (the peer rekeyed the same SA meanwhile):
-        // the exchange with the lowest nonce made the redundant SA, and its
-        // initiator deletes it (RFC 7296 §2.8.1).
-        ChildSa& mine = sa.children.back();
-        ChildSa* theirs = nullptr;
-        for (auto& o : sa.children)
-            if (&o != &mine && o.replaces_spi == req.old_spi && !o.we_initiated) theirs = &o;
-        if (ChildSa* o = sa.child_by_in(req.old_spi)) o->state = ChildState::rekeyed;
-        if (theirs) {
-            Bytes lo = std::min({mine.nonce_i, mine.nonce_r, theirs->nonce_i, theirs->nonce_r});
-            bool mine_redundant = lo == mine.nonce_i || lo == mine.nonce_r;
-            log_ike()->info("{}: CHILD_SA rekey collision, {} SA is redundant", sa.conn->name,
-                            mine_redundant ? "our" : "the peer's");
-            if (mine_redundant) {
-                install(*theirs, true);
-                sa.queue.push_front(Pending{ExchangeKind::delete_child, {}, 0, {mine.spi_in()}});
-                return true;
-            }
-            // The peer deletes its redundant SA; we delete the old one.
-        }
-        if (ChildSa* o = sa.child_by_in(req.old_spi)) {
-            if (o->outbound_installed) {
-                sink.remove_outbound(o->record);
-                o->outbound_installed = false;
-            }
-            sa.queue.push_front(Pending{ExchangeKind::delete_child, {}, 0, {req.old_spi}});
-        }
+    if (!req.old_spi) {
+        forget_nonces(c);
+        install(c, true);
+        sa.children.push_back(std::move(c));
+        return true;
     }
+    // A rekey keeps its nonces for collisions even when the old SA went
+    // meanwhile: the peer's rekey of it may be what removed it.
+    c.replaces_spi = req.old_spi;
+    sa.children.push_back(std::move(c));
+    settle_rekey(sa, req, sa.children.back());
     return true;
+}
+
+// Which SA survives our rekey of req.old_spi (RFC 7296 §2.8.1, §2.25.1),
+// decided the way the peer decides it:
+//  - the peer deleted the old SA while our request was out: it only does
+//    that once its own replacement stands (it rekeyed the SA too and won,
+//    or it saw no collision), so our new SA is redundant;
+//  - the peer rekeyed the same SA meanwhile (we hold its new SA): the
+//    exchange with the lowest of the four nonces made the redundant SA;
+//  - otherwise ours replaces the old SA.
+// The initiator of the redundant SA deletes it; the initiator of the
+// surviving one deletes the old SA. A redundant SA is never used for
+// sending, never rekeyed, and waits for its DELETE.
+void Engine::Impl::settle_rekey(IkeSa& sa, const Request& req, ChildSa& mine)
+{
+    ChildSa* old = sa.child_by_in(req.old_spi);
+    ChildSa* theirs = nullptr;
+    for (auto& o : sa.children)
+        if (&o != &mine && o.replaces_spi == req.old_spi && !o.we_initiated && o.state != ChildState::deleting)
+            theirs = &o;
+    bool mine_redundant = false;
+    if (req.old_deleted) {
+        mine_redundant = true;
+        log_ike()->info("{}: CHILD_SA rekey/delete collision: the peer deleted the SA we rekeyed, our new {}{{{}}} "
+                        "is redundant", sa.conn->name, mine.cfg->name, mine.unique_id);
+    } else if (theirs) {
+        Bytes lo = std::min({mine.nonce_i, mine.nonce_r, theirs->nonce_i, theirs->nonce_r});
+        mine_redundant = lo == mine.nonce_i || lo == mine.nonce_r;
+        ChildSa& loser = mine_redundant ? mine : *theirs;
+        log_ike()->info("{}: CHILD_SA rekey collision, {} SA {}{{{}}} is redundant", sa.conn->name,
+                        mine_redundant ? "our" : "the peer's", loser.cfg->name, loser.unique_id);
+    }
+    if (old) old->state = ChildState::rekeyed;
+    if (mine_redundant) {
+        // The peer keeps its SA and deletes the old one; its SA carries
+        // our traffic from now on (its outbound half may be in already).
+        mine.state = ChildState::rekeyed;
+        if (theirs) install(*theirs, true);
+        sa.queue.push_front(Pending{ExchangeKind::delete_child, {}, 0, {mine.spi_in()}});
+        return;
+    }
+    install(mine, true);
+    if (theirs) theirs->state = ChildState::rekeyed;   // the peer deletes it
+    if (old) {
+        if (old->outbound_installed) {
+            sink.remove_outbound(old->record);
+            old->outbound_installed = false;
+        }
+        sa.queue.push_front(Pending{ExchangeKind::delete_child, {}, 0, {req.old_spi}});
+    }
 }
 
 void Engine::Impl::create_child(TimePoint now, IkeSa& sa, const std::string& name)
@@ -461,6 +493,8 @@ void Engine::Impl::delete_children(TimePoint now, IkeSa& sa, std::vector<uint32_
                 sink.remove_outbound(c->record);
                 c->outbound_installed = false;
             }
+            // The peer's rekey of it now gets TEMPORARY_FAILURE (RFC 7296 §2.25.1).
+            c->state = ChildState::deleting;
             live.push_back(s);
         }
     if (live.empty()) return;
@@ -499,6 +533,7 @@ void Engine::Impl::create_child_request(TimePoint now, IkeSa& sa, uint32_t mid, 
     Bytes nr = new_nonce();
     std::vector<Payload> out;
     auto err = respond_child(now, sa, p, view(ni->data), view(nr), false, out, old);
+    if (!err) sa.children.back().answer_mid = mid;
     if (!err && old) {
         ++stats.child_rekeys;
         // Unless we are rekeying it ourselves (a collision, settled when our
@@ -539,6 +574,10 @@ void Engine::Impl::create_child_response(TimePoint now, IkeSa& sa, Request& req,
             return;
         }
     }
+    if (err == notify::child_sa_not_found && req.old_spi) {
+        rekey_not_found(now, sa, req);
+        return;
+    }
     if (err) {
         if (err != notify::temporary_failure && err != notify::child_sa_not_found) {
             note_failure(sa.conn->name, Phase::child, "CREATE_CHILD_SA", Detected::peer, true, err, {},
@@ -566,6 +605,64 @@ void Engine::Impl::create_child_response(TimePoint now, IkeSa& sa, Request& req,
     }
 }
 
+// The peer has no Child SA with the SPI we asked to rekey (RFC 7296 §2.25).
+void Engine::Impl::rekey_not_found(TimePoint now, IkeSa& sa, const Request& req)
+{
+    ChildSa* old = sa.child_by_in(req.old_spi);
+    if (!old) {
+        // Its DELETE reached us while our request was out: that stands, and
+        // whatever replaced the SA, if anything, took over then.
+        log_ike()->info("{}: the peer did not find the CHILD_SA we rekeyed: it deleted it meanwhile", sa.conn->name);
+        return;
+    }
+    // An SA our answer to the peer made, and the peer sent nothing since
+    // that answer: the answer may still be on its way (or lost, and the
+    // peer retransmits), so the peer will have the SA. Rekey it later.
+    if (old->answer_mid && sa.peer_mid == *old->answer_mid + 1 && now - old->installed_at < 30s) {
+        log_ike()->info("{}: the peer does not know CHILD_SA {}{{{}}} yet (our answer that made it is on its way), "
+                        "rekeying it again in 2 s", sa.conn->name, old->cfg->name, old->unique_id);
+        old->state = ChildState::installed;
+        old->rekey_at = now + 2s;
+        return;
+    }
+    // The peer lost it: drop ours without a DELETE, and make sure the child
+    // lives on, in the peer's other SA or a new one.
+    log_ike()->info("{}: the peer has no CHILD_SA {}{{{}}} (CHILD_SA_NOT_FOUND), removing it (SPIs {:08x}_i {:08x}_o)",
+                    sa.conn->name, old->cfg->name, old->unique_id, old->spi_in(), old->spi_out());
+    std::string child = old->cfg->name;
+    uninstall(*old);
+    erase_children(sa, {req.old_spi});
+    keep_child_alive(sa, child, true);
+}
+
+// After SAs of `child` went away: if none of its SAs carries its outbound
+// traffic any more, the newest SA the peer made for it takes over (one it
+// made by rekeying, waiting for its DELETE of the old SA, or the redundant
+// SA of a collision, which it kept after all). With none and `create`, a
+// new Child SA is negotiated from scratch (no REKEY_SA).
+void Engine::Impl::keep_child_alive(IkeSa& sa, const std::string& child, bool create)
+{
+    ChildSa* heir = nullptr;
+    for (auto& c : sa.children) {
+        if (c.cfg->name != child || c.state == ChildState::deleting) continue;
+        if (c.outbound_installed) return;
+        if (!c.we_initiated) heir = &c;
+    }
+    if (heir) {
+        install(*heir, true);
+        heir->state = ChildState::installed;
+        log_ike()->info("{}: CHILD_SA {}{{{}}} the peer made takes over (SPIs {:08x}_i {:08x}_o)", sa.conn->name,
+                        heir->cfg->name, heir->unique_id, heir->spi_in(), heir->spi_out());
+        return;
+    }
+    if (!create) return;
+    if (sa.request && sa.request->kind == ExchangeKind::create_child && sa.request->child == child) return;
+    for (const auto& q : sa.queue)
+        if (q.kind == ExchangeKind::create_child && q.child == child) return;
+    log_ike()->info("{}: no CHILD_SA '{}' left, creating a new one", sa.conn->name, child);
+    sa.queue.push_front(Pending{ExchangeKind::create_child, child, 0, {}});
+}
+
 // --- INFORMATIONAL and teardown ------------------------------------------------------
 
 void Engine::Impl::informational_request(TimePoint now, IkeSa& sa, uint32_t mid, std::vector<Payload>& p)
@@ -582,7 +679,8 @@ void Engine::Impl::informational_request(TimePoint now, IkeSa& sa, uint32_t mid,
         destroy(now, sa, true);
         return;
     }
-    std::vector<uint32_t> ours;
+    std::vector<uint32_t> ours, gone;
+    std::vector<std::string> touched;
     bool delete_ike_sa = false;
     for (const auto& pl : p) {
         const auto* d = std::get_if<DeletePayload>(&pl.body);
@@ -594,18 +692,25 @@ void Engine::Impl::informational_request(TimePoint now, IkeSa& sa, uint32_t mid,
         if (d->protocol != ProtocolId::esp) continue;
         for (uint32_t spi : d->spis) {
             ChildSa* c = sa.child_by_out(spi);
-            if (!c) continue;
+            if (!c || std::find(gone.begin(), gone.end(), c->spi_in()) != gone.end()) continue;
             // The peer stopped using the old SA: its successor's outbound
             // half can go in now (make-before-break, responder side).
             for (auto& n : sa.children)
-                if (n.replaces_spi == c->spi_in() && !n.outbound_installed) install(n, true);
-            ours.push_back(c->spi_in());
+                if (n.replaces_spi == c->spi_in() && n.state == ChildState::installed && !n.outbound_installed)
+                    install(n, true);
+            // Deleted under our rekey of it: the peer keeps its own SA.
+            if (sa.request && sa.request->kind == ExchangeKind::rekey_child && sa.request->old_spi == c->spi_in())
+                sa.request->old_deleted = true;
+            // One we are deleting too goes without a word (RFC 7296 §2.25.1).
+            if (c->state != ChildState::deleting) ours.push_back(c->spi_in());
+            gone.push_back(c->spi_in());
+            touched.push_back(c->cfg->name);
             log_ike()->info("{}: CHILD_SA {}{{{}}} deleted by the peer (SPIs {:08x}_i {:08x}_o)", sa.conn->name,
                             c->cfg->name, c->unique_id, c->spi_in(), c->spi_out());
             uninstall(*c);
-            c->state = ChildState::deleting;
         }
     }
+    erase_children(sa, gone);
     if (delete_ike_sa) {
         respond(sa, ExchangeType::informational, mid, {});
         log_ike()->info("{}: IKE_SA #{} deleted by the peer", sa.conn->name, sa.unique_id);
@@ -616,9 +721,10 @@ void Engine::Impl::informational_request(TimePoint now, IkeSa& sa, uint32_t mid,
         if (restart && sa.conn->children.size()) retry_at[sa.conn->name] = {now + 1s, first};
         return;
     }
-    sa.children.erase(std::remove_if(sa.children.begin(), sa.children.end(),
-                                     [](const ChildSa& c) { return c.state == ChildState::deleting; }),
-                      sa.children.end());
+    // Deleted by the peer is deleted: nothing is created again here. But if
+    // the peer deleted the SA we thought survived a collision, it kept its
+    // own: that one carries the child now.
+    for (const auto& child : touched) keep_child_alive(sa, child, false);
     std::vector<Payload> out;
     if (!ours.empty()) {
         DeletePayload d;

@@ -733,7 +733,10 @@ void Engine::Impl::rekey_ike(TimePoint now, IkeSa& sa)
 
 void Engine::Impl::move_children(IkeSa& from, IkeSa& to)
 {
-    for (auto& c : from.children) to.children.push_back(std::move(c));
+    for (auto& c : from.children) {
+        c.answer_mid.reset();   // a message ID of the old IKE SA
+        to.children.push_back(std::move(c));
+    }
     from.children.clear();
     to.queue.insert(to.queue.end(), from.queue.begin(), from.queue.end());
     from.queue.clear();

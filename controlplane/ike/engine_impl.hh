@@ -67,6 +67,9 @@ std::vector<Proposal> strip_dh(std::vector<Proposal> v);
 
 
 enum class IkeState : uint8_t { connecting, authenticating, established, rekeyed, deleting, dead };
+// rekeyed: replaced by a rekey, or the redundant SA of a rekey collision;
+// either way waiting for its DELETE, never rekeyed again. deleting: a
+// DELETE for it went out or came in.
 enum class ChildState : uint8_t { installed, rekeying, rekeyed, deleting };
 
 inline std::string_view state_name(IkeState s)
@@ -106,6 +109,10 @@ struct ChildSa {
     bool we_initiated = false;
     Bytes nonce_i, nonce_r;
     uint32_t replaces_spi = 0;      // inbound SPI of the child this one rekeyed (0 = none)
+    // Made by our answer to the peer's request with this message ID (on
+    // the IKE SA that holds it): until the peer's next request, it may not
+    // have that answer, nor this SA, yet.
+    std::optional<uint32_t> answer_mid;
 
     uint32_t spi_in() const { return record.inbound.spi.value; }
     uint32_t spi_out() const { return record.outbound.spi.value; }
@@ -125,6 +132,7 @@ struct Request {
     // Context for the response.
     std::string child;              // config name of the child being created
     uint32_t old_spi = 0;           // rekey_child: our inbound SPI of the old child
+    bool old_deleted = false;       // rekey_child: the peer deleted the old child meanwhile
     uint32_t new_spi = 0;           // our inbound SPI of the new child
     uint64_t new_ike_spi = 0;       // rekey_ike: our SPI of the new IKE SA
     std::unique_ptr<DhKey> dh;
@@ -448,6 +456,11 @@ struct Engine::Impl {
         Bytes().swap(c.nonce_r);
     }
     void uninstall(ChildSa& c);
+    static void erase_children(IkeSa& sa, const std::vector<uint32_t>& spis_in);
+    // Our rekey got its new SA: who keeps which SA, who deletes what.
+    void settle_rekey(IkeSa& sa, const Request& req, ChildSa& mine);
+    void rekey_not_found(TimePoint now, IkeSa& sa, const Request& req);
+    void keep_child_alive(IkeSa& sa, const std::string& child, bool create);
     void create_child(TimePoint now, IkeSa& sa, const std::string& child);
     void rekey_child(TimePoint now, IkeSa& sa, uint32_t spi_in);
     void delete_children(TimePoint now, IkeSa& sa, std::vector<uint32_t> spis);
@@ -477,6 +490,18 @@ struct Engine::Impl {
     TimePoint tick(TimePoint now);
     void reap();
 
+    // The IKE SA that holds `sa`'s Child SAs now: `sa`, or the one that
+    // replaced it by a rekey (move_children).
+    IkeSa& children_holder(IkeSa& sa)
+    {
+        IkeSa* h = &sa;
+        for (int hops = 0; h->successor && hops < 8; ++hops) {
+            auto it = sas.find(h->successor);
+            if (it == sas.end()) break;
+            h = it->second.get();
+        }
+        return *h;
+    }
     IkeSa* find_established(std::string_view conn)
     {
         IkeSa* best = nullptr;

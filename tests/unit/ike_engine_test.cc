@@ -86,8 +86,16 @@ struct Side {
     Wire wire;
     Sink sink;
     TestRng rng;
+    // Every IKE SA's keys by (SPIi, SPIr), for forge_response().
+    std::map<std::pair<uint64_t, uint64_t>, std::pair<IkeKeys, IkeSuite>> ike_keys;
     Engine engine;
-    Side(IkeConfig c, uint64_t seed) : rng(seed), engine(std::move(c), wire, sink, rng) {}
+    Side(IkeConfig c, uint64_t seed) : rng(seed), engine(std::move(c), wire, sink, rng, keeping_keys()) {}
+    EngineHooks keeping_keys()
+    {
+        return {[this](uint64_t spi_i, uint64_t spi_r, const IkeKeys& k, const IkeSuite& s) {
+            ike_keys[{spi_i, spi_r}] = {k, s};
+        }};
+    }
     // The SPI of the first inbound SA installed (the IKE_AUTH child's).
     uint32_t first_in_spi() const
     {
@@ -613,6 +621,239 @@ TEST(IkeEngine, ChildRekeyCollisionLeavesOneSa)
     check_make_before_break(p.b.sink.events);
 }
 
+// --- Child SA rekey collisions in every order (RFC 7296 §2.8.1, §2.25) --------------
+
+Datagram take(Wire& w)
+{
+    EXPECT_FALSE(w.out.empty());
+    if (w.out.empty()) return {};
+    Datagram d = std::move(w.out.front());
+    w.out.pop_front();
+    return d;
+}
+
+void deliver(Pair& p, Side& to, const Datagram& d) { to.engine.receive(p.now, d.to, d.from, d.data); }
+
+// Both sides rekey the one Child SA at once and answer each other's
+// request: each now holds the other's new SA, and the two answers wait on
+// the wires (A's answer to B on a.wire, B's answer to A on b.wire).
+void cross_rekeys(Pair& p)
+{
+    std::string err;
+    ASSERT_TRUE(p.a.engine.rekey_child(p.now, "gw", "net", err)) << err;
+    ASSERT_TRUE(p.b.engine.rekey_child(p.now, "gw", "net", err)) << err;
+    Datagram from_a = take(p.a.wire), from_b = take(p.b.wire);
+    deliver(p, p.b, from_a);
+    deliver(p, p.a, from_b);
+    ASSERT_EQ(p.a.wire.out.size(), 1u);
+    ASSERT_EQ(p.b.wire.out.size(), 1u);
+}
+
+// Whether A's exchange wins the collision of cross_rekeys(). The nonces
+// decide, and the seeded Rngs draw the same ones in every Pair that runs
+// the same steps; the winner is the one that removes the old SA's
+// outbound half when it settles.
+bool a_wins_collision()
+{
+    Pair p;
+    p.up();
+    uint32_t old_out = p.a.sink.out.begin()->first;
+    cross_rekeys(p);
+    deliver(p, p.a, take(p.b.wire));
+    return !p.a.sink.out.count(old_out);
+}
+
+// Each side ends with one Child SA, INSTALLED, the two halves of one pair
+// in the data planes, carrying the configured selectors.
+void expect_one_live_pair(Pair& p)
+{
+    expect_matching_children(p.a.sink, p.b.sink, 1);
+    for (Side* s : {&p.a, &p.b}) {
+        auto sas = s->engine.list_sas(p.now);
+        ASSERT_EQ(sas.size(), 1u);
+        ASSERT_EQ(sas[0].children.size(), 1u);
+        const auto& c = sas[0].children[0];
+        EXPECT_EQ(c.state, "INSTALLED");
+        EXPECT_TRUE(s->sink.in.count(c.spi_in));
+        EXPECT_TRUE(s->sink.out.count(c.spi_out));
+    }
+    auto net = [](uint32_t v4) { return std::pair{IpAddress::v4(v4), IpAddress::v4(v4 | 0xff)}; };
+    auto span = [](const TrafficSelector& ts) { return std::pair{ts.start, ts.end}; };
+    const ChildSaRecord& a = p.a.sink.out.begin()->second;
+    const ChildSaRecord& b = p.b.sink.out.begin()->second;
+    ASSERT_EQ(a.local_ts.size(), 1u);
+    ASSERT_EQ(a.remote_ts.size(), 1u);
+    ASSERT_EQ(b.local_ts.size(), 1u);
+    ASSERT_EQ(b.remote_ts.size(), 1u);
+    EXPECT_EQ(span(a.local_ts[0]), net(0xc6130100));    // 198.19.1.0/24
+    EXPECT_EQ(span(a.remote_ts[0]), net(0xc6130200));   // 198.19.2.0/24
+    EXPECT_EQ(span(b.local_ts[0]), net(0xc6130200));
+    EXPECT_EQ(span(b.remote_ts[0]), net(0xc6130100));
+}
+
+// The INSTALLED child `s` lists (there must be one).
+ChildSaInfo installed_child(Side& s, TimePoint now)
+{
+    for (const auto& sa : s.engine.list_sas(now))
+        for (const auto& c : sa.children)
+            if (c.state == "INSTALLED") return c;
+    ADD_FAILURE() << "no INSTALLED child";
+    return {};
+}
+
+// A response from `from` to `request` (sent by the other side) carrying
+// `inner`, sealed with `from`'s keys: what a peer in a state two engines
+// cannot be driven into answers (one that lost a Child SA without telling).
+Datagram forge_response(const Side& from, const Datagram& request, const std::vector<Payload>& inner)
+{
+    Header h;
+    EXPECT_TRUE(parse_header(request.data, h));
+    const auto& [keys, suite] = from.ike_keys.at({h.spi_i, h.spi_r});
+    bool initiator = !h.from_initiator();   // `from` answers the other side's request
+    auto sk = SkCipher::create(suite.encr, suite.encr_key_bits, suite.integ, initiator ? keys.sk_ei : keys.sk_er,
+                               initiator ? keys.sk_ai : keys.sk_ar);
+    Bytes plain;
+    uint8_t first = encode_payloads(inner, plain);
+    std::size_t sk_len = generic_header_len + sk->sealed_len(plain.size());
+    h.flags = uint8_t(header_flags::response | (initiator ? header_flags::initiator : 0));
+    h.next_payload = uint8_t(PayloadType::sk);
+    h.length = uint32_t(header_len + sk_len);
+    Bytes msg;
+    encode_header(h, msg);
+    msg.insert(msg.end(), {first, 0, uint8_t(sk_len >> 8), uint8_t(sk_len)});
+    Bytes sealed = sk->seal(msg, plain);
+    msg.insert(msg.end(), sealed.begin(), sealed.end());
+    return {request.to, request.from, std::move(msg)};
+}
+
+// `peer` deletes its only Child SA, and `us` never sees the DELETE: the
+// answer the peer gets is forged. The peer no longer has the SA; we do.
+void peer_loses_child(Pair& p, Side& peer, Side& us)
+{
+    ASSERT_EQ(peer.sink.in.size(), 1u);
+    peer.engine.sa_expired(p.now, peer.sink.in.begin()->first, true);
+    Datagram del = take(peer.wire);
+    deliver(p, peer, forge_response(us, del, {}));
+    ASSERT_TRUE(peer.sink.in.empty());
+}
+
+// What ravelin-iked met against strongSwan under load: the winner's answer
+// to the loser's rekey is lost (strongSwan dropped it), the winner settles
+// the collision and deletes the old SA, and is asked to rekey again before
+// the loser's retransmission brings it the answer. The loser's SA is
+// redundant, and the loser does not even have it yet: the winner must
+// rekey its own SA.
+TEST(IkeEngine, ChildRekeyCollisionWinnerRekeysItsOwnSaWhileItsAnswerIsLost)
+{
+    bool a_wins = a_wins_collision();
+    Pair p;
+    p.up();
+    cross_rekeys(p);
+    Side& w = a_wins ? p.a : p.b;
+    Side& l = a_wins ? p.b : p.a;
+    w.wire.out.clear();                    // the winner's answer is lost
+    deliver(p, w, take(l.wire));           // the loser's answer: the winner settles
+    p.pump();                              // its delete of the old SA
+    ASSERT_EQ(w.sink.out.size(), 1u);
+    uint32_t collision_out = w.sink.out.begin()->first;
+    std::string err;
+    ASSERT_TRUE(w.engine.rekey_child(p.now, "gw", "net", err)) << err;
+    p.pump();
+    p.advance(5s);                         // the loser retransmits and settles too
+    expect_one_live_pair(p);
+    EXPECT_NE(w.sink.out.begin()->first, collision_out) << "the winner's SA was never rekeyed";
+    check_make_before_break(p.a.sink.events);
+    check_make_before_break(p.b.sink.events);
+}
+
+// strongSwan's "rekey/delete collision": the winner's delete of the old SA
+// reaches the loser before the winner's answer to the loser's rekey. The
+// peer deleted the old SA, so it keeps its own: the loser's late SA is
+// redundant and the loser deletes it.
+TEST(IkeEngine, ChildRekeyCollisionLoserGetsTheDeleteOfTheOldSaBeforeItsAnswer)
+{
+    bool a_wins = a_wins_collision();
+    Pair p;
+    p.up();
+    cross_rekeys(p);
+    Side& w = a_wins ? p.a : p.b;
+    Side& l = a_wins ? p.b : p.a;
+    Datagram late = take(w.wire);          // the winner's answer, delayed
+    deliver(p, w, take(l.wire));
+    p.pump();                              // the old SA's delete, answered
+    deliver(p, l, late);
+    p.pump();
+    p.advance(3s);
+    expect_one_live_pair(p);
+    check_make_before_break(p.a.sink.events);
+    check_make_before_break(p.b.sink.events);
+}
+
+// The loser's answer to the winner is lost: the loser takes the winner's SA
+// and is asked to rekey it before the winner, retransmitting, has it. The
+// winner answers CHILD_SA_NOT_FOUND, which here means "not yet": the loser
+// keeps the SA and rekeys it a little later.
+TEST(IkeEngine, ChildRekeyCollisionLoserRekeysThePeersSaWhileItsAnswerIsLost)
+{
+    bool a_wins = a_wins_collision();
+    Pair p;
+    p.up();
+    cross_rekeys(p);
+    Side& w = a_wins ? p.a : p.b;
+    Side& l = a_wins ? p.b : p.a;
+    l.wire.out.clear();                    // the loser's answer is lost
+    deliver(p, l, take(w.wire));           // the winner's answer: the loser settles
+    p.pump();                              // its delete of its redundant SA
+    uint32_t collision_out = installed_child(l, p.now).spi_out;
+    std::string err;
+    ASSERT_TRUE(l.engine.rekey_child(p.now, "gw", "net", err)) << err;
+    p.pump();                              // CHILD_SA_NOT_FOUND
+    p.advance(6s);
+    expect_one_live_pair(p);
+    EXPECT_NE(l.sink.out.begin()->first, collision_out) << "the adopted SA was never rekeyed";
+    check_make_before_break(p.a.sink.events);
+    check_make_before_break(p.b.sink.events);
+}
+
+// RFC 7296 §2.25: a peer without the Child SA we rekey answers
+// CHILD_SA_NOT_FOUND; we drop ours without a DELETE and, with no other SA
+// left for the child, create a new one from scratch.
+TEST(IkeEngine, RekeyAnsweredChildSaNotFoundCreatesTheChildAgain)
+{
+    Pair p;
+    p.up();
+    uint32_t old_in = p.a.sink.in.begin()->first;
+    peer_loses_child(p, p.b, p.a);
+    std::string err;
+    ASSERT_TRUE(p.a.engine.rekey_child(p.now, "gw", "net", err)) << err;
+    p.pump();
+    expect_one_live_pair(p);
+    EXPECT_FALSE(p.a.sink.in.count(old_in));
+    EXPECT_EQ(p.b.engine.stats().child_rekeys, 0u);   // created, not rekeyed
+}
+
+// The same answer while the peer's own rekey of the SA, which it finished
+// without seeing ours, left its new SA with us: that one takes over.
+TEST(IkeEngine, RekeyAnsweredChildSaNotFoundAdoptsThePeersNewSa)
+{
+    Pair p;
+    p.up();
+    std::string err;
+    ASSERT_TRUE(p.a.engine.rekey_child(p.now, "gw", "net", err)) << err;
+    Datagram a_rekey = take(p.a.wire);     // held back
+    ASSERT_TRUE(p.b.engine.rekey_child(p.now, "gw", "net", err)) << err;
+    deliver(p, p.a, take(p.b.wire));       // A answers: it holds B's new SA
+    deliver(p, p.b, take(p.a.wire));       // B is done and deletes the old SA...
+    Datagram del = take(p.b.wire);
+    deliver(p, p.b, forge_response(p.a, del, {}));   // ...which A never hears of
+    uint32_t peers_in = p.b.sink.in.begin()->first;
+    deliver(p, p.b, a_rekey);              // CHILD_SA_NOT_FOUND
+    p.pump();
+    expect_one_live_pair(p);
+    EXPECT_EQ(p.b.sink.in.begin()->first, peers_in);
+    EXPECT_EQ(p.a.engine.stats().child_installed, 2u);   // nothing created afresh
+}
+
 TEST(IkeEngine, IkeRekeyKeepsChildrenFromEitherSide)
 {
     Pair p;
@@ -637,6 +878,29 @@ TEST(IkeEngine, IkeRekeyKeepsChildrenFromEitherSide)
     rekey_child_from(p, true);
     expect_matching_children(p.a.sink, p.b.sink, 1);
     EXPECT_EQ(p.a.engine.stats().ike_rekeys, 2u);
+}
+
+// Our delete of a Child SA is still unanswered when the peer rekeys the
+// IKE SA: the child moves to the new IKE SA, the answer comes on the old
+// one, and the child still goes.
+TEST(IkeEngine, ChildDeleteAnsweredAfterThePeerRekeyedTheIkeSa)
+{
+    Pair p;
+    p.up();
+    p.a.engine.sa_expired(p.now, p.a.sink.in.begin()->first, true);
+    Datagram del = take(p.a.wire);         // held back
+    std::string err;
+    ASSERT_TRUE(p.b.engine.rekey_ike(p.now, "gw", err)) << err;
+    deliver(p, p.a, take(p.b.wire));       // A answers: its children move to the new IKE SA
+    deliver(p, p.b, del);
+    p.pump();
+    EXPECT_TRUE(p.a.sink.in.empty());
+    EXPECT_TRUE(p.a.sink.out.empty());
+    EXPECT_TRUE(p.b.sink.in.empty());
+    auto a = p.a.engine.list_sas(p.now);
+    ASSERT_EQ(a.size(), 1u);
+    EXPECT_TRUE(a[0].children.empty());
+    EXPECT_EQ(p.a.engine.stats().ike_rekeys, 1u);
 }
 
 TEST(IkeEngine, IkeRekeyCollisionLeavesOneIkeSa)
