@@ -532,8 +532,12 @@ void Engine::Impl::create_child_request(TimePoint now, IkeSa& sa, uint32_t mid, 
     }
     Bytes nr = new_nonce();
     std::vector<Payload> out;
+    // respond_child() adds the new SA to sa.children, which may move the
+    // old one: find it again by its SPI afterwards.
+    const uint32_t old_spi_in = old ? old->spi_in() : 0;
     auto err = respond_child(now, sa, p, view(ni->data), view(nr), false, out, old);
     if (!err) sa.children.back().answer_mid = mid;
+    old = old_spi_in ? sa.child_by_in(old_spi_in) : nullptr;
     if (!err && old) {
         ++stats.child_rekeys;
         // Unless we are rekeying it ourselves (a collision, settled when our

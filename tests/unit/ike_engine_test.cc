@@ -701,6 +701,25 @@ ChildSaInfo installed_child(Side& s, TimePoint now)
     return {};
 }
 
+// The responder of a rekey marks the old SA REKEYED when it answers (it
+// then waits for the peer's delete and must not rekey it itself). The new
+// SA joins the IKE SA's list of children, which may move the old one in
+// memory: the mark must land on the old SA where it is now.
+TEST(IkeEngine, AnsweringARekeyMarksTheOldSaRekeyed)
+{
+    Pair p;
+    p.up();
+    const uint32_t old_in = installed_child(p.a, p.now).spi_in;
+    std::string err;
+    ASSERT_TRUE(p.b.engine.rekey_child(p.now, "gw", "net", err)) << err;
+    deliver(p, p.a, take(p.b.wire));   // A answers; B's delete of the old SA is not sent yet
+    std::map<uint32_t, std::string> state;
+    for (const auto& sa : p.a.engine.list_sas(p.now))
+        for (const auto& c : sa.children) state[c.spi_in] = c.state;
+    ASSERT_EQ(state.size(), 2u);
+    EXPECT_EQ(state[old_in], "REKEYED");
+}
+
 // A response from `from` to `request` (sent by the other side) carrying
 // `inner`, sealed with `from`'s keys: what a peer in a state two engines
 // cannot be driven into answers (one that lost a Child SA without telling).
