@@ -756,6 +756,27 @@ void peer_loses_child(Pair& p, Side& peer, Side& us)
     ASSERT_TRUE(peer.sink.in.empty());
 }
 
+// Two engines after cross_rekeys(), named by which one's exchange wins
+// the collision (w) and which one's loses (l).
+struct Collision {
+    bool a_wins = a_wins_collision();
+    Pair p;
+    Side& w = a_wins ? p.a : p.b;
+    Side& l = a_wins ? p.b : p.a;
+    Collision()
+    {
+        p.up();
+        cross_rekeys(p);
+    }
+    // Settled: one live pair of SAs, and no packet ever without an SA.
+    void expect_settled()
+    {
+        expect_one_live_pair(p);
+        check_make_before_break(p.a.sink.events);
+        check_make_before_break(p.b.sink.events);
+    }
+};
+
 // What ravelin-iked met against strongSwan under load: the winner's answer
 // to the loser's rekey is lost (strongSwan dropped it), the winner settles
 // the collision and deletes the old SA, and is asked to rekey again before
@@ -764,12 +785,9 @@ void peer_loses_child(Pair& p, Side& peer, Side& us)
 // rekey its own SA.
 TEST(IkeEngine, ChildRekeyCollisionWinnerRekeysItsOwnSaWhileItsAnswerIsLost)
 {
-    bool a_wins = a_wins_collision();
-    Pair p;
-    p.up();
-    cross_rekeys(p);
-    Side& w = a_wins ? p.a : p.b;
-    Side& l = a_wins ? p.b : p.a;
+    Collision c;
+    Pair& p = c.p;
+    Side &w = c.w, &l = c.l;
     w.wire.out.clear();                    // the winner's answer is lost
     deliver(p, w, take(l.wire));           // the loser's answer: the winner settles
     p.pump();                              // its delete of the old SA
@@ -779,10 +797,8 @@ TEST(IkeEngine, ChildRekeyCollisionWinnerRekeysItsOwnSaWhileItsAnswerIsLost)
     ASSERT_TRUE(w.engine.rekey_child(p.now, "gw", "net", err)) << err;
     p.pump();
     p.advance(5s);                         // the loser retransmits and settles too
-    expect_one_live_pair(p);
+    c.expect_settled();
     EXPECT_NE(w.sink.out.begin()->first, collision_out) << "the winner's SA was never rekeyed";
-    check_make_before_break(p.a.sink.events);
-    check_make_before_break(p.b.sink.events);
 }
 
 // strongSwan's "rekey/delete collision": the winner's delete of the old SA
@@ -791,21 +807,16 @@ TEST(IkeEngine, ChildRekeyCollisionWinnerRekeysItsOwnSaWhileItsAnswerIsLost)
 // redundant and the loser deletes it.
 TEST(IkeEngine, ChildRekeyCollisionLoserGetsTheDeleteOfTheOldSaBeforeItsAnswer)
 {
-    bool a_wins = a_wins_collision();
-    Pair p;
-    p.up();
-    cross_rekeys(p);
-    Side& w = a_wins ? p.a : p.b;
-    Side& l = a_wins ? p.b : p.a;
+    Collision c;
+    Pair& p = c.p;
+    Side &w = c.w, &l = c.l;
     Datagram late = take(w.wire);          // the winner's answer, delayed
     deliver(p, w, take(l.wire));
     p.pump();                              // the old SA's delete, answered
     deliver(p, l, late);
     p.pump();
     p.advance(3s);
-    expect_one_live_pair(p);
-    check_make_before_break(p.a.sink.events);
-    check_make_before_break(p.b.sink.events);
+    c.expect_settled();
 }
 
 // The loser's answer to the winner is lost: the loser takes the winner's SA
@@ -814,12 +825,9 @@ TEST(IkeEngine, ChildRekeyCollisionLoserGetsTheDeleteOfTheOldSaBeforeItsAnswer)
 // keeps the SA and rekeys it a little later.
 TEST(IkeEngine, ChildRekeyCollisionLoserRekeysThePeersSaWhileItsAnswerIsLost)
 {
-    bool a_wins = a_wins_collision();
-    Pair p;
-    p.up();
-    cross_rekeys(p);
-    Side& w = a_wins ? p.a : p.b;
-    Side& l = a_wins ? p.b : p.a;
+    Collision c;
+    Pair& p = c.p;
+    Side &w = c.w, &l = c.l;
     l.wire.out.clear();                    // the loser's answer is lost
     deliver(p, l, take(w.wire));           // the winner's answer: the loser settles
     p.pump();                              // its delete of its redundant SA
@@ -828,10 +836,8 @@ TEST(IkeEngine, ChildRekeyCollisionLoserRekeysThePeersSaWhileItsAnswerIsLost)
     ASSERT_TRUE(l.engine.rekey_child(p.now, "gw", "net", err)) << err;
     p.pump();                              // CHILD_SA_NOT_FOUND
     p.advance(6s);
-    expect_one_live_pair(p);
+    c.expect_settled();
     EXPECT_NE(l.sink.out.begin()->first, collision_out) << "the adopted SA was never rekeyed";
-    check_make_before_break(p.a.sink.events);
-    check_make_before_break(p.b.sink.events);
 }
 
 // RFC 7296 §2.25: a peer without the Child SA we rekey answers

@@ -44,12 +44,14 @@ struct Peer {
         sa_free(in);
         crypto_manager_free(mgr);
     }
-    // An ESP frame from the peer to the gateway carrying host_b -> host_a.
-    rte_mbuf* seal(rte_mempool* pool, uint32_t tag, const rte_ether_addr& gw_mac, uint32_t inner_dst = host_a)
+    // An ESP frame from the peer to the gateway carrying inner_src ->
+    // inner_dst, sealed with `via` (default: out).
+    rte_mbuf* seal(rte_mempool* pool, uint32_t tag, const rte_ether_addr& gw_mac, uint32_t inner_dst = host_a,
+                   DpSa* via = nullptr)
     {
         rte_mbuf* m = udp_frame(pool, inner_src, inner_dst, tag);
         rte_pktmbuf_adj(m, sizeof(rte_ether_hdr));
-        EXPECT_EQ(esp_encap(ctx, *out, m), DropReason::none);
+        EXPECT_EQ(esp_encap(ctx, via ? *via : *out, m), DropReason::none);
         auto* eth = reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_prepend(m, sizeof(rte_ether_hdr)));
         eth->dst_addr = gw_mac;
         eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
@@ -306,12 +308,9 @@ sa = 0x2003
     // too short for its header.
     auto frame = [&](uint32_t kind, uint32_t tag) {
         if (kind == 3) {
-            rte_mbuf* m = udp_frame(f.dp->pool(), 0xc6120302, host_a, tag);   // 198.18.3.2
-            rte_pktmbuf_adj(m, sizeof(rte_ether_hdr));
-            EXPECT_EQ(esp_encap(p.ctx, *out3, m), DropReason::none);
-            auto* eth = reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_prepend(m, sizeof(rte_ether_hdr)));
-            eth->dst_addr = gw_out_mac;
-            eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+            p.inner_src = 0xc6120302;   // 198.18.3.2, in tunnel 0x2003's selectors
+            rte_mbuf* m = p.seal(f.dp->pool(), tag, gw_out_mac, host_a, out3);
+            p.inner_src = host_b;
             return m;
         }
         rte_mbuf* m = p.seal(f.dp->pool(), tag, gw_out_mac);
