@@ -179,10 +179,11 @@ inline void finish_udp(uint8_t* udp_p, const uint8_t* ip6, uint32_t udp_len) noe
 // four per-packet fields, in network-order 16-bit words: the same value
 // rte_ipv4_cksum() would compute over the whole header.
 inline void finish_outer_v4(uint8_t* o, uint16_t template_sum, uint32_t total, SeqNum seq, uint8_t tos,
-                            bool df) noexcept
+                            uint8_t df_bit) noexcept
 {
     auto* ip = reinterpret_cast<rte_ipv4_hdr*>(o);
-    const uint16_t frag = df ? RTE_IPV4_HDR_DF_FLAG : 0;
+    static_assert(RTE_IPV4_HDR_DF_FLAG == 0x40 << 8);
+    const uint16_t frag = uint16_t(df_bit << 8);   // DF (0x40 or 0), offset 0
     ip->type_of_service = tos;
     ip->total_length = net16(uint16_t(total));
     ip->packet_id = net16(uint16_t(seq));
@@ -211,15 +212,15 @@ inline DropReason encap_tunnel(EspContext& ctx, DpSa& sa, rte_mbuf* m, RunAccoun
     const uint32_t inner_len = m->data_len;
     if (unlikely(inner_len < sizeof(rte_ipv4_hdr))) return DropReason::runt;
     uint8_t nh, tos;
-    bool inner_df;
+    uint8_t inner_df;   // DF as the IPv4 flags octet's 0x40 bit (other bits masked off below)
     if (likely(inner[0] >> 4 == 4)) {
         nh = ipproto_ipip;
         tos = inner[1];
-        inner_df = inner[6] & 0x40;
+        inner_df = inner[6];
     } else if (inner[0] >> 4 == 6 && inner_len >= sizeof(rte_ipv6_hdr)) {
         nh = ipproto_ipv6;
         tos = uint8_t(inner[0] << 4 | inner[1] >> 4);
-        inner_df = true;   // IPv6 is never fragmented on the way
+        inner_df = 0x40;   // IPv6 is never fragmented on the way
     } else {
         return DropReason::bad_ip_header;
     }
@@ -230,10 +231,9 @@ inline DropReason encap_tunnel(EspContext& ctx, DpSa& sa, rte_mbuf* m, RunAccoun
     uint8_t* outer = prepend_checked(m, p.front);
     copy_outer(outer, sa, outer_len);
     const SeqNum seq = seal_packet<Spec>(ctx, sa, m, outer + outer_len, p);
-    const uint8_t out_tos = tos & (sa.copy_dscp ? 0xff : 0x03);
+    const uint8_t out_tos = tos & sa.tos_mask;
     if (Spec::outer_v4(sa)) {
-        const bool df = sa.df == DfMode::copy ? inner_df : sa.df == DfMode::set;
-        finish_outer_v4(outer, sa.outer_v4_sum, p.total, seq, out_tos, df);
+        finish_outer_v4(outer, sa.outer_v4_sum, p.total, seq, out_tos, uint8_t((inner_df & sa.df_keep) | sa.df_set));
         if (Spec::udp_encap(sa)) finish_udp(outer + sizeof(rte_ipv4_hdr), nullptr, p.total - sizeof(rte_ipv4_hdr));
     } else {
         finish_outer_v6(outer, p.total, out_tos);

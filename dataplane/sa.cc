@@ -146,8 +146,9 @@ DpSa* sa_create(IMB_MGR* mgr, const SaDescriptor& d, uint16_t outer_mtu, WorkerI
     sa->mode = d.mode;
     sa->outer_family = d.local.family;
     sa->udp_encap = d.udp_encap;
-    sa->copy_dscp = d.copy_dscp;
-    sa->df = d.df;
+    sa->tos_mask = d.copy_dscp ? 0xff : 0x03;
+    sa->df_keep = d.df == DfMode::copy ? 0x40 : 0;
+    sa->df_set = d.df == DfMode::set ? 0x40 : 0;
     sa->owner = owner;
     sa->reqid = d.reqid;
     sa->outer_mtu = outer_mtu;

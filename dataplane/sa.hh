@@ -71,8 +71,13 @@ struct alignas(64) DpSa {
     SaMode mode = SaMode::tunnel;
     IpFamily outer_family = IpFamily::v4;
     bool udp_encap = false;
-    bool copy_dscp = true;
-    DfMode df = DfMode::copy;
+    // The SA's copy_dscp and df settings, as sealing applies them: outer
+    // TOS / traffic class = inner & tos_mask (0xff copies DSCP and ECN,
+    // 0x03 only ECN; RFC 2983, RFC 6040); outer IPv4 DF, as the flags
+    // octet's 0x40 bit, = (inner DF & df_keep) | df_set (copy keeps, set
+    // sets, clear does neither).
+    uint8_t tos_mask = 0xff;
+    uint8_t df_keep = 0x40, df_set = 0;
     WorkerId owner;
     uint32_t reqid = 0;           // matched by inbound policies
     uint32_t slot = UINT32_MAX;   // index in the SA table, set before publication
