@@ -454,6 +454,10 @@ void Engine::Impl::on_response(TimePoint now, IkeSa& sa, const Header& h, std::v
         schedule(now, sa);
         run_queue(now, sa);
     }
+    // What the answer left to do for Child SAs that moved on with a rekey
+    // of this IKE SA (a delete, a retry) waits on the IKE SA holding them.
+    if (IkeSa& holder = children_holder(sa); &holder != &sa && holder.state == IkeState::established)
+        run_queue(now, holder);
 }
 
 void Engine::Impl::delete_ike(TimePoint now, IkeSa& sa)
@@ -466,8 +470,9 @@ void Engine::Impl::delete_ike(TimePoint now, IkeSa& sa)
     sa.state = IkeState::deleting;
 }
 
-void Engine::Impl::destroy(TimePoint, IkeSa& sa, bool remove_children)
+void Engine::Impl::destroy(TimePoint now, IkeSa& sa, bool remove_children)
 {
+    hand_over_request(now, sa);
     if (remove_children)
         for (auto& c : sa.children) uninstall(c);
     sa.children.clear();

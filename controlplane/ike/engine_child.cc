@@ -324,14 +324,18 @@ std::optional<uint16_t> Engine::Impl::respond_child(TimePoint now, IkeSa& sa, co
     return std::nullopt;
 }
 
-// Initiator: the peer's answer to our Child SA request.
+// Initiator: the peer's answer to our Child SA request. The keys come from
+// the IKE SA the exchange ran on (RFC 7296 §2.17), `sa`; the new SA joins
+// the IKE SA that holds the children now (its successor, if the peer
+// rekeyed `sa` meanwhile).
 bool Engine::Impl::complete_child(TimePoint now, IkeSa& sa, Request& req, const std::vector<Payload>& p,
                                   ByteView ni, ByteView nr, std::string& why)
 {
+    IkeSa& holder = children_holder(sa);
     const ChildConfig* cfg = nullptr;
     for (const auto& c : sa.conn->children)
         if (c.name == req.child) cfg = &c;
-    ChildSa* old = req.old_spi ? sa.child_by_in(req.old_spi) : nullptr;
+    ChildSa* old = req.old_spi ? holder.child_by_in(req.old_spi) : nullptr;
     if (!cfg && old) cfg = old->cfg.get();
     if (!cfg) { why = "child config gone"; return false; }
     const auto* sap = find_payload<SaPayload>(p, PayloadType::sa);
@@ -385,25 +389,27 @@ bool Engine::Impl::complete_child(TimePoint now, IkeSa& sa, Request& req, const 
     if (!req.old_spi) {
         forget_nonces(c);
         install(c, true);
-        sa.children.push_back(std::move(c));
+        holder.children.push_back(std::move(c));
         return true;
     }
     // A rekey keeps its nonces for collisions even when the old SA went
     // meanwhile: the peer's rekey of it may be what removed it.
     c.replaces_spi = req.old_spi;
-    sa.children.push_back(std::move(c));
-    settle_rekey(sa, req, sa.children.back());
+    holder.children.push_back(std::move(c));
+    settle_rekey(holder, req, holder.children.back());
     return true;
 }
 
 // Which SA survives our rekey of req.old_spi (RFC 7296 §2.8.1, §2.25.1),
 // decided the way the peer decides it:
-//  - the peer deleted the old SA while our request was out: it only does
-//    that once its own replacement stands (it rekeyed the SA too and won,
-//    or it saw no collision), so our new SA is redundant;
+//  - the peer rekeyed the same SA too and then deleted the old one while
+//    our request was out: it only does that once its own replacement
+//    stands, so our new SA is redundant;
 //  - the peer rekeyed the same SA meanwhile (we hold its new SA): the
 //    exchange with the lowest of the four nonces made the redundant SA;
-//  - otherwise ours replaces the old SA.
+//  - otherwise ours replaces the old SA, also when the peer deleted the
+//    old SA for reasons of its own (hard lifetime, operator): it answered
+//    our rekey, so it has our new SA, and it made none of its own.
 // The initiator of the redundant SA deletes it; the initiator of the
 // surviving one deletes the old SA. A redundant SA is never used for
 // sending, never rekeyed, and waits for its DELETE.
@@ -415,7 +421,7 @@ void Engine::Impl::settle_rekey(IkeSa& sa, const Request& req, ChildSa& mine)
         if (&o != &mine && o.replaces_spi == req.old_spi && !o.we_initiated && o.state != ChildState::deleting)
             theirs = &o;
     bool mine_redundant = false;
-    if (req.old_deleted) {
+    if (req.old_deleted_in_collision) {
         mine_redundant = true;
         log_ike()->info("{}: CHILD_SA rekey/delete collision: the peer deleted the SA we rekeyed, our new {}{{{}}} "
                         "is redundant", sa.conn->name, mine.cfg->name, mine.unique_id);
@@ -489,6 +495,9 @@ void Engine::Impl::delete_children(TimePoint now, IkeSa& sa, std::vector<uint32_
     std::vector<uint32_t> live;
     for (uint32_t s : spis)
         if (ChildSa* c = sa.child_by_in(s)) {
+            // Ours to delete before the peer deleted it (hard lifetime): the
+            // SA the peer's rekey of it made carries the child from now on.
+            install_successor(sa, *c);
             if (c->outbound_installed) {
                 sink.remove_outbound(c->record);
                 c->outbound_installed = false;
@@ -549,7 +558,11 @@ void Engine::Impl::create_child_request(TimePoint now, IkeSa& sa, uint32_t mid, 
 
 void Engine::Impl::create_child_response(TimePoint now, IkeSa& sa, Request& req, std::vector<Payload>& p)
 {
-    ChildSa* old = req.old_spi ? sa.child_by_in(req.old_spi) : nullptr;
+    // The answer comes on the IKE SA that carried the request; if the peer
+    // rekeyed that one meanwhile, the children are in its successor, and
+    // whatever follows (a retry, a delete) goes there.
+    IkeSa& holder = children_holder(sa);
+    ChildSa* old = req.old_spi ? holder.child_by_in(req.old_spi) : nullptr;
     uint16_t err = 0;
     for (const auto& pl : p)
         if (const auto* n = std::get_if<NotifyPayload>(&pl.body))
@@ -568,18 +581,18 @@ void Engine::Impl::create_child_response(TimePoint now, IkeSa& sa, Request& req,
                 for (const auto& t : s.dh) offered |= t.id == group;
         if (offered && cfg) {
             // Ask again with the group the peer wants.
-            sa.child_dh[cfg->name] = group;
+            holder.child_dh[cfg->name] = group;
             if (old) {
                 old->state = ChildState::installed;
-                sa.queue.push_front(Pending{ExchangeKind::rekey_child, {}, old->spi_in(), {}});
+                holder.queue.push_front(Pending{ExchangeKind::rekey_child, {}, old->spi_in(), {}});
             } else {
-                sa.queue.push_front(Pending{ExchangeKind::create_child, req.child, 0, {}});
+                holder.queue.push_front(Pending{ExchangeKind::create_child, req.child, 0, {}});
             }
             return;
         }
     }
     if (err == notify::child_sa_not_found && req.old_spi) {
-        rekey_not_found(now, sa, req);
+        rekey_not_found(now, holder, req);
         return;
     }
     if (err) {
@@ -667,7 +680,47 @@ void Engine::Impl::keep_child_alive(IkeSa& sa, const std::string& child, bool cr
     sa.queue.push_front(Pending{ExchangeKind::create_child, child, 0, {}});
 }
 
+void Engine::Impl::hand_over_request(TimePoint now, IkeSa& sa)
+{
+    if (!sa.request || !sa.successor) return;
+    IkeSa& holder = children_holder(sa);
+    if (&holder == &sa || holder.state != IkeState::established) return;
+    const Request& req = *sa.request;
+    switch (req.kind) {
+    case ExchangeKind::rekey_child:
+        // The peer may or may not have made the new SA; ours was never
+        // made. The old one is rekeyed again, like after TEMPORARY_FAILURE.
+        if (ChildSa* old = holder.child_by_in(req.old_spi); old && old->state == ChildState::rekeying) {
+            log_ike()->info("{}: the rekey of CHILD_SA {}{{{}}} went with IKE_SA #{} unanswered, rekeying it again "
+                            "in 5 s", sa.conn->name, old->cfg->name, old->unique_id, sa.unique_id);
+            old->state = ChildState::installed;
+            old->rekey_at = now + 5s;
+        }
+        break;
+    case ExchangeKind::create_child:
+        keep_child_alive(holder, req.child, true);
+        break;
+    case ExchangeKind::delete_child:
+        // The children wait as DELETING, their outbound halves gone: ask
+        // again (a peer that did delete them answers with no Delete payload).
+        holder.queue.push_front(Pending{ExchangeKind::delete_child, {}, 0, req.delete_spis});
+        break;
+    default:
+        break;
+    }
+}
+
 // --- INFORMATIONAL and teardown ------------------------------------------------------
+
+// The SA that replaced `old` by a rekey we answered and that waits for the
+// old one's delete takes over its outbound traffic (make-before-break,
+// responder side).
+void Engine::Impl::install_successor(IkeSa& sa, const ChildSa& old)
+{
+    for (auto& n : sa.children)
+        if (n.replaces_spi == old.spi_in() && n.state == ChildState::installed && !n.outbound_installed)
+            install(n, true);
+}
 
 void Engine::Impl::informational_request(TimePoint now, IkeSa& sa, uint32_t mid, std::vector<Payload>& p)
 {
@@ -698,13 +751,16 @@ void Engine::Impl::informational_request(TimePoint now, IkeSa& sa, uint32_t mid,
             ChildSa* c = sa.child_by_out(spi);
             if (!c || std::find(gone.begin(), gone.end(), c->spi_in()) != gone.end()) continue;
             // The peer stopped using the old SA: its successor's outbound
-            // half can go in now (make-before-break, responder side).
-            for (auto& n : sa.children)
-                if (n.replaces_spi == c->spi_in() && n.state == ChildState::installed && !n.outbound_installed)
-                    install(n, true);
-            // Deleted under our rekey of it: the peer keeps its own SA.
-            if (sa.request && sa.request->kind == ExchangeKind::rekey_child && sa.request->old_spi == c->spi_in())
-                sa.request->old_deleted = true;
+            // half can go in now.
+            install_successor(sa, *c);
+            // Deleted under our rekey of it after the peer rekeyed it too
+            // (we hold the SA its rekey made): the peer keeps its own SA. Any
+            // other delete is the peer's own business (hard lifetime).
+            if (sa.request && sa.request->kind == ExchangeKind::rekey_child && sa.request->old_spi == c->spi_in() &&
+                std::any_of(sa.children.begin(), sa.children.end(), [&](const ChildSa& n) {
+                    return n.replaces_spi == c->spi_in() && !n.we_initiated;
+                }))
+                sa.request->old_deleted_in_collision = true;
             // One we are deleting too goes without a word (RFC 7296 §2.25.1).
             if (c->state != ChildState::deleting) ours.push_back(c->spi_in());
             gone.push_back(c->spi_in());

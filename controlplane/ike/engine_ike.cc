@@ -791,7 +791,15 @@ void Engine::Impl::rekey_ike_request(TimePoint now, IkeSa& sa, uint32_t mid, std
         respond(sa, ExchangeType::create_child_sa, mid, {notify_payload(notify::invalid_syntax)});
         return;
     }
-    if (sa.successor || (sa.request && sa.request->kind == ExchangeKind::delete_ike)) {
+    // Not now (RFC 7296 §2.25; the peer tries again later): the IKE SA is
+    // replaced or going, or our CREATE_CHILD_SA on it is unanswered, whose
+    // answer would come here after the children moved on (strongSwan
+    // refuses then too).
+    auto busy = [&](ExchangeKind k) { return sa.request && sa.request->kind == k; };
+    if (sa.successor || busy(ExchangeKind::delete_ike) || busy(ExchangeKind::create_child) ||
+        busy(ExchangeKind::rekey_child)) {
+        log_ike()->info("{}: the peer rekeys IKE_SA #{}, which is busy: TEMPORARY_FAILURE", sa.conn->name,
+                        sa.unique_id);
         respond(sa, ExchangeType::create_child_sa, mid, {notify_payload(notify::temporary_failure)});
         return;
     }

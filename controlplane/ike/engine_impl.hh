@@ -132,7 +132,8 @@ struct Request {
     // Context for the response.
     std::string child;              // config name of the child being created
     uint32_t old_spi = 0;           // rekey_child: our inbound SPI of the old child
-    bool old_deleted = false;       // rekey_child: the peer deleted the old child meanwhile
+    // rekey_child: the peer rekeyed the old child too, then deleted it.
+    bool old_deleted_in_collision = false;
     uint32_t new_spi = 0;           // our inbound SPI of the new child
     uint64_t new_ike_spi = 0;       // rekey_ike: our SPI of the new IKE SA
     std::unique_ptr<DhKey> dh;
@@ -456,6 +457,7 @@ struct Engine::Impl {
         Bytes().swap(c.nonce_r);
     }
     void uninstall(ChildSa& c);
+    void install_successor(IkeSa& sa, const ChildSa& old);
     static void erase_children(IkeSa& sa, const std::vector<uint32_t>& spis_in);
     // Our rekey got its new SA: who keeps which SA, who deletes what.
     void settle_rekey(IkeSa& sa, const Request& req, ChildSa& mine);
@@ -477,6 +479,9 @@ struct Engine::Impl {
     void informational_request(TimePoint now, IkeSa& sa, uint32_t mid, std::vector<Payload>& p);
     void delete_ike(TimePoint now, IkeSa& sa);
     void destroy(TimePoint now, IkeSa& sa, bool remove_children);
+    // `sa` goes with a request unanswered about Child SAs that moved to
+    // its successor: that IKE SA takes over what the request was for.
+    void hand_over_request(TimePoint now, IkeSa& sa);
     // An initiator's IKE SA failed: note it, count a try, kill the SA.
     void fail(IkeSa& sa, Phase phase, uint16_t notify, std::string detail, Detected by = Detected::local);
     // Records a connection's failure (engine_diagnose.cc). notify = 0: none.

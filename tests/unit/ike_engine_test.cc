@@ -819,6 +819,30 @@ TEST(IkeEngine, ChildRekeyCollisionLoserGetsTheDeleteOfTheOldSaBeforeItsAnswer)
     c.expect_settled();
 }
 
+// No collision: the peer deletes the old SA for a reason of its own (its
+// hard lifetime) after answering our rekey of it, and the DELETE overtakes
+// the answer. The peer made no SA of its own for the child, so ours is
+// not redundant: it carries the child on both sides.
+TEST(IkeEngine, PeersOwnDeleteOfTheOldSaBeforeItsRekeyAnswerKeepsOurNewSa)
+{
+    Pair p;
+    p.up();
+    const uint32_t old_in_b = p.b.sink.in.begin()->first;
+    std::string err;
+    ASSERT_TRUE(p.a.engine.rekey_child(p.now, "gw", "net", err)) << err;
+    deliver(p, p.b, take(p.a.wire));
+    Datagram answer = take(p.b.wire);      // delayed
+    p.b.engine.sa_expired(p.now, old_in_b, true);
+    p.pump();                              // B's delete of the old SA, answered
+    deliver(p, p.a, answer);
+    p.pump();
+    p.advance(3s);
+    expect_one_live_pair(p);
+    EXPECT_FALSE(p.b.sink.in.count(old_in_b));
+    EXPECT_EQ(p.a.engine.stats().child_installed, 2u);   // nothing created afresh
+    check_make_before_break(p.b.sink.events);
+}
+
 // The loser's answer to the winner is lost: the loser takes the winner's SA
 // and is asked to rekey it before the winner, retransmitting, has it. The
 // winner answers CHILD_SA_NOT_FOUND, which here means "not yet": the loser
@@ -926,6 +950,105 @@ TEST(IkeEngine, ChildDeleteAnsweredAfterThePeerRekeyedTheIkeSa)
     ASSERT_EQ(a.size(), 1u);
     EXPECT_TRUE(a[0].children.empty());
     EXPECT_EQ(p.a.engine.stats().ike_rekeys, 1u);
+}
+
+// Our delete of a Child SA is unanswered on an IKE SA the peer rekeys and
+// then deletes (the answer was lost, or the request itself): the delete
+// is asked again on the new IKE SA, and the child goes on both sides.
+TEST(IkeEngine, ChildDeleteLostWithTheReplacedIkeSaIsAskedAgain)
+{
+    for (bool request_lost : {false, true}) {
+        SCOPED_TRACE(request_lost ? "request lost" : "answer lost");
+        Pair p;
+        p.up();
+        p.a.engine.sa_expired(p.now, p.a.sink.in.begin()->first, true);
+        Datagram del = take(p.a.wire);
+        std::string err;
+        ASSERT_TRUE(p.b.engine.rekey_ike(p.now, "gw", err)) << err;
+        deliver(p, p.a, take(p.b.wire));   // A answers: its children move to the new IKE SA
+        if (!request_lost) {
+            deliver(p, p.b, del);          // B deletes the child; its answer is lost
+            take(p.b.wire);
+        }
+        deliver(p, p.b, take(p.a.wire));   // B's rekey completes: it deletes the old IKE SA
+        p.pump();
+        p.advance(2s);
+        EXPECT_TRUE(p.a.sink.in.empty());
+        EXPECT_TRUE(p.a.sink.out.empty());
+        EXPECT_TRUE(p.b.sink.in.empty());
+        EXPECT_TRUE(p.b.sink.out.empty());
+        for (Side* s : {&p.a, &p.b}) {
+            auto sas = s->engine.list_sas(p.now);
+            ASSERT_EQ(sas.size(), 1u);
+            EXPECT_TRUE(sas[0].children.empty());
+        }
+    }
+}
+
+// A starts a Child SA exchange (a rekey, or a second SA for the child)
+// and B an IKE SA rekey at the same time; A gets B's request first.
+void child_exchange_crossing_ike_rekey(Pair& p, bool create)
+{
+    std::string err;
+    if (create) {
+        ASSERT_TRUE(p.a.engine.initiate(p.now, "gw", "net", err)) << err;
+    } else {
+        ASSERT_TRUE(p.a.engine.rekey_child(p.now, "gw", "net", err)) << err;
+    }
+    ASSERT_TRUE(p.b.engine.rekey_ike(p.now, "gw", err)) << err;
+    Datagram child = take(p.a.wire);
+    deliver(p, p.a, take(p.b.wire));
+    deliver(p, p.b, child);
+    p.pump();
+}
+
+// Whatever A answers B's IKE SA rekey, both exchanges end up done: A's new
+// Child SA replaces the old one in the IKE SA that holds the children.
+TEST(IkeEngine, ChildRekeyCrossingThePeersIkeRekeyLeavesOneLivePair)
+{
+    Pair p;
+    p.up();
+    const uint64_t spi_i = p.a.engine.list_sas(p.now)[0].spi_i;
+    const uint32_t old_in = p.a.sink.in.begin()->first;
+    child_exchange_crossing_ike_rekey(p, false);
+    p.advance(11s);
+    expect_one_live_pair(p);
+    EXPECT_FALSE(p.a.sink.in.count(old_in));
+    EXPECT_NE(p.a.engine.list_sas(p.now)[0].spi_i, spi_i);
+    EXPECT_EQ(p.a.engine.stats().child_rekeys, 1u);
+    EXPECT_EQ(p.b.engine.stats().ike_rekeys, 1u);
+    check_make_before_break(p.a.sink.events);
+    check_make_before_break(p.b.sink.events);
+}
+
+// RFC 7296 §2.25: with a CREATE_CHILD_SA of ours unanswered, the peer's
+// IKE SA rekey gets TEMPORARY_FAILURE (strongSwan does the same), and the
+// peer rekeys again 10 s later.
+TEST(IkeEngine, PeersIkeRekeyWhileOurChildExchangeIsOutGetsTemporaryFailure)
+{
+    for (bool create : {false, true}) {
+        SCOPED_TRACE(create ? "create" : "rekey");
+        Pair p;
+        p.up();
+        const uint64_t spi_i = p.b.engine.list_sas(p.now)[0].spi_i;
+        child_exchange_crossing_ike_rekey(p, create);
+        EXPECT_EQ(p.a.engine.stats().ike_rekeys, 0u);
+        EXPECT_EQ(p.b.engine.stats().ike_rekeys, 0u);
+        expect_matching_children(p.a.sink, p.b.sink, create ? 2 : 1);
+        p.advance(9s);
+        EXPECT_EQ(p.b.engine.list_sas(p.now)[0].spi_i, spi_i);
+        p.advance(2s);
+        EXPECT_EQ(p.a.engine.stats().ike_rekeys, 1u);
+        EXPECT_EQ(p.b.engine.stats().ike_rekeys, 1u);
+        auto a = p.a.engine.list_sas(p.now);
+        auto b = p.b.engine.list_sas(p.now);
+        ASSERT_EQ(a.size(), 1u);
+        ASSERT_EQ(b.size(), 1u);
+        EXPECT_NE(b[0].spi_i, spi_i);
+        EXPECT_EQ(a[0].spi_i, b[0].spi_i);
+        EXPECT_EQ(a[0].children.size(), create ? 2u : 1u);
+        expect_matching_children(p.a.sink, p.b.sink, create ? 2 : 1);
+    }
 }
 
 TEST(IkeEngine, IkeRekeyCollisionLeavesOneIkeSa)
