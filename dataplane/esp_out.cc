@@ -162,7 +162,7 @@ inline SeqNum seal_packet(EspContext& ctx, DpSa& sa, rte_mbuf* m, uint8_t* esp, 
 {
     const SeqNum seq = ++sa.state.seq;
     uint8_t* t = append_checked(m, p.tail);
-    if (!Spec::trailers_laid) write_trailer(t, p.pad, p.tail, p.next_header);
+    if constexpr (!Spec::trailers_laid) write_trailer(t, p.pad, p.tail, p.next_header);
     std::memcpy(esp, &sa.spi_be, 4);
     store_be32(esp + 4, uint32_t(seq));
     const uint32_t len = esp_hdr_len + Spec::iv_len(sa) + p.payload_len + p.pad + trailer_fixed;

@@ -601,11 +601,8 @@ void Engine::Impl::create_child_response(TimePoint now, IkeSa& sa, Request& req,
                          old ? old->cfg->name : req.child);
         }
         log_ike()->info("{}: CREATE_CHILD_SA for '{}' failed: {}", sa.conn->name, req.child, notify_name(err));
-        if (old && old->state == ChildState::rekeying) {
-            old->state = ChildState::installed;
-            // Try again later unless the peer took over (TEMPORARY_FAILURE in a collision).
-            old->rekey_at = now + std::chrono::seconds(err == notify::temporary_failure ? 5 : 30);
-        }
+        // Try again later unless the peer took over (TEMPORARY_FAILURE in a collision).
+        rekey_later(old, now, err == notify::temporary_failure ? rekey_retry_soon : rekey_retry);
         return;
     }
     const auto* nr = find_payload<NoncePayload>(p, PayloadType::nonce);
@@ -615,10 +612,7 @@ void Engine::Impl::create_child_response(TimePoint now, IkeSa& sa, Request& req,
         log_ike()->info("{}: CREATE_CHILD_SA response refused: {}", sa.conn->name, why);
         note_failure(sa.conn->name, Phase::child, "CREATE_CHILD_SA", Detected::local, true, 0, why,
                      old ? old->cfg->name : req.child);
-        if (old && old->state == ChildState::rekeying) {
-            old->state = ChildState::installed;
-            old->rekey_at = now + 30s;
-        }
+        rekey_later(old, now, rekey_retry);
     }
 }
 
@@ -690,12 +684,10 @@ void Engine::Impl::hand_over_request(TimePoint now, IkeSa& sa)
     case ExchangeKind::rekey_child:
         // The peer may or may not have made the new SA; ours was never
         // made. The old one is rekeyed again, like after TEMPORARY_FAILURE.
-        if (ChildSa* old = holder.child_by_in(req.old_spi); old && old->state == ChildState::rekeying) {
+        if (ChildSa* old = holder.child_by_in(req.old_spi); rekey_later(old, now, rekey_retry_soon))
             log_ike()->info("{}: the rekey of CHILD_SA {}{{{}}} went with IKE_SA #{} unanswered, rekeying it again "
-                            "in 5 s", sa.conn->name, old->cfg->name, old->unique_id, sa.unique_id);
-            old->state = ChildState::installed;
-            old->rekey_at = now + 5s;
-        }
+                            "in {} s", sa.conn->name, old->cfg->name, old->unique_id, sa.unique_id,
+                            rekey_retry_soon.count());
         break;
     case ExchangeKind::create_child:
         keep_child_alive(holder, req.child, true);

@@ -461,6 +461,17 @@ struct Engine::Impl {
     static void erase_children(IkeSa& sa, const std::vector<uint32_t>& spis_in);
     // Our rekey got its new SA: who keeps which SA, who deletes what.
     void settle_rekey(IkeSa& sa, const Request& req, ChildSa& mine);
+    // Our rekey of `c` (null: gone meanwhile) did not happen: if it is
+    // still REKEYING, it is INSTALLED again and rekeyed `after` from now.
+    static constexpr std::chrono::seconds rekey_retry{30};       // failed
+    static constexpr std::chrono::seconds rekey_retry_soon{5};   // TEMPORARY_FAILURE, or its request lost
+    static bool rekey_later(ChildSa* c, TimePoint now, Duration after)
+    {
+        if (!c || c->state != ChildState::rekeying) return false;
+        c->state = ChildState::installed;
+        c->rekey_at = now + after;
+        return true;
+    }
     void rekey_not_found(TimePoint now, IkeSa& sa, const Request& req);
     void keep_child_alive(IkeSa& sa, const std::string& child, bool create);
     void create_child(TimePoint now, IkeSa& sa, const std::string& child);
