@@ -71,7 +71,9 @@ inline bool raise_event(EspContext& ctx, const DpSa& sa, EventType type) noexcep
         // iteration's next packets, with it too: last use is never before
         // first use.
         ctx.now_tsc = std::max(ctx.now_tsc, rte_rdtsc());
-        s.first_used_tsc.inc(ctx.now_tsc | 1);   // 0 means "not used"
+        // 0 means "not used". (Not now_tsc | 1: that is a tick after an
+        // even now_tsc, which the last use below would then precede.)
+        s.first_used_tsc.inc(ctx.now_tsc + (ctx.now_tsc == 0));
     }
 
     const SaLifetime& l = sa.lifetime;
