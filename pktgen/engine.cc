@@ -67,6 +67,11 @@ struct TxStream {
     uint16_t port = 0;
     std::vector<dp::DpSa*> sas;
     std::vector<ReplayFrame> replay;   // frame seq % size; empty: build each one
+    FlowCursor flows;                  // the flow of packet seq, stepped
+    // A clear frame's headers are written here, where the lines stay in
+    // this core's cache, and copied into the mbuf whole (see build()).
+    alignas(64) std::array<uint8_t, 128> head{};
+    unsigned head_len = 0;
     uint64_t seq = 0;
     uint64_t limit = 0;                // 0: none
     bool done = false;
@@ -279,6 +284,7 @@ bool Engine::Impl::setup_streams(std::string& error)
     for (const StreamSpec& spec : cfg.streams) {
         auto s = std::make_unique<TxStream>();
         s->spec = &spec;
+        s->head_len = header_len(spec);
         s->port = spec.port;
         if (spec.port >= ports.size()) {
             error = "stream " + std::to_string(spec.id) + ": port " + std::to_string(spec.port) +
@@ -380,22 +386,31 @@ void Engine::Impl::prepare_trial(const TrialSpec& spec)
 bool Engine::Impl::build(TxStream& s, rte_mbuf* m, uint16_t size, uint64_t now, uint32_t& wire) noexcept
 {
     const StreamSpec& spec = *s.spec;
-    const uint64_t flow = s.seq % spec.flows;
+    const FlowPoint& flow = s.flows.seek(spec, s.seq);
     const Stamp stamp{uint16_t(spec.id), s.seq, now};
     const unsigned ip_len = size - fcs_len - eth_len;
     uint8_t* d = rte_pktmbuf_mtod(m, uint8_t*);
     if (s.sas.empty()) {
-        write_eth(d, s.dmac, s.smac, spec.family == IpFamily::v4 ? RTE_ETHER_TYPE_IPV4 : RTE_ETHER_TYPE_IPV6);
-        write_ip_packet(spec, flow, d + eth_len, ip_len, stamp);
+        // The mbuf's lines were last read by the receiver's core (memif
+        // zero-copy shares them): written field by field, each store waits
+        // in the store buffer for its line; the finished headers are copied
+        // with two or three wide stores instead.
+        uint8_t* h = s.head.data();
+        write_eth(h, s.dmac, s.smac, spec.family == IpFamily::v4 ? RTE_ETHER_TYPE_IPV4 : RTE_ETHER_TYPE_IPV6);
+        write_ip_headers(spec, flow, h + eth_len, ip_len, stamp);
+        if (s.head_len <= 64) std::memcpy(d, h, 64);   // past the headers: the payload, left as it is
+        else std::memcpy(d, h, s.head_len);
+        write_l4_checksum(spec, d + eth_len);
         m->data_len = uint16_t(size - fcs_len);
         m->pkt_len = m->data_len;
         wire = size;
         return true;
     }
-    write_ip_packet(spec, flow, d, ip_len, stamp);
+    write_ip_headers(spec, flow, d, ip_len, stamp);
+    write_l4_checksum(spec, d);
     m->data_len = uint16_t(ip_len);
     m->pkt_len = ip_len;
-    dp::DpSa& sa = *s.sas[flow % s.sas.size()];
+    dp::DpSa& sa = *s.sas[flow.flow % s.sas.size()];
     dp::EspContext ctx{tx_mgr, nullptr, &tx_wc, now};
     if (dp::esp_encap(ctx, sa, m) != dp::DropReason::none) return false;
     d = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, eth_len));

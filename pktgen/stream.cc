@@ -78,10 +78,9 @@ inline uint16_t load_be16(const uint8_t* p) noexcept { return uint16_t(p[0] << 8
 
 } // namespace
 
-IpAddress AddrRange::at(uint64_t i) const noexcept
+IpAddress AddrRange::nth(uint32_t off) const noexcept
 {
     IpAddress a = base;
-    const uint32_t off = uint32_t(i % count);
     if (off == 0) return a;
     const std::size_t n = a.size();
     uint32_t low = uint32_t(a.bytes[n - 4]) << 24 | uint32_t(a.bytes[n - 3]) << 16 |
@@ -94,11 +93,32 @@ IpAddress AddrRange::at(uint64_t i) const noexcept
     return a;
 }
 
+FlowPoint flow_point(const StreamSpec& s, uint64_t flow) noexcept
+{
+    return {flow, uint32_t(flow % s.src.count), uint32_t(flow % s.dst.count), uint32_t(flow % s.sport.count),
+            uint32_t(flow % s.dport.count)};
+}
+
+void AddrRange::write_nth(uint8_t* p, uint32_t off) const noexcept
+{
+    const std::size_t n = base.size();
+    uint32_t low;
+    std::memcpy(&low, base.bytes.data() + n - 4, 4);
+    low = rte_cpu_to_be_32(rte_be_to_cpu_32(low) + off);
+    if (n > 4) std::memcpy(p, base.bytes.data(), 12);
+    std::memcpy(p + n - 4, &low, 4);
+}
+
+unsigned header_len(const StreamSpec& s) noexcept
+{
+    const unsigned l3 = s.family == IpFamily::v4 ? ipv4_len : ipv6_len;
+    const unsigned l4 = s.proto == L4Proto::udp ? udp_len : tcp_len;
+    return eth_len + l3 + l4 + stamp_len;
+}
+
 unsigned StreamSpec::min_frame_size() const noexcept
 {
-    const unsigned l3 = family == IpFamily::v4 ? ipv4_len : ipv6_len;
-    const unsigned l4 = proto == L4Proto::udp ? udp_len : tcp_len;
-    const unsigned f = eth_len + l3 + l4 + stamp_len + fcs_len;
+    const unsigned f = header_len(*this) + fcs_len;
     return f < min_frame ? min_frame : f;
 }
 
@@ -213,12 +233,15 @@ std::optional<StreamSpec> parse_stream(std::string_view text, unsigned id, std::
 
 void write_stamp(uint8_t* p, const Stamp& s) noexcept
 {
-    store_be16(p, stamp_magic);
-    store_be16(p + 2, s.stream);
+    // Three stores: magic, stream and the sequence number's high 32 bits;
+    // its low 16; the TSC.
     const uint64_t seq = s.seq & max_stamp_seq;
-    for (unsigned i = 0; i < 6; ++i) p[4 + i] = uint8_t(seq >> (40 - 8 * i));
-    const uint64_t be = rte_cpu_to_be_64(s.tsc);
-    std::memcpy(p + 10, &be, 8);
+    const uint64_t head = rte_cpu_to_be_64(uint64_t(stamp_magic) << 48 | uint64_t(s.stream) << 32 | seq >> 16);
+    const uint16_t tail = rte_cpu_to_be_16(uint16_t(seq));
+    const uint64_t tsc = rte_cpu_to_be_64(s.tsc);
+    std::memcpy(p, &head, 8);
+    std::memcpy(p + 8, &tail, 2);
+    std::memcpy(p + 10, &tsc, 8);
 }
 
 bool read_stamp(const uint8_t* p, uint32_t avail, Stamp& out) noexcept
@@ -240,36 +263,42 @@ void write_eth(uint8_t* p, const MacAddr& dst, const MacAddr& src, uint16_t ethe
     store_be16(p + 12, ether_type);
 }
 
-void write_ip_packet(const StreamSpec& s, uint64_t flow, uint8_t* ip, unsigned ip_len, const Stamp& stamp) noexcept
+void write_ip_headers(const StreamSpec& s, const FlowPoint& flow, uint8_t* ip, unsigned ip_len,
+                      const Stamp& stamp) noexcept
 {
-    const IpAddress src = s.src.at(flow), dst = s.dst.at(flow);
+
     const unsigned l3 = s.family == IpFamily::v4 ? ipv4_len : ipv6_len;
     uint8_t* l4 = ip + l3;
     const unsigned l4_total = ip_len - l3;
     const uint8_t proto = uint8_t(s.proto);
     if (s.family == IpFamily::v4) {
-        auto* h = reinterpret_cast<rte_ipv4_hdr*>(ip);
-        h->version_ihl = 0x45;
-        h->type_of_service = s.tos;
-        h->total_length = rte_cpu_to_be_16(uint16_t(ip_len));
-        h->packet_id = rte_cpu_to_be_16(uint16_t(stamp.seq));
-        h->fragment_offset = 0;
-        h->time_to_live = s.ttl;
-        h->next_proto_id = proto;
-        std::memcpy(ip + 12, src.bytes.data(), 4);
-        std::memcpy(ip + 16, dst.bytes.data(), 4);
-        h->hdr_checksum = 0;
-        h->hdr_checksum = rte_ipv4_cksum(h);
+        // The header as three words made in registers, its checksum summed
+        // from the same values (RFC 1071), and nothing read back: reading
+        // octets just stored, as wider words, would wait for the stores.
+        //
+        //   | 45 tos | total length | id | flags+fragment 0 | ttl proto | checksum | src | dst |
+        const uint32_t src = s.src.base.v4_host() + flow.src, dst = s.dst.base.v4_host() + flow.dst;
+        const uint16_t w0 = uint16_t(0x4500 | s.tos), len = uint16_t(ip_len), id = uint16_t(stamp.seq);
+        const uint16_t ttl_proto = uint16_t(s.ttl << 8 | proto);
+        uint32_t sum = uint32_t(w0) + len + id + ttl_proto + (src >> 16) + (src & 0xffff) + (dst >> 16) + (dst & 0xffff);
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        const uint64_t head = rte_cpu_to_be_64(uint64_t(w0) << 48 | uint64_t(len) << 32 | uint64_t(id) << 16);
+        const uint32_t mid = rte_cpu_to_be_32(uint32_t(ttl_proto) << 16 | uint16_t(~sum));
+        const uint64_t addrs = rte_cpu_to_be_64(uint64_t(src) << 32 | dst);
+        std::memcpy(ip, &head, 8);
+        std::memcpy(ip + 8, &mid, 4);
+        std::memcpy(ip + 12, &addrs, 8);
     } else {
         auto* h = reinterpret_cast<rte_ipv6_hdr*>(ip);
         h->vtc_flow = rte_cpu_to_be_32(6u << 28 | uint32_t(s.tos) << 20);
         h->payload_len = rte_cpu_to_be_16(uint16_t(l4_total));
         h->proto = proto;
         h->hop_limits = s.ttl;
-        std::memcpy(ip + 8, src.bytes.data(), 16);
-        std::memcpy(ip + 24, dst.bytes.data(), 16);
+        s.src.write_nth(ip + 8, flow.src);
+        s.dst.write_nth(ip + 24, flow.dst);
     }
-    const uint16_t sport = s.sport.at(flow), dport = s.dport.at(flow);
+    const uint16_t sport = s.sport.nth(flow.sport), dport = s.dport.nth(flow.dport);
     if (s.proto == L4Proto::udp) {
         auto* u = reinterpret_cast<rte_udp_hdr*>(l4);
         u->src_port = rte_cpu_to_be_16(sport);
@@ -277,11 +306,6 @@ void write_ip_packet(const StreamSpec& s, uint64_t flow, uint8_t* ip, unsigned i
         u->dgram_len = rte_cpu_to_be_16(uint16_t(l4_total));
         u->dgram_cksum = 0;
         write_stamp(l4 + udp_len, stamp);
-        // IPv4 may leave the UDP checksum out; IPv6 may not (RFC 8200 §8.1).
-        if (s.family == IpFamily::v6) {
-            uint16_t c = rte_ipv6_udptcp_cksum(reinterpret_cast<const rte_ipv6_hdr*>(ip), l4);
-            u->dgram_cksum = c;
-        }
     } else {
         auto* t = reinterpret_cast<rte_tcp_hdr*>(l4);
         t->src_port = rte_cpu_to_be_16(sport);
@@ -294,10 +318,24 @@ void write_ip_packet(const StreamSpec& s, uint64_t flow, uint8_t* ip, unsigned i
         t->tcp_urp = 0;
         t->cksum = 0;
         write_stamp(l4 + tcp_len, stamp);
-        t->cksum = s.family == IpFamily::v4
-                       ? rte_ipv4_udptcp_cksum(reinterpret_cast<const rte_ipv4_hdr*>(ip), l4)
-                       : rte_ipv6_udptcp_cksum(reinterpret_cast<const rte_ipv6_hdr*>(ip), l4);
     }
+}
+
+bool needs_l4_checksum(const StreamSpec& s) noexcept
+{
+    // IPv4 may leave the UDP checksum out; IPv6 may not (RFC 8200 §8.1).
+    return s.proto == L4Proto::tcp_syn || s.family == IpFamily::v6;
+}
+
+void write_l4_checksum(const StreamSpec& s, uint8_t* ip) noexcept
+{
+    if (!needs_l4_checksum(s)) return;
+    uint8_t* l4 = ip + (s.family == IpFamily::v4 ? ipv4_len : ipv6_len);
+    const uint16_t c = s.family == IpFamily::v4
+                           ? rte_ipv4_udptcp_cksum(reinterpret_cast<const rte_ipv4_hdr*>(ip), l4)
+                           : rte_ipv6_udptcp_cksum(reinterpret_cast<const rte_ipv6_hdr*>(ip), l4);
+    // The checksum field: UDP octets 6-7, TCP octets 16-17.
+    std::memcpy(l4 + (s.proto == L4Proto::udp ? 6 : 16), &c, 2);
 }
 
 ParsedFrame parse_frame(const uint8_t* p, uint32_t len) noexcept

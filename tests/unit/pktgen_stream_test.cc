@@ -71,6 +71,49 @@ TEST(Stream, FlowsWalkTheRangesInLockstep)
     EXPECT_EQ(tuples.size(), 10u);
 }
 
+// The TX loop steps a cursor instead of dividing; it must land where the
+// divisions do, across the wrap of every range and of the flows, and after
+// a jump (a new trial starts at 0, the replay frames were built before).
+TEST(Stream, FlowCursorStepsToTheFlowPointOfEachPacket)
+{
+    auto s = parse_ok("src=198.18.1.250+10 dst=198.18.2.1+3 sport=100+7 dport=7+4 flows=30");
+    auto same = [](const FlowPoint& a, const FlowPoint& b) {
+        return a.flow == b.flow && a.src == b.src && a.dst == b.dst && a.sport == b.sport && a.dport == b.dport;
+    };
+    FlowCursor c;
+    for (uint64_t seq = 0; seq < 200; ++seq)
+        ASSERT_TRUE(same(c.seek(s, seq), flow_point(s, seq % s.flows))) << "seq " << seq;
+    for (uint64_t seq : {5ull, 4ull, 1000003ull, 1000004ull, 0ull, 1ull})
+        ASSERT_TRUE(same(c.seek(s, seq), flow_point(s, seq % s.flows))) << "seq " << seq;
+    EXPECT_EQ(flow_point(s, 29).src, 9u);
+    EXPECT_EQ(flow_point(s, 29).dport, 1u);
+}
+
+// The IPv4 header is made from registers with its checksum summed alongside;
+// rte_ipv4_cksum() over what was written must agree for every flow and for
+// identifications that carry in the sum.
+TEST(Stream, Ipv4HeaderChecksumHoldsAcrossFlowsAndIds)
+{
+    auto s = parse_ok("src=198.18.255.250+300 dst=198.19.255.255+2 sport=1+9 tos=0xb8 ttl=255");
+    std::vector<uint8_t> f(64, 0);
+    FlowCursor c;
+    for (uint64_t seq : {0ull, 1ull, 2ull, 299ull, 300ull, 65535ull, 65536ull, 0xfffffull}) {
+        write_ip_headers(s, c.seek(s, seq), f.data(), 46, Stamp{1, seq, 2});
+        rte_ipv4_hdr h;
+        std::memcpy(&h, f.data(), sizeof h);
+        EXPECT_EQ(h.version_ihl, 0x45);
+        EXPECT_EQ(h.type_of_service, 0xb8);
+        EXPECT_EQ(rte_be_to_cpu_16(h.total_length), 46);
+        EXPECT_EQ(rte_be_to_cpu_16(h.packet_id), uint16_t(seq));
+        EXPECT_EQ(h.time_to_live, 255);
+        EXPECT_EQ(rte_be_to_cpu_32(h.src_addr), s.src.at(seq % s.flows).v4_host());
+        EXPECT_EQ(rte_be_to_cpu_32(h.dst_addr), s.dst.at(seq % s.flows).v4_host());
+        const uint16_t sent = h.hdr_checksum;
+        h.hdr_checksum = 0;
+        EXPECT_EQ(rte_ipv4_cksum(&h), sent) << "seq " << seq;
+    }
+}
+
 TEST(Stream, StampRoundTrip)
 {
     uint8_t b[stamp_len];
