@@ -69,7 +69,8 @@ struct TxStream {
     std::vector<ReplayFrame> replay;   // frame seq % size; empty: build each one
     FlowCursor flows;                  // the flow of packet seq, stepped
     // A clear frame's headers are written here, where the lines stay in
-    // this core's cache, and copied into the mbuf whole (see build()).
+    // this core's cache, and copied into the mbuf whole (see build()); the
+    // Ethernet header once, at setup.
     alignas(64) std::array<uint8_t, 128> head{};
     unsigned head_len = 0;
     uint64_t seq = 0;
@@ -299,6 +300,10 @@ bool Engine::Impl::setup_streams(std::string& error)
                     std::to_string(spec.port) + " (the gateway only routes frames sent to its own MAC)";
             return false;
         }
+        // A clear frame's Ethernet header is the stream's for good: build()
+        // writes only what follows it.
+        write_eth(s->head.data(), s->dmac, s->smac,
+                  spec.family == IpFamily::v4 ? RTE_ETHER_TYPE_IPV4 : RTE_ETHER_TYPE_IPV6);
         if (spec.esp_spi) {
             if (!esp) {
                 error = "stream " + std::to_string(spec.id) + ": esp= needs --sa-config";
@@ -395,8 +400,7 @@ bool Engine::Impl::build(TxStream& s, rte_mbuf* m, uint16_t size, uint64_t now, 
         // zero-copy shares them): written field by field, each store waits
         // in the store buffer for its line; the finished headers are copied
         // with two or three wide stores instead.
-        uint8_t* h = s.head.data();
-        write_eth(h, s.dmac, s.smac, spec.family == IpFamily::v4 ? RTE_ETHER_TYPE_IPV4 : RTE_ETHER_TYPE_IPV6);
+        uint8_t* h = s.head.data();   // its Ethernet header written at setup
         write_ip_headers(spec, flow, h + eth_len, ip_len, stamp);
         if (s.head_len <= 64) std::memcpy(d, h, 64);   // past the headers: the payload, left as it is
         else std::memcpy(d, h, s.head_len);

@@ -81,15 +81,7 @@ inline uint16_t load_be16(const uint8_t* p) noexcept { return uint16_t(p[0] << 8
 IpAddress AddrRange::nth(uint32_t off) const noexcept
 {
     IpAddress a = base;
-    if (off == 0) return a;
-    const std::size_t n = a.size();
-    uint32_t low = uint32_t(a.bytes[n - 4]) << 24 | uint32_t(a.bytes[n - 3]) << 16 |
-                   uint32_t(a.bytes[n - 2]) << 8 | a.bytes[n - 1];
-    low += off;
-    a.bytes[n - 4] = uint8_t(low >> 24);
-    a.bytes[n - 3] = uint8_t(low >> 16);
-    a.bytes[n - 2] = uint8_t(low >> 8);
-    a.bytes[n - 1] = uint8_t(low);
+    write_nth(a.bytes.data(), off);
     return a;
 }
 
@@ -266,7 +258,6 @@ void write_eth(uint8_t* p, const MacAddr& dst, const MacAddr& src, uint16_t ethe
 void write_ip_headers(const StreamSpec& s, const FlowPoint& flow, uint8_t* ip, unsigned ip_len,
                       const Stamp& stamp) noexcept
 {
-
     const unsigned l3 = s.family == IpFamily::v4 ? ipv4_len : ipv6_len;
     uint8_t* l4 = ip + l3;
     const unsigned l4_total = ip_len - l3;
@@ -321,15 +312,10 @@ void write_ip_headers(const StreamSpec& s, const FlowPoint& flow, uint8_t* ip, u
     }
 }
 
-bool needs_l4_checksum(const StreamSpec& s) noexcept
-{
-    // IPv4 may leave the UDP checksum out; IPv6 may not (RFC 8200 §8.1).
-    return s.proto == L4Proto::tcp_syn || s.family == IpFamily::v6;
-}
-
 void write_l4_checksum(const StreamSpec& s, uint8_t* ip) noexcept
 {
-    if (!needs_l4_checksum(s)) return;
+    // IPv4 may leave the UDP checksum out; IPv6 may not (RFC 8200 §8.1).
+    if (s.proto == L4Proto::udp && s.family == IpFamily::v4) return;
     uint8_t* l4 = ip + (s.family == IpFamily::v4 ? ipv4_len : ipv6_len);
     const uint16_t c = s.family == IpFamily::v4
                            ? rte_ipv4_udptcp_cksum(reinterpret_cast<const rte_ipv4_hdr*>(ip), l4)
