@@ -34,11 +34,14 @@ struct EspContext {
 // error), lifetimes and sequence exhaustion, raising events as needed.
 DropReason esp_encap(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept;
 
-// The same for a run of packets of one SA, in order: result[i] is what
-// esp_encap() would have returned for ms[i] had the packets gone one by
-// one. The SA's body is chosen, and its counters written, once per run
-// (lifetime thresholds are still checked packet by packet).
-void esp_encap_run(EspContext& ctx, DpSa& sa, rte_mbuf* const* ms, uint16_t n, DropReason* result) noexcept;
+// The same for a burst's packets, each with its SA (sas[i] seals ms[i];
+// each SA's packets in order): result[i] is what esp_encap() would have
+// returned for ms[i] had the packets gone one by one. The body is chosen
+// once per stretch of SAs of one kind, and an SA's counters are written
+// once per stretch of its packets (lifetime thresholds are still checked
+// packet by packet). While a packet is sealed, the keys of the packet two
+// on are fetched if its SA is another (sa_prefetch_keys).
+void esp_encap_burst(EspContext& ctx, DpSa* const* sas, rte_mbuf* const* ms, uint16_t n, DropReason* result) noexcept;
 
 // Inbound. On entry the data starts at the outer IP header; `esp_offset` is
 // the offset of the ESP header from there (after UDP for ESP-in-UDP).

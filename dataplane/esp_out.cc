@@ -67,7 +67,7 @@ struct GcmTunnel4Spec {
     static constexpr uint32_t outer_len(const DpSa&) noexcept { return sizeof(rte_ipv4_hdr); }
     static constexpr bool outer_v4(const DpSa&) noexcept { return true; }
     static constexpr bool udp_encap(const DpSa&) noexcept { return false; }
-    static constexpr bool trailers_laid = true;   // lay_trailers() before the run
+    static constexpr bool trailers_laid = true;   // lay_trailers() before the burst
     static void seal(EspContext& ctx, const DpSa& sa, uint8_t* esp, uint32_t len, uint32_t esn_hi) noexcept
     {
         gcm_seal<KeyBytes, Esn>(ctx.mgr, sa.xform, sa.keys, esp, len, esn_hi);
@@ -333,91 +333,120 @@ inline DropReason encap_checks(EspContext& ctx, DpSa& sa, const rte_mbuf* m, Run
     return DropReason::none;
 }
 
-// Tunnel mode: every packet's trailer, written before the run is sealed.
-// Its last octets are in the final block the cipher reads, with one wide
-// load; octet stores just before that load cannot be forwarded to it, and
-// the load would wait for them to reach the cache (some 20 cycles a packet
-// at 64 octets). Written a run ahead, they are there. The trailer lands in
+// Tunnel mode: every packet's trailer, written before the first packet of
+// the burst is sealed. Its last octets are in the final block the cipher
+// reads, with one wide load; octet stores just before that load cannot be
+// forwarded to it, and the load would wait for them to reach the cache
+// (some 20 cycles a packet at 64 octets). Written ahead, they are there. The trailer lands in
 // the tailroom after the inner packet, where encap_tunnel() appends it; a
 // packet without room for it is dropped there (check_room()), and a packet
 // it drops for another reason (a runt, a stopped SA) keeps octets in its
 // tailroom, which no one reads.
 template <typename Spec>
-inline void lay_trailers(const DpSa& sa, rte_mbuf* const* ms, uint16_t n) noexcept
+inline void lay_trailers(DpSa* const* sas, rte_mbuf* const* ms, uint16_t n) noexcept
 {
     for (uint16_t i = 0; i < n; ++i) {
         rte_mbuf* m = ms[i];
         uint8_t* inner = rte_pktmbuf_mtod(m, uint8_t*);
         const uint32_t len = m->data_len;
-        const Plan p = plan<Spec>(sa, len, len, 0, inner[0] >> 4 == 6 ? ipproto_ipv6 : ipproto_ipip);
+        const Plan p = plan<Spec>(*sas[i], len, len, 0, inner[0] >> 4 == 6 ? ipproto_ipv6 : ipproto_ipip);
         if (unlikely(rte_pktmbuf_tailroom(m) < p.tail)) continue;
         write_trailer(inner + len, p.pad, p.tail, p.next_header);
     }
 }
 
-// A run of packets for the SA, in order, through one body (`body(m, acct)`,
-// after encap_checks). The run is counted once (RunAccount).
+// Packets of SAs of one kind, in order, through one body
+// (`body(sa, m, acct)`, after encap_checks). Consecutive packets of one SA
+// are counted once (RunAccount). The keys of the packet `ahead` places on
+// are fetched while this one is sealed, if its SA is another
+// (sa_prefetch_keys).
 template <typename Spec, typename Body>
-inline void encap_run(EspContext& ctx, DpSa& sa, rte_mbuf* const* ms, uint16_t n, DropReason* result,
-                      Body body) noexcept
+inline void encap_runs(EspContext& ctx, DpSa* const* sas, rte_mbuf* const* ms, uint16_t n, DropReason* result,
+                       Body body) noexcept
 {
-    if constexpr (Spec::trailers_laid) lay_trailers<Spec>(sa, ms, n);
-    RunAccount acct(sa.state);
-    for (uint16_t i = 0; i < n; ++i) {
-        DropReason r = encap_checks<Spec>(ctx, sa, ms[i], acct);
-        if (likely(r == DropReason::none)) r = body(ms[i], acct);
-        result[i] = r;
+    if constexpr (Spec::trailers_laid) lay_trailers<Spec>(sas, ms, n);
+    constexpr uint16_t ahead = 2;
+    for (uint16_t k = 0; k < ahead && k < n; ++k)
+        if (k == 0 || sas[k] != sas[k - 1]) sa_prefetch_keys(sas[k], ms[k]->data_len);
+    uint32_t sealed = 0;
+    for (uint16_t i = 0; i < n;) {
+        DpSa& sa = *sas[i];
+        RunAccount acct(sa.state);
+        do {
+            if (const uint16_t k = uint16_t(i + ahead); k < n && sas[k] != sas[k - 1])
+                sa_prefetch_keys(sas[k], ms[k]->data_len);
+            DropReason r = encap_checks<Spec>(ctx, sa, ms[i], acct);
+            if (likely(r == DropReason::none)) r = body(sa, ms[i], acct);
+            result[i] = r;
+        } while (++i < n && sas[i] == &sa);
+        sealed += acct.finish(ctx);
     }
-    ctx.counters->stats.encrypted.inc(acct.finish(ctx));
+    ctx.counters->stats.encrypted.inc(sealed);
 }
 
 // flatten: the whole body in one function, down to the IPsec-MB call (with
 // LTO, gcm_seal too); the cold paths stay out of line (noinline).
 template <unsigned KeyBytes, bool Esn>
-[[gnu::flatten]] void encap_run_gcm_tunnel4(EspContext& ctx, DpSa& sa, rte_mbuf* const* ms, uint16_t n,
-                                            DropReason* result) noexcept
+[[gnu::flatten]] void encap_runs_gcm_tunnel4(EspContext& ctx, DpSa* const* sas, rte_mbuf* const* ms, uint16_t n,
+                                             DropReason* result) noexcept
 {
     using Spec = GcmTunnel4Spec<KeyBytes, Esn>;
-    encap_run<Spec>(ctx, sa, ms, n, result,
-                    [&](rte_mbuf* m, RunAccount& acct) { return encap_tunnel<Spec>(ctx, sa, m, acct); });
+    encap_runs<Spec>(ctx, sas, ms, n, result, [&](DpSa& sa, rte_mbuf* m, RunAccount& acct) {
+        return encap_tunnel<Spec>(ctx, sa, m, acct);
+    });
 }
 
-// Not inlined into esp_encap_run(), which then is only a jump to the SA's
-// body (no frame of its own to set up per run).
-[[gnu::noinline]] void encap_run_generic(EspContext& ctx, DpSa& sa, rte_mbuf* const* ms, uint16_t n,
-                                         DropReason* result) noexcept
+// Not inlined into esp_encap_burst(), which then is only a jump to the
+// kind's body (no frame of its own to set up).
+[[gnu::noinline]] void encap_runs_generic(EspContext& ctx, DpSa* const* sas, rte_mbuf* const* ms, uint16_t n,
+                                          DropReason* result) noexcept
 {
-    encap_run<GenericSpec>(ctx, sa, ms, n, result, [&](rte_mbuf* m, RunAccount& acct) {
+    encap_runs<GenericSpec>(ctx, sas, ms, n, result, [&](DpSa& sa, rte_mbuf* m, RunAccount& acct) {
         return sa.mode == SaMode::tunnel ? encap_tunnel<GenericSpec>(ctx, sa, m, acct)
                                          : encap_transport(ctx, sa, m, acct);
     });
 }
 
-} // namespace
-
-void esp_encap_run(EspContext& ctx, DpSa& sa, rte_mbuf* const* ms, uint16_t n, DropReason* result) noexcept
+void encap_kind_runs(EspKind kind, EspContext& ctx, DpSa* const* sas, rte_mbuf* const* ms, uint16_t n,
+                     DropReason* result) noexcept
 {
-    switch (sa.encap_kind) {
-    case EspKind::gcm256_esn: return encap_run_gcm_tunnel4<32, true>(ctx, sa, ms, n, result);
-    case EspKind::gcm256: return encap_run_gcm_tunnel4<32, false>(ctx, sa, ms, n, result);
-    case EspKind::gcm128_esn: return encap_run_gcm_tunnel4<16, true>(ctx, sa, ms, n, result);
-    case EspKind::gcm128: return encap_run_gcm_tunnel4<16, false>(ctx, sa, ms, n, result);
+    switch (kind) {
+    case EspKind::gcm256_esn: return encap_runs_gcm_tunnel4<32, true>(ctx, sas, ms, n, result);
+    case EspKind::gcm256: return encap_runs_gcm_tunnel4<32, false>(ctx, sas, ms, n, result);
+    case EspKind::gcm128_esn: return encap_runs_gcm_tunnel4<16, true>(ctx, sas, ms, n, result);
+    case EspKind::gcm128: return encap_runs_gcm_tunnel4<16, false>(ctx, sas, ms, n, result);
     case EspKind::generic: break;
     }
-    encap_run_generic(ctx, sa, ms, n, result);
+    encap_runs_generic(ctx, sas, ms, n, result);
+}
+
+} // namespace
+
+void esp_encap_burst(EspContext& ctx, DpSa* const* sas, rte_mbuf* const* ms, uint16_t n, DropReason* result) noexcept
+{
+    // Stretches of SAs of one kind (with one set of algorithms, the whole list).
+    for (uint16_t i = 0; i < n;) {
+        const EspKind kind = sas[i]->encap_kind;
+        uint16_t end = uint16_t(i + 1);
+        while (end < n && (sas[end] == sas[end - 1] || sas[end]->encap_kind == kind)) ++end;
+        encap_kind_runs(kind, ctx, sas + i, ms + i, uint16_t(end - i), result + i);
+        i = end;
+    }
 }
 
 DropReason esp_encap(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
 {
+    DpSa* sas[1] = {&sa};
     DropReason r;
-    esp_encap_run(ctx, sa, &m, 1, &r);
+    encap_kind_runs(sa.encap_kind, ctx, sas, &m, 1, &r);
     return r;
 }
 
 DropReason esp_encap_generic(EspContext& ctx, DpSa& sa, rte_mbuf* m) noexcept
 {
+    DpSa* sas[1] = {&sa};
     DropReason r;
-    encap_run_generic(ctx, sa, &m, 1, &r);
+    encap_runs_generic(ctx, sas, &m, 1, &r);
     return r;
 }
 

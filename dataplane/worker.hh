@@ -157,19 +157,17 @@ private:
     bool is_local(const rte_mbuf* m, const IpInfo& info) const noexcept;
     void local_delivery(rte_mbuf* m, const IpInfo& info, Burst& in_esp) noexcept;
     void outbound(Burst& b) noexcept;
-    void prefetch_sa(const Burst& b, const SpdEntry* p, uint16_t i, const SpdEntry*& last) noexcept;
     void outbound_one(Item& it, const Spd& spd, const SpdEntry* p) noexcept;
-    void outbound_run(Burst& b, uint16_t first, uint16_t end, const Spd& spd, const SpdEntry& p) noexcept;
+    struct HopEntry;
+    // The hop the last IPv4 packet of a burst took (forward_remembered()).
+    struct HopMemo {
+        const HopEntry* entry = nullptr;
+    };
     void outbound_protect(Item& it, uint32_t sa_slot, uint32_t reqid) noexcept;
     void sealed(Item& it, DpSa& sa, DropReason r, IpFamily family) noexcept;
     void trap(Item& it, uint32_t reqid) noexcept;
     void inbound_esp(Burst& b) noexcept;
     DpSa* remembered_sa() const noexcept;
-    struct HopEntry;
-    // The hop the last packet of a loop took (forward_remembered()).
-    struct HopMemo {
-        const HopEntry* entry = nullptr;
-    };
     void inbound_looked_up(Burst& b, uint16_t first, Burst& ask_spd, HopMemo& hop) noexcept;
     [[gnu::always_inline]] void inbound_sa(Item& it, Burst& ask_spd, HopMemo& hop) noexcept;
     void inbound_accept(Item& it, Burst& ask_spd, HopMemo& hop) noexcept;
@@ -192,6 +190,7 @@ private:
     [[gnu::always_inline]] void forward(rte_mbuf* m, IpFamily family) noexcept;
     [[gnu::always_inline]] const HopEntry* forward_hop(rte_mbuf* m, IpFamily family) noexcept;
     [[gnu::always_inline]] void forward_remembered(rte_mbuf* m, IpFamily family, HopMemo& hop) noexcept;
+    void read_hop_generation() noexcept;
     [[gnu::always_inline]] void send_via(rte_mbuf* m, const HopEntry& e) noexcept;
     [[gnu::always_inline]] void forward_routed(rte_mbuf* m, IpFamily family) noexcept;
     [[gnu::noinline]] bool resolve_hop(rte_mbuf* m, IpFamily family, HopEntry& e) noexcept;
@@ -232,6 +231,7 @@ private:
         DpSa* sa = nullptr;
     } in_sa_memo_;
     uint32_t hop_generation_ = 0;   // neighbour generation, read once per burst
+    uint64_t hop_tag_v4_ = 0;       // the tag an IPv4 entry of this generation has
 
     // Busy-time accounting (WorkerStats::busy_cycles, poll_cycles): when
     // the current loop iteration started (0: none yet) and whether the
