@@ -1,13 +1,14 @@
-// Outbound ESP (RFC 4303 §3.3, ESP-in-UDP RFC 3948): a run of one SA's
-// packets at a time, each packet in turn.
+// Outbound ESP (RFC 4303 §3.3, ESP-in-UDP RFC 3948): a burst's packets,
+// each with its SA, each packet in turn.
 //
 // Flow: SA stopped? -> sequence number left? -> look at the inner IP header
 // -> sizes: padding, MTU, head/tailroom (all checked before the packet is
 // touched, so a refused packet is still the caller's original and can be
 // quoted in an ICMP error) -> take the sequence number -> append trailer,
 // prepend headers -> seal() (encrypts and writes the ICV) -> fill the outer
-// header's per-packet fields -> count, check lifetimes. The SA's kind is
-// dispatched, and its counters written, once per run.
+// header's per-packet fields -> count, check lifetimes. The body is
+// chosen once per stretch of SAs of one kind, and an SA's counters are
+// written once per run of its packets.
 //
 // The SA belongs to the calling worker (sa.owner), so the sequence number
 // and counters are plain single-writer updates. Nothing here allocates,
@@ -337,11 +338,11 @@ inline DropReason encap_checks(EspContext& ctx, DpSa& sa, const rte_mbuf* m, Run
 // the burst is sealed. Its last octets are in the final block the cipher
 // reads, with one wide load; octet stores just before that load cannot be
 // forwarded to it, and the load would wait for them to reach the cache
-// (some 20 cycles a packet at 64 octets). Written ahead, they are there. The trailer lands in
-// the tailroom after the inner packet, where encap_tunnel() appends it; a
-// packet without room for it is dropped there (check_room()), and a packet
-// it drops for another reason (a runt, a stopped SA) keeps octets in its
-// tailroom, which no one reads.
+// (some 20 cycles a packet at 64 octets). Written ahead, they are there.
+// The trailer lands in the tailroom after the inner packet, where
+// encap_tunnel() appends it; a packet without room for it is dropped there
+// (check_room()), and a packet it drops for another reason (a runt, a
+// stopped SA) keeps octets in its tailroom, which no one reads.
 template <typename Spec>
 inline void lay_trailers(DpSa* const* sas, rte_mbuf* const* ms, uint16_t n) noexcept
 {

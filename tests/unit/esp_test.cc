@@ -993,9 +993,10 @@ TEST(EspKinds, SpecialisedAndGenericBodiesAgree)
 // raises must still be what esp_encap() gives packet by packet: results,
 // bytes, sequence numbers, counters, and lifetime and exhaustion events
 // at the very packet that crossed, wherever that falls in a stretch. The
-// bursts mix two SAs of different kinds (AES-GCM, which has its own body
-// without UDP, and ChaCha20-Poly1305, which takes the generic one) in runs
-// of every length, as many tunnels make them.
+// bursts mix four SAs in runs of every length, as many tunnels make them:
+// two AES-GCM-128 ones (without UDP, one stretch of the specialised body
+// that switches SA), AES-GCM-256 (another specialised kind next to them)
+// and ChaCha20-Poly1305 (the generic body).
 TEST(EspBurst, ABurstGivesWhatThePacketsGiveOneByOne)
 {
     struct Case {
@@ -1015,14 +1016,16 @@ TEST(EspBurst, ABurstGivesWhatThePacketsGiveOneByOne)
     // Bursts of these lengths, in turn: single packets, short ones, a whole burst.
     constexpr uint16_t burst = 64;   // the worker's max_burst
     const uint16_t burst_lengths[] = {1, 3, 2, 7, 1, burst, 5};
-    // Which SA packet k of burst r goes to: all to one, alternating, and
-    // stretches of 1 to 3.
-    auto second = [](unsigned r, unsigned k) {
-        switch (r % 4) {
-        case 0: return false;
-        case 1: return k % 2 == 1;
-        case 2: return (k * 7 + r) % 3 == 0;
-        default: return (k / 3) % 2 == 0;
+    // Which SA packet k of burst r goes to: all to one, alternating with
+    // the generic kind, all four mixed, two of one kind in runs of 3, and
+    // two specialised kinds alternating.
+    auto which = [](unsigned r, unsigned k) -> unsigned {
+        switch (r % 5) {
+        case 0: return 0;
+        case 1: return k % 2;
+        case 2: return (k * 7 + r) % 4;
+        case 3: return (k / 3) % 2 ? 2 : 0;
+        default: return k % 2 ? 3 : 0;
         }
     };
     unsigned fast = 0, events_seen = 0, mixed = 0;
@@ -1035,21 +1038,21 @@ TEST(EspBurst, ABurstGivesWhatThePacketsGiveOneByOne)
             o.life = c.life;
             o.mtu = 1500;
             const uint64_t encrypted_before = w1.counters.stats.encrypted.get();
-            // [0]: gcm128, [1]: chacha; `bursts` sealed by esp_encap_burst, `ones` one by one.
-            SaPtr bursts[2], ones[2];
-            for (int j : {0, 1}) {
-                const Alg& a = all_algs[j == 0 ? 0 : 4];
-                bursts[j] = make_sa(a, o, SaDirection::outbound);
-                ones[j] = make_sa(a, o, SaDirection::outbound);
+            // `bursts` sealed by esp_encap_burst, `ones` one by one.
+            constexpr unsigned n_sas = 4;
+            const Alg* algs[n_sas] = {&all_algs[0], &all_algs[4], &all_algs[0], &all_algs[1]};
+            SaPtr bursts[n_sas], ones[n_sas];
+            for (unsigned j = 0; j < n_sas; ++j) {
+                bursts[j] = make_sa(*algs[j], o, SaDirection::outbound);
+                ones[j] = make_sa(*algs[j], o, SaDirection::outbound);
                 ASSERT_TRUE(bursts[j] && ones[j]);
                 bursts[j]->state.seq = ones[j]->state.seq = c.seq;
-                if (j == 1)   // events tell the two apart by SPI
-                    for (DpSa* sa : {bursts[j].get(), ones[j].get()}) {
-                        sa->spi = Spi(0x9abcdef0);
-                        sa->spi_be = rte_cpu_to_be_32(0x9abcdef0);
-                    }
+                for (DpSa* sa : {bursts[j].get(), ones[j].get()}) {   // events tell them apart by SPI
+                    sa->spi = Spi(0x12345678 + j);
+                    sa->spi_be = rte_cpu_to_be_32(0x12345678 + j);
+                }
+                fast += bursts[j]->encap_kind != EspKind::generic;
             }
-            fast += (bursts[0]->encap_kind != EspKind::generic) + (bursts[1]->encap_kind != EspKind::generic);
             // Well-formed packets, with a malformed or oversized one now and then.
             std::vector<Bytes> inputs;
             for (unsigned n = 0; n < 120; ++n) {
@@ -1069,19 +1072,19 @@ TEST(EspBurst, ABurstGivesWhatThePacketsGiveOneByOne)
                     m1.push_back(to_mbuf(inputs[at + k]));
                     m2.push_back(to_mbuf(inputs[at + k]));
                     ms[k] = m1.back().get();
-                    sas[k] = bursts[second(r, k)].get();
+                    sas[k] = bursts[which(r, k)].get();
                     runs += k == 0 || sas[k] != sas[k - 1];
                 }
                 mixed += runs > 2;
                 DropReason r1[burst];
                 esp_encap_burst(w1.ctx, sas, ms, len, r1);
                 for (uint16_t k = 0; k < len; ++k) {
-                    const DropReason r2 = esp_encap(w2.ctx, *ones[second(r, k)], m2[k].get());
+                    const DropReason r2 = esp_encap(w2.ctx, *ones[which(r, k)], m2[k].get());
                     ASSERT_EQ(r1[k], r2) << "packet " << at + k;
                     ASSERT_EQ(bytes_of(m1[k].get()), bytes_of(m2[k].get())) << "packet " << at + k;
                 }
                 // After each burst, not only at the end.
-                for (int j : {0, 1}) {
+                for (unsigned j = 0; j < n_sas; ++j) {
                     expect_same_state(*bursts[j], *ones[j]);
                     // A used SA's first use is stamped; its last use is never before it.
                     const DpSaState& st = bursts[j]->state;
@@ -1104,12 +1107,13 @@ TEST(EspBurst, ABurstGivesWhatThePacketsGiveOneByOne)
             if (c.life.hard_packets || c.life.hard_bytes || c.seq) {
                 EXPECT_TRUE(bursts[0]->state.hard_reached.load());   // the SA most packets go to
             } else {
-                EXPECT_EQ(bursts[0]->state.packets.get() + bursts[1]->state.packets.get(),
-                          w1.counters.stats.encrypted.get() - encrypted_before);
+                uint64_t packets = 0;
+                for (const SaPtr& sa : bursts) packets += sa->state.packets.get();
+                EXPECT_EQ(packets, w1.counters.stats.encrypted.get() - encrypted_before);
             }
         }
-    EXPECT_EQ(fast, 6u);   // gcm128 without UDP takes the specialised body
-    EXPECT_GE(mixed, 12u * 5u);   // bursts of three runs or more
+    EXPECT_EQ(fast, 3u * 6u);   // AES-GCM without UDP takes a specialised body
+    EXPECT_GE(mixed, 12u * 3u);   // bursts of three runs or more
     EXPECT_GE(events_seen, 2u * 5u * 2u);   // soft and hard (or exhaustion) on SA 0 in each limit case
 }
 
