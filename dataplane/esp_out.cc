@@ -367,15 +367,17 @@ inline void encap_runs(EspContext& ctx, DpSa* const* sas, rte_mbuf* const* ms, u
 {
     if constexpr (Spec::trailers_laid) lay_trailers<Spec>(sas, ms, n);
     constexpr uint16_t ahead = 2;
-    for (uint16_t k = 0; k < ahead && k < n; ++k)
-        if (k == 0 || sas[k] != sas[k - 1]) sa_prefetch_keys(sas[k], ms[k]->data_len);
+    auto fetch_keys = [&](uint16_t k) {   // k >= 1: a packet whose SA is not the one before's
+        if (k < n && sas[k] != sas[k - 1]) sa_prefetch_keys(sas[k], ms[k]->data_len);
+    };
+    if (n) sa_prefetch_keys(sas[0], ms[0]->data_len);
+    for (uint16_t k = 1; k < ahead; ++k) fetch_keys(k);
     uint32_t sealed = 0;
     for (uint16_t i = 0; i < n;) {
         DpSa& sa = *sas[i];
         RunAccount acct(sa.state);
         do {
-            if (const uint16_t k = uint16_t(i + ahead); k < n && sas[k] != sas[k - 1])
-                sa_prefetch_keys(sas[k], ms[k]->data_len);
+            fetch_keys(uint16_t(i + ahead));
             DropReason r = encap_checks<Spec>(ctx, sa, ms[i], acct);
             if (likely(r == DropReason::none)) r = body(sa, ms[i], acct);
             result[i] = r;

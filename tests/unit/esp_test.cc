@@ -1114,7 +1114,7 @@ TEST(EspBurst, ABurstGivesWhatThePacketsGiveOneByOne)
         }
     EXPECT_EQ(fast, 3u * 6u);   // AES-GCM without UDP takes a specialised body
     EXPECT_GE(mixed, 12u * 3u);   // bursts of three runs or more
-    EXPECT_GE(events_seen, 2u * 5u * 2u);   // soft and hard (or exhaustion) on SA 0 in each limit case
+    EXPECT_GE(events_seen, 4u * 8u);   // as many as the single-SA run test saw
 }
 
 } // namespace
