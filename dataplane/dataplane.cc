@@ -465,6 +465,7 @@ nlohmann::json Dataplane::stats_json()
             {"handoff_in", &st.handoff_in},   {"events_raised", &st.events_raised},
             {"events_lost", &st.events_lost}, {"icmp_errors_sent", &st.icmp_errors_sent},
             {"acquires_raised", &st.acquires_raised}, {"acquires_lost", &st.acquires_lost},
+            {"spd_cache_misses", &st.spd_cache_misses},
             {"busy_cycles", &st.busy_cycles}, {"poll_cycles", &st.poll_cycles}};
         for (auto& [name, ctr] : fields) {
             ws[name] = ctr->get();

@@ -22,6 +22,7 @@
 #include "config.hh"
 #include "counters.hh"
 #include "esp.hh"
+#include "flow_cache.hh"
 #include "neighbor.hh"
 #include "packet.hh"
 #include "route.hh"
@@ -181,7 +182,7 @@ private:
         uint64_t addrs = 0, rest = 0;   // the Tuple4
         const SpdEntry* entry = nullptr;
     };
-    void spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out, SpdMemo& memo) noexcept;
+    void spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out, SpdMemo& memo, FlowCache& cache) noexcept;
     void process_handoff(rte_mbuf** pkts, uint16_t n) noexcept;
     void handoff(rte_mbuf* m, WorkerId owner, uint32_t lo, uint32_t hi) noexcept;
     void handoff_outbound(rte_mbuf* m, WorkerId owner, uint32_t slot, uint32_t reqid) noexcept;
@@ -225,6 +226,7 @@ private:
     static constexpr unsigned hop_cache_size = 256;
     std::array<HopEntry, hop_cache_size> hop_cache_{};
     SpdMemo spd_out_memo_, spd_in_memo_;
+    FlowCache flows_out_, flows_in_;   // SPD answers by IPv4 5-tuple (flow_cache.hh)
     // The inbound SA of the last SPI looked up (remembered_sa()).
     struct {
         uint32_t slot = UINT32_MAX;

@@ -205,6 +205,58 @@ TEST(Worker, DropsHaveNamedReasons)
     rte_pktmbuf_free(got[0]);
 }
 
+// The worker remembers SPD answers by 5-tuple (flow_cache.hh). Four flows,
+// interleaved so that no packet's tuple is the one before's: the first
+// burst classifies every packet (the cache learns at the burst's end), the
+// second takes every answer from the cache, and after a new Spd is published (the first flow now discarded)
+// no answer of the old one is used.
+TEST(Worker, CachedAnswersFollowTheSpdInUse)
+{
+    DataplaneFixture f("fcache");
+    auto& s = f.dp->shared();
+    Worker& w = f.dp->worker(1);   // the outbound SA's owner
+    const rte_ether_addr gw_in_mac = s.ports[f.inside.id].mac;
+    const uint32_t first_host = 0xc6120110;   // 198.18.1.16 .. .19
+    auto send = [&] {
+        for (uint32_t r = 0; r < 4; ++r)
+            for (uint32_t h = 0; h < 4; ++h)
+                f.inside.inject(1, udp_frame(f.dp->pool(), first_host + h, host_b, r * 4 + h, 32, gw_in_mac));
+        w.poll_once();
+        auto out = f.outside.take(1);
+        for (rte_mbuf* m : out) rte_pktmbuf_free(m);
+        return out.size();
+    };
+    const Counter& misses = w.counters().stats.spd_cache_misses;
+    const uint64_t m0 = misses.get();
+    EXPECT_EQ(send(), 16u);
+    EXPECT_EQ(misses.get(), m0 + 16);
+    EXPECT_EQ(send(), 16u);
+    EXPECT_EQ(misses.get(), m0 + 16) << "the second burst is answered by the cache";
+
+    const uint32_t slot = s.sas->find(Spi(0x1001), SaDirection::outbound);
+    const DpSa* sa = s.sas->get(slot);
+    ASSERT_NE(sa, nullptr);
+    SpdRule discard, protect;
+    discard.policy.direction = protect.policy.direction = SaDirection::outbound;
+    discard.policy.local = {IpAddress::v4(first_host), 32};
+    protect.policy.local = {IpAddress::v4(0xc6120100), 24};
+    discard.policy.remote = protect.policy.remote = {IpAddress::v4(0xc6120200), 24};
+    protect.policy.action = PolicyAction::protect;
+    protect.sa_slot = slot;
+    protect.reqid = sa->reqid;
+    const SpdRule rules[] = {discard, protect};   // a tie: the earlier rule wins
+    std::string error;
+    auto next = Spd::build(SaDirection::outbound, rules, "fcache-next", error);
+    ASSERT_TRUE(next) << error;
+    Spd* const old = s.spd_out.exchange(next.get());
+    EXPECT_EQ(send(), 12u);
+    EXPECT_EQ(f.drops(DropReason::policy_discard), 4u);
+    EXPECT_EQ(misses.get(), m0 + 32) << "a new Spd's answers are asked for again";
+    s.spd_out.store(old);
+    EXPECT_EQ(send(), 16u);
+    EXPECT_EQ(f.drops(DropReason::policy_discard), 4u);
+}
+
 // Worker::outbound fetches each packet's SA a few packets ahead and skips
 // packets whose policy is the one before's. Bursts of every length up to
 // past the look-ahead, mixing three tunnels, a discard policy and packets

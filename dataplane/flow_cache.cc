@@ -1,0 +1,20 @@
+#include "flow_cache.hh"
+
+#include <rte_malloc.h>
+
+namespace ravelin::dp {
+
+FlowCache::~FlowCache() { rte_free(sets_); }
+
+bool FlowCache::init(unsigned log2_sets, uint64_t seed) noexcept
+{
+    rte_free(sets_);
+    const uint32_t n = uint32_t(1) << log2_sets;
+    // Zeroed: generation 0 marks every entry empty.
+    sets_ = static_cast<Set*>(rte_zmalloc_socket("ravelin_flow_cache", n * sizeof(Set), alignof(Set), SOCKET_ID_ANY));
+    mask_ = sets_ ? n - 1 : 0;
+    seed_ = seed;
+    return sets_ != nullptr;
+}
+
+} // namespace ravelin::dp
