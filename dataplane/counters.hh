@@ -126,7 +126,9 @@ struct WorkerStats {
     Counter icmp_errors_sent;
     Counter acquires_raised; // trap policy hit: acquire queued for the main lcore
     Counter acquires_lost;   // acquire ring full
-    Counter spd_cache_misses; // IPv4 tuples the flow cache did not know: classified by rte_acl
+    // IPv4 packets whose tuple the flow cache did not know, classified by
+    // rte_acl (a tuple twice in one burst before it is known counts twice).
+    Counter spd_cache_misses;
     // Busy-time accounting of the poll loop, in TSC cycles, added once per
     // loop iteration (not per packet): poll_cycles is every cycle of the
     // loop, busy_cycles those of iterations that received, handed over or

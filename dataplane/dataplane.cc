@@ -120,6 +120,8 @@ std::unique_ptr<Dataplane> Dataplane::create(const DataplaneConfig& config, std:
             error = "cannot initialise Intel IPsec-MB for worker " + std::to_string(w);
             return nullptr;
         }
+        if (!dp->workers_.back()->flow_caches_ready())
+            spdlog::warn("worker {}: no DPDK memory for its flow caches; every SPD lookup goes to rte_acl", w);
     }
     // Ask for the static next hops right away so the first packets find them.
     for (const auto& r : config.routes)

@@ -9,6 +9,9 @@ FlowCache::~FlowCache() { rte_free(sets_); }
 bool FlowCache::init(unsigned log2_sets, uint64_t seed) noexcept
 {
     rte_free(sets_);
+    sets_ = nullptr;
+    mask_ = 0;
+    if (log2_sets > 24) return false;
     const uint32_t n = uint32_t(1) << log2_sets;
     // Zeroed: generation 0 marks every entry empty.
     sets_ = static_cast<Set*>(rte_zmalloc_socket("ravelin_flow_cache", n * sizeof(Set), alignof(Set), SOCKET_ID_ANY));

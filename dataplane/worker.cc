@@ -45,11 +45,15 @@ Worker::Worker(SharedState& shared, WorkerId id) : shared_(shared), id_(id)
     esp_.counters = &counters_;
     icmp_window_tsc_ = rte_get_tsc_hz() / 10;
     acquire_interval_tsc_ = rte_get_tsc_hz() / 10;
-    // Outbound: 32 768 tuples (1 MiB); with a tuple per tunnel for 10 000
-    // tunnels, ~4 % share a set with four others and keep missing.
-    // Inbound only asks the SPD for SAs with several policies: 4 096
-    // tuples. Without the memory, rte_acl alone.
-    flows_out_.init(13, rte_rand());
+    // Outbound: 65 536 tuples (2 MiB, one hugepage; only the sets of live
+    // tuples are ever in the CPU's caches). With a tuple per tunnel for
+    // 10 000 tunnels, ~0.4 % share a set with four others and keep missing
+    // (~4 % with half the sets: 8 cycles a packet at 10 000 tunnels, as
+    // each miss walks rte_acl's trie). Inbound, only decrypted packets of SAs with several
+    // policies ask it (inbound_policy; clear packets from outside do not):
+    // 4 096 tuples. Without the memory, rte_acl alone (Dataplane::create
+    // warns).
+    flows_out_.init(14, rte_rand());
     flows_in_.init(10, rte_rand());
 }
 
@@ -365,10 +369,11 @@ inline bool exact_selector_matches(const SaSelector& s, const rte_mbuf* m, const
 // not know. A packet whose 5-tuple equals the one before it of the same
 // family (the common case for a flow in a burst) reuses that packet's
 // answer; IPv4 tuples are compared in place, without building a FlowKey.
-// The other IPv4 tuples go to the worker's flow cache: every set's line is
+// The other IPv4 tuples go to `cache` (if any): every set's lines are
 // fetched before any is read, and only the tuples it does not know are
-// classified (and then remembered). IPv6 goes to rte_acl.
-void Worker::spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out, SpdMemo& memo, FlowCache& cache) noexcept
+// classified (and then remembered; a tuple seen twice in one burst before
+// it is known is classified twice). IPv6 goes to rte_acl.
+void Worker::spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out, SpdMemo& memo, FlowCache* cache) noexcept
 {
     static_assert(offsetof(FlowKey, dport) == offsetof(FlowKey, sport) + 2);
     FlowKey keys4[max_burst + 1], keys6[max_burst];
@@ -384,7 +389,7 @@ void Worker::spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out, SpdMemo&
     uint32_t n4 = 0, n6 = 0;
     Tuple4 prev4{0, ~uint64_t(0)};   // no packet has this (rest's bits 8-31 are 0)
     const uint64_t generation = spd.generation();
-    const bool cached = cache.ready();
+    const bool cached = cache && cache->ready();
     // Answer 0 is the memo's when it is this Spd's: a first packet of the
     // memo's flow takes it, the others are looked up from 1 on.
     const uint32_t looked_up_from = memo.generation == generation ? 1 : 0;
@@ -400,7 +405,7 @@ void Worker::spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out, SpdMemo&
             if (t == prev4) { which[i] = uint16_t(n4 - 1); continue; }
             prev4 = t;
             t4[n4] = t;
-            if (cached) cache.prefetch(set4[n4] = cache.set_of(t));
+            if (cached) cache->prefetch(set4[n4] = cache->set_of(t));
             which[i] = uint16_t(n4++);
         } else {
             flow_key(it.m, it.info, keys6[n6]);
@@ -416,7 +421,7 @@ void Worker::spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out, SpdMemo&
     uint16_t missed[max_burst + 1];
     uint32_t misses = 0;
     for (uint32_t j = looked_up_from; j < n4; ++j) {
-        if (cached && cache.find(set4[j], generation, t4[j], r4[j])) continue;
+        if (cached && cache->find(set4[j], generation, t4[j], r4[j])) continue;
         flow_key_v4(t4[j], keys4[misses]);
         k4[misses] = &keys4[misses];
         missed[misses++] = uint16_t(j);
@@ -427,7 +432,7 @@ void Worker::spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out, SpdMemo&
         for (uint32_t x = 0; x < misses; ++x) {
             const uint16_t j = missed[x];
             r4[j] = rm[x];
-            if (cached) cache.insert(set4[j], generation, t4[j], rm[x]);
+            if (cached) cache->insert(set4[j], generation, t4[j], rm[x]);
         }
         counters_.stats.spd_cache_misses.inc(misses);
     }
@@ -465,7 +470,7 @@ void Worker::spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out, SpdMemo&
 {
     const Spd& spd = *shared_.spd_out.load(std::memory_order_acquire);
     const SpdEntry* e[max_burst];
-    spd_lookup(spd, b, e, spd_out_memo_, flows_out_);
+    spd_lookup(spd, b, e, spd_out_memo_, &flows_out_);
     const bool need_l4 = spd.needs_l4();
     DpSa* sas[max_burst];
     rte_mbuf* ms[max_burst];
@@ -686,7 +691,7 @@ void Worker::inbound_policy(Burst& b) noexcept
 {
     const Spd& spd = *shared_.spd_in.load(std::memory_order_acquire);
     const SpdEntry* e[max_burst];
-    spd_lookup(spd, b, e, spd_in_memo_, flows_in_);
+    spd_lookup(spd, b, e, spd_in_memo_, &flows_in_);
     for (uint16_t i = 0; i < b.n; ++i) {
         Item& it = b.items[i];
         if (!e[i] || e[i]->action != PolicyAction::protect || e[i]->reqid != it.sa->reqid ||
@@ -702,7 +707,10 @@ void Worker::inbound_clear(Burst& b) noexcept
 {
     const Spd& spd = *shared_.spd_in.load(std::memory_order_acquire);
     const SpdEntry* e[max_burst];
-    spd_lookup(spd, b, e, spd_in_memo_, flows_in_);
+    // Clear packets from the unprotected side are anyone's to make up: they
+    // do not get to evict the flow cache's tuples, and a flood of new
+    // tuples pays rte_acl alone.
+    spd_lookup(spd, b, e, spd_in_memo_, nullptr);
     for (uint16_t i = 0; i < b.n; ++i) {
         Item& it = b.items[i];
         if (it.info.l4_hidden && spd.needs_l4()) { drop(it.m, DropReason::l4_hidden); continue; }

@@ -119,6 +119,9 @@ public:
     WorkerId id() const noexcept { return id_; }
     // False if the worker's IPsec-MB manager could not be set up.
     bool crypto_ready() const noexcept { return esp_.mgr != nullptr; }
+    // False if a flow cache could not be allocated (SPD lookups then all
+    // go to rte_acl).
+    bool flow_caches_ready() const noexcept { return flows_out_.ready() && flows_in_.ready(); }
     const WorkerCounters& counters() const noexcept { return counters_; }
 
 private:
@@ -182,7 +185,7 @@ private:
         uint64_t addrs = 0, rest = 0;   // the Tuple4
         const SpdEntry* entry = nullptr;
     };
-    void spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out, SpdMemo& memo, FlowCache& cache) noexcept;
+    void spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out, SpdMemo& memo, FlowCache* cache) noexcept;
     void process_handoff(rte_mbuf** pkts, uint16_t n) noexcept;
     void handoff(rte_mbuf* m, WorkerId owner, uint32_t lo, uint32_t hi) noexcept;
     void handoff_outbound(rte_mbuf* m, WorkerId owner, uint32_t slot, uint32_t reqid) noexcept;
@@ -226,7 +229,6 @@ private:
     static constexpr unsigned hop_cache_size = 256;
     std::array<HopEntry, hop_cache_size> hop_cache_{};
     SpdMemo spd_out_memo_, spd_in_memo_;
-    FlowCache flows_out_, flows_in_;   // SPD answers by IPv4 5-tuple (flow_cache.hh)
     // The inbound SA of the last SPI looked up (remembered_sa()).
     struct {
         uint32_t slot = UINT32_MAX;
@@ -234,6 +236,7 @@ private:
     } in_sa_memo_;
     uint32_t hop_generation_ = 0;   // neighbour generation, read once per burst
     uint64_t hop_tag_v4_ = 0;       // the tag an IPv4 entry of this generation has
+    FlowCache flows_out_, flows_in_;   // SPD answers by IPv4 5-tuple (flow_cache.hh)
 
     // Busy-time accounting (WorkerStats::busy_cycles, poll_cycles): when
     // the current loop iteration started (0: none yet) and whether the

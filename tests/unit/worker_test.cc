@@ -205,11 +205,13 @@ TEST(Worker, DropsHaveNamedReasons)
     rte_pktmbuf_free(got[0]);
 }
 
-// The worker remembers SPD answers by 5-tuple (flow_cache.hh). Four flows,
-// interleaved so that no packet's tuple is the one before's: the first
-// burst classifies every packet (the cache learns at the burst's end), the
-// second takes every answer from the cache, and after a new Spd is published (the first flow now discarded)
-// no answer of the old one is used.
+// The worker remembers SPD answers by 5-tuple (flow_cache.hh). Flows are
+// interleaved so that no packet's tuple is the one before's (the memo
+// never answers): the first burst classifies every packet (the cache
+// learns at the burst's end), the second takes every answer from the
+// cache. After a new Spd is published, where one host and one destination
+// port are discarded, no answer of the old one is used, and two flows
+// that differ only in their destination port get their own answers.
 TEST(Worker, CachedAnswersFollowTheSpdInUse)
 {
     DataplaneFixture f("fcache");
@@ -217,44 +219,65 @@ TEST(Worker, CachedAnswersFollowTheSpdInUse)
     Worker& w = f.dp->worker(1);   // the outbound SA's owner
     const rte_ether_addr gw_in_mac = s.ports[f.inside.id].mac;
     const uint32_t first_host = 0xc6120110;   // 198.18.1.16 .. .19
-    auto send = [&] {
-        for (uint32_t r = 0; r < 4; ++r)
-            for (uint32_t h = 0; h < 4; ++h)
-                f.inside.inject(1, udp_frame(f.dp->pool(), first_host + h, host_b, r * 4 + h, 32, gw_in_mac));
+    struct Flow {
+        uint32_t src;
+        uint16_t dport;
+    };
+    // 16 packets, round-robin over `flows`; returns how many were sealed.
+    auto send = [&](const std::vector<Flow>& flows) {
+        for (uint32_t i = 0; i < 16; ++i) {
+            const Flow& fl = flows[i % flows.size()];
+            rte_mbuf* m = udp_frame(f.dp->pool(), fl.src, host_b, i, 32, gw_in_mac);
+            rte_pktmbuf_mtod_offset(m, rte_udp_hdr*, 14 + 20)->dst_port = rte_cpu_to_be_16(fl.dport);
+            f.inside.inject(1, m);
+        }
         w.poll_once();
         auto out = f.outside.take(1);
         for (rte_mbuf* m : out) rte_pktmbuf_free(m);
         return out.size();
     };
+    std::vector<Flow> hosts, ports;
+    for (uint32_t h = 0; h < 4; ++h) hosts.push_back({first_host + h, 5678});
+    ports = {{first_host + 1, 5678}, {first_host + 1, 5679}};
     const Counter& misses = w.counters().stats.spd_cache_misses;
     const uint64_t m0 = misses.get();
-    EXPECT_EQ(send(), 16u);
+    EXPECT_EQ(send(hosts), 16u);
     EXPECT_EQ(misses.get(), m0 + 16);
-    EXPECT_EQ(send(), 16u);
+    EXPECT_EQ(send(hosts), 16u);
     EXPECT_EQ(misses.get(), m0 + 16) << "the second burst is answered by the cache";
+    EXPECT_EQ(send(ports), 16u);   // learn 198.18.1.17 -> port 5679 under this Spd too
+    const uint64_t m1 = misses.get();
 
     const uint32_t slot = s.sas->find(Spi(0x1001), SaDirection::outbound);
     const DpSa* sa = s.sas->get(slot);
     ASSERT_NE(sa, nullptr);
-    SpdRule discard, protect;
-    discard.policy.direction = protect.policy.direction = SaDirection::outbound;
-    discard.policy.local = {IpAddress::v4(first_host), 32};
-    protect.policy.local = {IpAddress::v4(0xc6120100), 24};
-    discard.policy.remote = protect.policy.remote = {IpAddress::v4(0xc6120200), 24};
+    SpdRule host, port, protect;
+    host.policy.direction = port.policy.direction = protect.policy.direction = SaDirection::outbound;
+    host.policy.local = {IpAddress::v4(first_host), 32};
+    port.policy.local = protect.policy.local = {IpAddress::v4(0xc6120100), 24};
+    host.policy.remote = port.policy.remote = protect.policy.remote = {IpAddress::v4(0xc6120200), 24};
+    port.policy.protocol = 17;
+    port.policy.remote_ports = {5679, 5679};
     protect.policy.action = PolicyAction::protect;
     protect.sa_slot = slot;
     protect.reqid = sa->reqid;
-    const SpdRule rules[] = {discard, protect};   // a tie: the earlier rule wins
+    const SpdRule rules[] = {host, port, protect};   // ties: the earlier rule wins
     std::string error;
     auto next = Spd::build(SaDirection::outbound, rules, "fcache-next", error);
     ASSERT_TRUE(next) << error;
     Spd* const old = s.spd_out.exchange(next.get());
-    EXPECT_EQ(send(), 12u);
+    EXPECT_EQ(send(hosts), 12u);
     EXPECT_EQ(f.drops(DropReason::policy_discard), 4u);
-    EXPECT_EQ(misses.get(), m0 + 32) << "a new Spd's answers are asked for again";
+    EXPECT_EQ(misses.get(), m1 + 16) << "a new Spd's answers are asked for again";
+    for (int round = 0; round < 2; ++round) {   // classified, then from the cache
+        EXPECT_EQ(send(ports), 8u) << round;
+        EXPECT_EQ(f.drops(DropReason::policy_discard), 4u + 8u * unsigned(round + 1)) << round;
+    }
+    EXPECT_EQ(misses.get(), m1 + 24) << "198.18.1.17 -> 5678 was known from the hosts burst";
     s.spd_out.store(old);
-    EXPECT_EQ(send(), 16u);
-    EXPECT_EQ(f.drops(DropReason::policy_discard), 4u);
+    EXPECT_EQ(send(hosts), 16u);
+    EXPECT_EQ(send(ports), 16u);
+    EXPECT_EQ(f.drops(DropReason::policy_discard), 20u);
 }
 
 // Worker::outbound fetches each packet's SA a few packets ahead and skips
