@@ -126,8 +126,10 @@ struct WorkerStats {
     Counter icmp_errors_sent;
     Counter acquires_raised; // trap policy hit: acquire queued for the main lcore
     Counter acquires_lost;   // acquire ring full
-    // IPv4 packets whose tuple the flow cache did not know, classified by
-    // rte_acl (a tuple twice in one burst before it is known counts twice).
+    // IPv4 lookups the flow cache did not answer, classified by rte_acl:
+    // one per packet whose tuple differs from the packet before's (a tuple
+    // twice in one burst before it is known counts twice). Only lookups
+    // that have a cache (not clear packets from the unprotected side).
     Counter spd_cache_misses;
     // Busy-time accounting of the poll loop, in TSC cycles, added once per
     // loop iteration (not per packet): poll_cycles is every cycle of the

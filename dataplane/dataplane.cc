@@ -120,8 +120,10 @@ std::unique_ptr<Dataplane> Dataplane::create(const DataplaneConfig& config, std:
             error = "cannot initialise Intel IPsec-MB for worker " + std::to_string(w);
             return nullptr;
         }
-        if (!dp->workers_.back()->flow_caches_ready())
-            spdlog::warn("worker {}: no DPDK memory for its flow caches; every SPD lookup goes to rte_acl", w);
+        for (SaDirection d : {SaDirection::outbound, SaDirection::inbound})
+            if (!dp->workers_.back()->flow_cache_ready(d))
+                spdlog::warn("worker {}: no DPDK memory for its {} flow cache; those SPD lookups all go to rte_acl", w,
+                             d == SaDirection::outbound ? "outbound" : "inbound");
     }
     // Ask for the static next hops right away so the first packets find them.
     for (const auto& r : config.routes)

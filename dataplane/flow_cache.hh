@@ -8,8 +8,9 @@
 // lines before it reads any (docs/architecture.md, worker step 2).
 //
 // Four-way set associative, a set is two adjacent 64-byte lines (with two
-// ways, a third of 10 000 tunnels' tuples shared a set with two others and
-// missed every time; with four, in the worker's 16 384 sets, ~0.4 %). An
+// ways in 8 192 sets, a third of 10 000 tunnels' tuples shared a set with
+// two others and missed every time; with four ways in the worker's 16 384
+// sets, ~0.4 %). An
 // entry remembers the
 // tuple, the answer (a policy of that Spd, or none) and the generation of
 // the Spd it came from; an entry of another generation is a miss, so a new
@@ -58,13 +59,15 @@ public:
     bool ready() const noexcept { return sets_ != nullptr; }
     uint32_t entries() const noexcept { return ready() ? (mask_ + 1) * ways_per_set : 0; }
 
-    // The set a tuple lives in: the addresses through an odd multiplier
-    // (a bijection), the protocol and ports rotated beside them, then
+    // The set a tuple lives in: the addresses, seeded, through an odd
+    // multiplier (a bijection; the seed goes in first, so which tuples
+    // collide before the finaliser depends on it too), the protocol and
+    // ports rotated beside them, then
     // MurmurHash3's 64-bit finaliser, so that every bit of the tuple moves
     // the low bits the set is taken from.
     uint32_t set_of(const Tuple4& t) const noexcept
     {
-        uint64_t h = (t.addrs * 0x9e3779b97f4a7c15ull) ^ std::rotl(t.rest, 29) ^ seed_;
+        uint64_t h = ((t.addrs ^ seed_) * 0x9e3779b97f4a7c15ull) ^ std::rotl(t.rest, 29);
         h ^= h >> 33;
         h *= 0xff51afd7ed558ccdull;
         h ^= h >> 33;

@@ -45,8 +45,8 @@ Worker::Worker(SharedState& shared, WorkerId id) : shared_(shared), id_(id)
     esp_.counters = &counters_;
     icmp_window_tsc_ = rte_get_tsc_hz() / 10;
     acquire_interval_tsc_ = rte_get_tsc_hz() / 10;
-    // Outbound: 65 536 tuples (2 MiB, one hugepage; only the sets of live
-    // tuples are ever in the CPU's caches). With a tuple per tunnel for
+    // Outbound: 65 536 tuples (2 MiB of hugepage memory; only the sets of
+    // live tuples are ever in the CPU's caches). With a tuple per tunnel for
     // 10 000 tunnels, ~0.4 % share a set with four others and keep missing
     // (~4 % with half the sets: 8 cycles a packet at 10 000 tunnels, as
     // each miss walks rte_acl's trie). Inbound, only decrypted packets of SAs with several
@@ -434,7 +434,7 @@ void Worker::spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out, SpdMemo&
             r4[j] = rm[x];
             if (cached) cache->insert(set4[j], generation, t4[j], rm[x]);
         }
-        counters_.stats.spd_cache_misses.inc(misses);
+        if (cached) counters_.stats.spd_cache_misses.inc(misses);
     }
     if (n4) memo = {generation, prev4.addrs, prev4.rest, r4[n4 - 1]};
     if (likely(n6 == 0)) {

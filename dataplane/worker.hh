@@ -119,9 +119,12 @@ public:
     WorkerId id() const noexcept { return id_; }
     // False if the worker's IPsec-MB manager could not be set up.
     bool crypto_ready() const noexcept { return esp_.mgr != nullptr; }
-    // False if a flow cache could not be allocated (SPD lookups then all
-    // go to rte_acl).
-    bool flow_caches_ready() const noexcept { return flows_out_.ready() && flows_in_.ready(); }
+    // False if that flow cache could not be allocated (its SPD lookups
+    // then all go to rte_acl).
+    bool flow_cache_ready(SaDirection d) const noexcept
+    {
+        return d == SaDirection::outbound ? flows_out_.ready() : flows_in_.ready();
+    }
     const WorkerCounters& counters() const noexcept { return counters_; }
 
 private:

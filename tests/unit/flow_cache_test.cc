@@ -125,7 +125,7 @@ TEST(FlowCache, SpreadsFlowsOverTheSets)
         same += a.set_of(t) == b.set_of(t);
     }
     EXPECT_LT(same, 12u);   // ~1000 / 16384 by chance
-    EXPECT_FALSE(a.init(25, 1)) << "more sets than the hash reaches";
+    EXPECT_FALSE(a.init(25, 1)) << "more than 2^24 sets is refused";
     EXPECT_FALSE(a.ready());
 }
 

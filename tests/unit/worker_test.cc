@@ -278,6 +278,14 @@ TEST(Worker, CachedAnswersFollowTheSpdInUse)
     EXPECT_EQ(send(hosts), 16u);
     EXPECT_EQ(send(ports), 16u);
     EXPECT_EQ(f.drops(DropReason::policy_discard), 20u);
+    // Clear packets from outside ask rte_acl alone: no cache, no misses.
+    const uint64_t m2 = misses.get(), mismatched = f.drops(DropReason::policy_mismatch);
+    const rte_ether_addr gw_out_mac = s.ports[f.outside.id].mac;
+    for (uint32_t i = 0; i < 8; ++i)
+        f.outside.inject(1, udp_frame(f.dp->pool(), host_b + i % 4, host_a, i, 32, gw_out_mac));
+    w.poll_once();
+    EXPECT_EQ(f.drops(DropReason::policy_mismatch), mismatched + 8) << "clear where policy demands ESP";
+    EXPECT_EQ(misses.get(), m2);
 }
 
 // Worker::outbound fetches each packet's SA a few packets ahead and skips
