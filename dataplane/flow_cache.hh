@@ -10,10 +10,8 @@
 // Four-way set associative, a set is two adjacent 64-byte lines (with two
 // ways in 8 192 sets, a third of 10 000 tunnels' tuples shared a set with
 // two others and missed every time; with four ways in the worker's 16 384
-// sets, ~0.4 %). An
-// entry remembers the
-// tuple, the answer (a policy of that Spd, or none) and the generation of
-// the Spd it came from; an entry of another generation is a miss, so a new
+// sets, ~0.4 %). An entry remembers the tuple, the answer (a policy of
+// that Spd, or none) and the generation of the Spd it came from; an entry of another generation is a miss, so a new
 // Spd needs no flush, and an answer is only ever used while the Spd that
 // gave it is the one the worker holds (its entries live as long as it).
 // The cache is the worker's own: no locks, no atomics.

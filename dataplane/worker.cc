@@ -46,13 +46,13 @@ Worker::Worker(SharedState& shared, WorkerId id) : shared_(shared), id_(id)
     icmp_window_tsc_ = rte_get_tsc_hz() / 10;
     acquire_interval_tsc_ = rte_get_tsc_hz() / 10;
     // Outbound: 65 536 tuples (2 MiB of hugepage memory; only the sets of
-    // live tuples are ever in the CPU's caches). With a tuple per tunnel for
-    // 10 000 tunnels, ~0.4 % share a set with four others and keep missing
-    // (~4 % with half the sets: 8 cycles a packet at 10 000 tunnels, as
-    // each miss walks rte_acl's trie). Inbound, only decrypted packets of SAs with several
-    // policies ask it (inbound_policy; clear packets from outside do not):
-    // 4 096 tuples. Without the memory, rte_acl alone (Dataplane::create
-    // warns).
+    // live tuples are ever in the CPU's caches). With a tuple per tunnel
+    // for 10 000 tunnels, ~0.4 % share a set with four others and keep
+    // missing (~4 % with half the sets: 8 cycles a packet at 10 000
+    // tunnels, as each miss walks rte_acl's trie). Inbound, only decrypted
+    // packets of SAs with several policies ask it (inbound_policy; clear
+    // packets from outside do not): 4 096 tuples. Without the memory,
+    // rte_acl alone (Dataplane::create warns).
     flows_out_.init(14, rte_rand());
     flows_in_.init(10, rte_rand());
 }
@@ -318,6 +318,14 @@ void Worker::local_delivery(rte_mbuf* m, const IpInfo& info, Burst& in_esp) noex
 
 namespace {
 
+// May outbound traffic of Child SA `reqid` be sealed with `sa` (the SA in
+// its policy's slot)? A rekey puts a new SA of the same reqid there; an SA
+// of another tunnel that took over a freed slot never is.
+inline bool serves(const DpSa* sa, uint32_t reqid) noexcept
+{
+    return sa && sa->reqid == reqid && sa->direction == SaDirection::outbound;
+}
+
 inline Tuple4 tuple_v4(const rte_mbuf* m, const IpInfo& info) noexcept
 {
     const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
@@ -394,7 +402,7 @@ void Worker::spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out, SpdMemo&
     // memo's flow takes it, the others are looked up from 1 on.
     const uint32_t looked_up_from = memo.generation == generation ? 1 : 0;
     if (looked_up_from) {
-        prev4 = {memo.addrs, memo.rest};
+        prev4 = memo.tuple;
         r4[0] = memo.entry;
         n4 = 1;
     }
@@ -436,7 +444,7 @@ void Worker::spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out, SpdMemo&
         }
         if (cached) counters_.stats.spd_cache_misses.inc(misses);
     }
-    if (n4) memo = {generation, prev4.addrs, prev4.rest, r4[n4 - 1]};
+    if (n4) memo = {generation, prev4, r4[n4 - 1]};
     if (likely(n6 == 0)) {
         for (uint16_t i = 0; i < b.n; ++i) out[i] = r4[which[i]];
         return;
@@ -482,7 +490,7 @@ void Worker::spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out, SpdMemo&
         const SpdEntry* p = e[i];
         if (p != last_p || !p) {
             DpSa* sa = p && p->action == PolicyAction::protect ? shared_.sas->get(p->sa_slot) : nullptr;
-            if (!sa || sa->reqid != p->reqid || sa->direction != SaDirection::outbound || sa->owner != id_) {
+            if (!serves(sa, p->reqid) || sa->owner != id_) {
                 outbound_one(it, spd, p);
                 continue;
             }
@@ -528,15 +536,12 @@ inline void Worker::sealed(Item& it, DpSa& sa, DropReason r, IpFamily family) no
     drop_sa(it.m, sa, r);
 }
 
-// `reqid` is the Child SA the policy (or the hand-off) meant. A rekey puts a
-// new SA of the same reqid into the slot, and traffic moves to it; an SA of
-// another tunnel that took over a freed slot must never seal this traffic.
+// `reqid` is the Child SA the policy (or the hand-off) meant (serves()).
 void Worker::outbound_protect(Item& it, uint32_t sa_slot, uint32_t reqid) noexcept
 {
     DpSa* sa = shared_.sas->get(sa_slot);
     if (unlikely(!sa)) return trap(it, reqid);
-    if (sa->reqid != reqid || sa->direction != SaDirection::outbound)
-        return drop(it.m, DropReason::no_sa);
+    if (!serves(sa, reqid)) return drop(it.m, DropReason::no_sa);
     if (sa->owner != id_) return handoff_outbound(it.m, sa->owner, sa_slot, reqid);
     if (!decrement_ttl(it.m, it.info.family)) return drop(it.m, DropReason::ttl_expired);
     sealed(it, *sa, esp_encap(esp_, *sa, it.m), sa->mode == SaMode::transport ? it.info.family : sa->outer_family);

@@ -185,7 +185,7 @@ private:
     // generation) is the one in use.
     struct SpdMemo {
         uint64_t generation = 0;
-        uint64_t addrs = 0, rest = 0;   // the Tuple4
+        Tuple4 tuple{0, 0};
         const SpdEntry* entry = nullptr;
     };
     void spd_lookup(const Spd& spd, Burst& b, const SpdEntry** out, SpdMemo& memo, FlowCache* cache) noexcept;
