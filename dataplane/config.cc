@@ -413,7 +413,7 @@ std::vector<std::string> extra_eal_args(const Section& s, const toml::node& n)
 
 constexpr std::string_view dataplane_keys[] = {
     "lcores", "main_cpu", "main_rt_priority", "file_prefix", "hugepages", "memory_mb", "burst", "mbufs", "ring_size",
-    "legacy_algorithms", "eal_args",
+    "flow_cache_tuples", "legacy_algorithms", "eal_args",
 };
 
 void read_dataplane(const toml::table& t, DataplaneConfig& cfg)
@@ -437,6 +437,11 @@ void read_dataplane(const toml::table& t, DataplaneConfig& cfg)
     if (cfg.ring_size & (cfg.ring_size - 1))
         s.fail(s.find("ring_size"), fmt::format("ring_size = {} must be a power of two (DPDK rings); "
                                                 "try {}", cfg.ring_size, std::bit_floor(cfg.ring_size)));
+    cfg.flow_cache_tuples = unsigned(s.number("flow_cache_tuples", 0, 1u << 26, 65536));
+    if (cfg.flow_cache_tuples != 0 && (cfg.flow_cache_tuples < 4 || !std::has_single_bit(cfg.flow_cache_tuples)))
+        s.fail(s.find("flow_cache_tuples"),
+               fmt::format("flow_cache_tuples = {} must be 0 (no cache) or a power of two from 4; try {}",
+                           cfg.flow_cache_tuples, std::max(4u, std::bit_floor(cfg.flow_cache_tuples))));
     cfg.legacy_algorithms = s.flag("legacy_algorithms", false);
     if (auto* n = s.find("eal_args")) cfg.eal_args = extra_eal_args(s, *n);
 }

@@ -94,6 +94,9 @@ struct DataplaneConfig {
     unsigned burst = 32;
     unsigned mbufs = 16383;        // mbuf pool size
     unsigned ring_size = 1024;     // hand-off, punt and event rings
+    // Tuples in each worker's outbound flow cache: 0 (none) or a power of
+    // two from 4 (docs/configuration.md).
+    unsigned flow_cache_tuples = 65536;
     bool legacy_algorithms = false;
     std::vector<std::string> eal_args; // extra EAL arguments, appended verbatim
     std::vector<PortConfig> ports;

@@ -67,6 +67,7 @@ std::unique_ptr<Dataplane> Dataplane::create(const DataplaneConfig& config, std:
     dp->mono1_ns_ = dp->mono0_ns_;
     s.workers = config.workers;
     s.burst = std::min<unsigned>(config.burst, max_burst);
+    s.flow_cache_tuples = config.flow_cache_tuples;
     if (s.workers == 0 || s.workers > max_workers) {
         error = "workers must be 1.." + std::to_string(max_workers);
         return nullptr;
@@ -114,8 +115,12 @@ std::unique_ptr<Dataplane> Dataplane::create(const DataplaneConfig& config, std:
         }
     }
     if (!dp->install_sas(config, error) || !dp->build_spds(config, error)) return nullptr;
-    for (unsigned w = 0; w < s.workers; ++w) {
-        dp->workers_.push_back(std::make_unique<Worker>(s, WorkerId(uint16_t(w))));
+    // Worker w runs on the w-th worker lcore (run()); its flow caches are
+    // allocated on that lcore's NUMA node.
+    unsigned lcore = rte_get_next_lcore(unsigned(-1), 1, 0);
+    for (unsigned w = 0; w < s.workers; ++w, lcore = rte_get_next_lcore(lcore, 1, 0)) {
+        const int socket = lcore < RTE_MAX_LCORE ? int(rte_lcore_to_socket_id(lcore)) : SOCKET_ID_ANY;
+        dp->workers_.push_back(std::make_unique<Worker>(s, WorkerId(uint16_t(w)), socket));
         if (!dp->workers_.back()->crypto_ready()) {
             error = "cannot initialise Intel IPsec-MB for worker " + std::to_string(w);
             return nullptr;

@@ -6,7 +6,7 @@ namespace ravelin::dp {
 
 FlowCache::~FlowCache() { rte_free(sets_); }
 
-bool FlowCache::init(unsigned log2_sets, uint64_t seed) noexcept
+bool FlowCache::init(unsigned log2_sets, uint64_t seed, int socket) noexcept
 {
     rte_free(sets_);
     sets_ = nullptr;
@@ -14,7 +14,7 @@ bool FlowCache::init(unsigned log2_sets, uint64_t seed) noexcept
     if (log2_sets > 24) return false;
     const uint32_t n = uint32_t(1) << log2_sets;
     // Zeroed: generation 0 marks every entry empty.
-    sets_ = static_cast<Set*>(rte_zmalloc_socket("ravelin_flow_cache", n * sizeof(Set), alignof(Set), SOCKET_ID_ANY));
+    sets_ = static_cast<Set*>(rte_zmalloc_socket("ravelin_flow_cache", n * sizeof(Set), alignof(Set), socket));
     mask_ = sets_ ? n - 1 : 0;
     seed_ = seed;
     return sets_ != nullptr;

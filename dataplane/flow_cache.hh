@@ -27,6 +27,7 @@
 #include <bit>
 #include <cstdint>
 
+#include <rte_memory.h>
 #include <rte_prefetch.h>
 
 #include "spd.hh"
@@ -51,9 +52,10 @@ public:
     static constexpr unsigned ways_per_set = 4;
 
     // Allocate 2^log2_sets sets (128 bytes each, log2_sets <= 24) from DPDK
-    // memory. False if there is no memory; the cache then stays off
-    // (ready() is false).
-    bool init(unsigned log2_sets, uint64_t seed) noexcept;
+    // memory on `socket` (the worker's NUMA node; SOCKET_ID_ANY: any).
+    // False if there is no memory; the cache then stays off (ready() is
+    // false).
+    bool init(unsigned log2_sets, uint64_t seed, int socket = SOCKET_ID_ANY) noexcept;
     bool ready() const noexcept { return sets_ != nullptr; }
     uint32_t entries() const noexcept { return ready() ? (mask_ + 1) * ways_per_set : 0; }
 

@@ -17,6 +17,7 @@
 // Nothing here locks, allocates, throws or makes a syscall.
 #include "worker.hh"
 
+#include <bit>
 #include <cstddef>
 #include <cstring>
 
@@ -38,23 +39,25 @@ constexpr uint32_t handoff_inbound_kind = 2;
 
 } // namespace
 
-Worker::Worker(SharedState& shared, WorkerId id) : shared_(shared), id_(id)
+Worker::Worker(SharedState& shared, WorkerId id, int socket) : shared_(shared), id_(id)
 {
     esp_.mgr = crypto_manager_create();
     esp_.events = shared.events;
     esp_.counters = &counters_;
     icmp_window_tsc_ = rte_get_tsc_hz() / 10;
     acquire_interval_tsc_ = rte_get_tsc_hz() / 10;
-    // Outbound: 65 536 tuples (2 MiB of hugepage memory; only the sets of
-    // live tuples are ever in the CPU's caches). With a tuple per tunnel
-    // for 10 000 tunnels, ~0.4 % share a set with four others and keep
-    // missing (~4 % with half the sets: 8 cycles a packet at 10 000
-    // tunnels, as each miss walks rte_acl's trie). Inbound, only decrypted
-    // packets of SAs with several policies ask it (inbound_policy; clear
-    // packets from outside do not): 4 096 tuples. Without the memory,
-    // rte_acl alone (Dataplane::create warns).
-    flows_out_.init(14, rte_rand());
-    flows_in_.init(10, rte_rand());
+    // Outbound: flow_cache_tuples, by default 65 536 (2 MiB of hugepage
+    // memory; only the sets of live tuples are ever in the CPU's caches).
+    // With a tuple per tunnel for 10 000 tunnels, ~0.4 % share a set with
+    // four others and keep missing (~4 % with half the sets: 8 cycles a
+    // packet at 10 000 tunnels, as each miss walks rte_acl's trie).
+    // Inbound, only decrypted packets of SAs with several policies ask it
+    // (inbound_policy; clear packets from outside do not): 4 096 tuples.
+    // Without the memory, rte_acl alone (Dataplane::create warns).
+    if (shared.flow_cache_tuples >= FlowCache::ways_per_set)
+        flows_out_.init(unsigned(std::countr_zero(shared.flow_cache_tuples / FlowCache::ways_per_set)), rte_rand(),
+                        socket);
+    flows_in_.init(10, rte_rand(), socket);
 }
 
 Worker::~Worker() { crypto_manager_free(esp_.mgr); }

@@ -93,12 +93,17 @@ struct SharedState {
     std::array<std::array<rte_ring*, max_workers>, max_workers> handoff{};
     unsigned workers = 1;
     unsigned burst = 32;
+    // Tuples in each worker's outbound flow cache (a power of two, at least
+    // 4), or 0 for none: every outbound lookup then goes to rte_acl.
+    unsigned flow_cache_tuples = 65536;
     std::atomic<bool> stop{false};
 };
 
 class Worker {
 public:
-    Worker(SharedState& shared, WorkerId id);
+    // `socket`: the NUMA node of the worker's lcore, where its flow caches
+    // are allocated.
+    Worker(SharedState& shared, WorkerId id, int socket = SOCKET_ID_ANY);
     ~Worker();
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
@@ -119,11 +124,12 @@ public:
     WorkerId id() const noexcept { return id_; }
     // False if the worker's IPsec-MB manager could not be set up.
     bool crypto_ready() const noexcept { return esp_.mgr != nullptr; }
-    // False if that flow cache could not be allocated (its SPD lookups
-    // then all go to rte_acl).
+    // False if a flow cache the configuration asks for could not be
+    // allocated (its SPD lookups then all go to rte_acl).
     bool flow_cache_ready(SaDirection d) const noexcept
     {
-        return d == SaDirection::outbound ? flows_out_.ready() : flows_in_.ready();
+        if (d == SaDirection::outbound) return flows_out_.ready() || shared_.flow_cache_tuples == 0;
+        return flows_in_.ready();
     }
     const WorkerCounters& counters() const noexcept { return counters_; }
 

@@ -207,8 +207,27 @@ std::vector<MetricFamily> render_dataplane(const std::optional<nlohmann::json>& 
         auto& f = family(out, "ravelin_dataplane_packets_total",
                          "packets by what the workers did with them (all workers)", MetricType::Counter);
         for (const char* action : {"rx_packets", "tx_packets", "encrypted", "decrypted", "bypassed", "punted_ike",
-                                   "punted_control", "icmp_errors_sent"})
+                                   "punted_control", "icmp_errors_sent", "handoff_out", "handoff_in"})
             if (auto v = u64(*st, action)) add(f, {{"action", action}}, double(*v));
+        // Messages the workers owe the control plane. A lost lifetime event
+        // is an SA that may not be rekeyed in time; a lost acquire, a
+        // tunnel not started on demand (the worker asks again later).
+        struct Notice { const char* name; const char* help; const char* raised; const char* lost; };
+        const Notice notices[] = {
+            {"ravelin_dataplane_sa_events_total",
+             "SA lifetime and sequence-number events for the control plane, raised or lost (event ring full)",
+             "events_raised", "events_lost"},
+            {"ravelin_dataplane_acquires_total",
+             "requests to negotiate a tunnel for traffic with no SA, raised or lost (ring full)", "acquires_raised",
+             "acquires_lost"},
+        };
+        for (const auto& n : notices) {
+            auto raised = u64(*st, n.raised), lost = u64(*st, n.lost);
+            if (!raised || !lost) continue;   // a data plane that does not count them
+            auto& g = family(out, n.name, n.help, MetricType::Counter);
+            add(g, {{"result", "raised"}}, double(*raised));
+            add(g, {{"result", "lost"}}, double(*lost));
+        }
     }
 
     if (auto w = j.find("workers"); w != j.end() && w->is_array()) {
@@ -219,6 +238,9 @@ std::vector<MetricFamily> render_dataplane(const std::optional<nlohmann::json>& 
                          MetricType::Counter);
         auto poll = make("ravelin_worker_poll_cycles_total", "TSC cycles of the worker's poll loop",
                          MetricType::Counter);
+        auto misses = make("ravelin_worker_spd_cache_misses_total",
+                           "packets whose 5-tuple the worker's flow cache did not know (classified by rte_acl)",
+                           MetricType::Counter);
         for (const auto& worker : *w) {
             auto id = u64(worker, "worker");
             if (!id || !worker.contains("stats")) continue;
@@ -231,6 +253,7 @@ std::vector<MetricFamily> render_dataplane(const std::optional<nlohmann::json>& 
                 add(busy, l, double(*b));
                 add(poll, l, double(*p));
             }
+            if (auto v = u64(ws, "spd_cache_misses")) add(misses, l, double(*v));
         }
         out.push_back(std::move(rx));
         out.push_back(std::move(tx));
@@ -238,6 +261,7 @@ std::vector<MetricFamily> render_dataplane(const std::optional<nlohmann::json>& 
             out.push_back(std::move(busy));
             out.push_back(std::move(poll));
         }
+        if (!misses.metric.empty()) out.push_back(std::move(misses));
     }
 
     if (auto ports = j.find("ports"); ports != j.end() && ports->is_array()) {

@@ -133,6 +133,7 @@ memory_mb = 512
 burst = 64
 mbufs = 8191
 ring_size = 2048
+flow_cache_tuples = 1024
 legacy_algorithms = true
 eal_args = ["--log-level=pmd:debug", "--no-telemetry"]
 
@@ -256,6 +257,7 @@ TEST(ParseConfig, FullExampleMapsEveryField)
     EXPECT_EQ(c.burst, 64u);
     EXPECT_EQ(c.mbufs, 8191u);
     EXPECT_EQ(c.ring_size, 2048u);
+    EXPECT_EQ(c.flow_cache_tuples, 1024u);
     EXPECT_TRUE(c.legacy_algorithms);
     EXPECT_EQ(c.eal_args, (std::vector<std::string>{"--log-level=pmd:debug", "--no-telemetry"}));
 
@@ -268,7 +270,7 @@ TEST(ParseConfig, FullExampleMapsEveryField)
     EXPECT_EQ(c.ports[0].addresses[0].prefix_len, 24);
     EXPECT_EQ(c.ports[0].addresses[1].addr, ip("2001:db8:1::1"));
     EXPECT_EQ(c.ports[0].addresses[1].prefix_len, 64);
-    EXPECT_EQ(c.ports[0].line, 13u);
+    EXPECT_EQ(c.ports[0].line, 14u);
     EXPECT_EQ(c.ports[1].role, PortRole::unprotected_side);
     EXPECT_EQ(c.ports[1].mtu, 9000);
 
@@ -425,6 +427,7 @@ sa = 0x1001
     EXPECT_EQ(c.burst, 32u);
     EXPECT_EQ(c.mbufs, 16383u);
     EXPECT_EQ(c.ring_size, 1024u);
+    EXPECT_EQ(c.flow_cache_tuples, 65536u);
     EXPECT_FALSE(c.legacy_algorithms);
     EXPECT_TRUE(c.eal_args.empty());
     EXPECT_EQ(c.ports[0].mtu, 1500);
@@ -559,6 +562,12 @@ std::vector<Bad> dataplane_cases()
         {"lcore range reversed", "[dataplane]\nlcores = \"3-1\" #!\n" + ports, "\"3-1\" is not an lcore id or range"},
         {"lcores not a string", "[dataplane]\nlcores = 2 #!\n" + ports, "lcores must be a string"},
         {"ring size", "[dataplane]\nring_size = 1000 #!\n" + ports, "ring_size = 1000 must be a power of two"},
+        {"flow cache not a power of two", "[dataplane]\nflow_cache_tuples = 1000 #!\n" + ports,
+         "flow_cache_tuples = 1000 must be 0 (no cache) or a power of two from 4; try 512"},
+        {"flow cache below a set", "[dataplane]\nflow_cache_tuples = 2 #!\n" + ports,
+         "flow_cache_tuples = 2 must be 0 (no cache) or a power of two from 4; try 4"},
+        {"flow cache too large", "[dataplane]\nflow_cache_tuples = 134217728 #!\n" + ports,
+         "flow_cache_tuples = 134217728 is out of range (0..67108864)"},
         {"burst zero", "[dataplane]\nburst = 0 #!\n" + ports, "burst = 0 is out of range (1..256)"},
         {"mbufs type", "[dataplane]\nmbufs = \"many\" #!\n" + ports, "mbufs must be an integer, not a string"},
         {"hugepages type", "[dataplane]\nhugepages = \"yes\" #!\n" + ports, "hugepages must be true or false"},

@@ -142,13 +142,17 @@ TEST(IkedMetrics, AuthenticationFailureByPhaseAndReason)
 json dataplane_stats(uint64_t in_packets, uint64_t spi_in, bool busy)
 {
     json worker_stats = {{"rx_packets", 100}, {"tx_packets", 90}};
-    if (busy) {
+    json stats = {{"rx_packets", 100}, {"tx_packets", 90}, {"encrypted", 40}, {"decrypted", 50}};
+    if (busy) {   // a data plane that counts these (the older one did not)
         worker_stats["busy_cycles"] = 250;
         worker_stats["poll_cycles"] = 1000;
+        worker_stats["spd_cache_misses"] = 17;
+        stats.update({{"handoff_out", 6}, {"handoff_in", 4}, {"events_raised", 9}, {"events_lost", 2},
+                      {"acquires_raised", 5}, {"acquires_lost", 1}});
     }
     return json{
         {"drops", {{"no_sa", 3}, {"replay", 0}}},
-        {"stats", {{"rx_packets", 100}, {"tx_packets", 90}, {"encrypted", 40}, {"decrypted", 50}}},
+        {"stats", stats},
         {"workers", json::array({{{"worker", 0}, {"stats", worker_stats}}})},
         {"ports", json::array({{{"name", "outside"}, {"port", 0}, {"ipackets", 7}, {"opackets", 8},
                                 {"imissed", 1}, {"ierrors", 2}, {"oerrors", 0}, {"rx_nombuf", 0}}})},
@@ -169,6 +173,13 @@ TEST(IkedMetrics, DataPlaneFamiliesAndTunnelsAcrossARekey)
     EXPECT_EQ(sample(t, R"(ravelin_dataplane_packets_total{action="decrypted"})"), 50);
     EXPECT_EQ(sample(t, R"(ravelin_worker_busy_cycles_total{worker="0"})"), 250);
     EXPECT_EQ(sample(t, R"(ravelin_worker_poll_cycles_total{worker="0"})"), 1000);
+    EXPECT_EQ(sample(t, R"(ravelin_worker_spd_cache_misses_total{worker="0"})"), 17);
+    EXPECT_EQ(sample(t, R"(ravelin_dataplane_packets_total{action="handoff_out"})"), 6);
+    EXPECT_EQ(sample(t, R"(ravelin_dataplane_packets_total{action="handoff_in"})"), 4);
+    EXPECT_EQ(sample(t, R"(ravelin_dataplane_sa_events_total{result="raised"})"), 9);
+    EXPECT_EQ(sample(t, R"(ravelin_dataplane_sa_events_total{result="lost"})"), 2);
+    EXPECT_EQ(sample(t, R"(ravelin_dataplane_acquires_total{result="raised"})"), 5);
+    EXPECT_EQ(sample(t, R"(ravelin_dataplane_acquires_total{result="lost"})"), 1);
     EXPECT_EQ(sample(t, R"(ravelin_port_rx_missed_total{port="outside"})"), 1);
     EXPECT_EQ(sample(t, R"(ravelin_port_rx_errors_total{port="outside"})"), 2);
     EXPECT_EQ(sample(t, R"(ravelin_tunnel_packets_total{connection="gw",child="net",direction="in"})"), 10);
@@ -180,6 +191,9 @@ TEST(IkedMetrics, DataPlaneFamiliesAndTunnelsAcrossARekey)
     t = text_of(render_dataplane(dataplane_stats(2, 0x4444, false), reqids, tunnels));
     EXPECT_EQ(sample(t, R"(ravelin_tunnel_packets_total{connection="gw",child="net",direction="in"})"), 12) << t;
     EXPECT_EQ(t.find("ravelin_worker_busy_cycles_total"), std::string::npos);   // absent, not zero
+    EXPECT_EQ(t.find("ravelin_worker_spd_cache_misses_total"), std::string::npos);
+    EXPECT_EQ(t.find("ravelin_dataplane_sa_events_total"), std::string::npos);
+    EXPECT_EQ(t.find("ravelin_dataplane_acquires_total"), std::string::npos);
 
     // No data plane: up 0, its families gone, the tunnel series kept.
     t = text_of(render_dataplane(std::nullopt, reqids, tunnels));

@@ -288,6 +288,40 @@ TEST(Worker, CachedAnswersFollowTheSpdInUse)
     EXPECT_EQ(misses.get(), m2);
 }
 
+// [dataplane] flow_cache_tuples sizes each worker's outbound cache; 0 turns
+// it off. Eight flows fit in the default cache, not in one set of four.
+TEST(Worker, FlowCacheHasTheConfiguredSize)
+{
+    DataplaneFixture f("fcsize");
+    auto& s = f.dp->shared();
+    const rte_ether_addr gw_in_mac = s.ports[f.inside.id].mac;
+    struct Case {
+        unsigned tuples;
+        bool misses_again;   // does the second burst of the same eight flows miss?
+    };
+    for (const Case c : {Case{0, false}, Case{4, true}, Case{65536, false}}) {
+        s.flow_cache_tuples = c.tuples;
+        Worker w(s, WorkerId(1));   // the outbound SA's owner, polling its queue
+        EXPECT_TRUE(w.flow_cache_ready(SaDirection::outbound)) << c.tuples;
+        const Counter& misses = w.counters().stats.spd_cache_misses;
+        auto send = [&] {
+            for (uint32_t i = 0; i < 16; ++i)
+                f.inside.inject(1, udp_frame(f.dp->pool(), 0xc6120110 + i % 8, host_b, i, 32, gw_in_mac));
+            w.poll_once();
+            auto out = f.outside.take(1);
+            for (rte_mbuf* m : out) rte_pktmbuf_free(m);
+            return out.size();
+        };
+        EXPECT_EQ(send(), 16u) << c.tuples;
+        EXPECT_EQ(misses.get(), c.tuples ? 16u : 0u) << c.tuples << ": misses are counted only with a cache";
+        EXPECT_EQ(send(), 16u) << c.tuples;
+        if (c.misses_again)
+            EXPECT_GT(misses.get(), 16u) << "four ways cannot hold eight flows";
+        else
+            EXPECT_EQ(misses.get(), c.tuples ? 16u : 0u) << c.tuples;
+    }
+}
+
 // Worker::outbound fetches each packet's SA a few packets ahead and skips
 // packets whose policy is the one before's. Bursts of every length up to
 // past the look-ahead, mixing three tunnels, a discard policy and packets
