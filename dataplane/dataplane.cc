@@ -13,6 +13,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <bit>
 #include <cstring>
 
 #include <rte_cycles.h>
@@ -68,6 +69,11 @@ std::unique_ptr<Dataplane> Dataplane::create(const DataplaneConfig& config, std:
     s.workers = config.workers;
     s.burst = std::min<unsigned>(config.burst, max_burst);
     s.flow_cache_tuples = config.flow_cache_tuples;
+    if (const unsigned t = s.flow_cache_tuples; t != 0 && (t < FlowCache::ways_per_set || !std::has_single_bit(t) ||
+                                                          t > FlowCache::ways_per_set << FlowCache::max_log2_sets)) {
+        error = "flow_cache_tuples = " + std::to_string(t) + " must be 0 or a power of two from 4 to 67108864";
+        return nullptr;
+    }
     if (s.workers == 0 || s.workers > max_workers) {
         error = "workers must be 1.." + std::to_string(max_workers);
         return nullptr;

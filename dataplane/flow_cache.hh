@@ -9,7 +9,7 @@
 //
 // Four-way set associative, a set is two adjacent 64-byte lines (with two
 // ways in 8 192 sets, a third of 10 000 tunnels' tuples shared a set with
-// two others and missed every time; with four ways in the worker's 16 384
+// two others and missed every time; with four ways in the default 16 384
 // sets, ~0.4 %). An entry remembers the tuple, the answer (a policy of
 // that Spd, or none) and the generation of the Spd it came from; an entry of another generation is a miss, so a new
 // Spd needs no flush, and an answer is only ever used while the Spd that
@@ -50,11 +50,11 @@ public:
     FlowCache& operator=(const FlowCache&) = delete;
 
     static constexpr unsigned ways_per_set = 4;
+    static constexpr unsigned max_log2_sets = 24;   // 2^26 tuples, 2 GiB
 
     // Allocate 2^log2_sets sets (128 bytes each, log2_sets <= 24) from DPDK
-    // memory on `socket` (the worker's NUMA node; SOCKET_ID_ANY: any).
-    // False if there is no memory; the cache then stays off (ready() is
-    // false).
+    // memory on `socket` (the worker's NUMA node), else on any node. False
+    // if there is no memory; the cache then stays off (ready() is false).
     bool init(unsigned log2_sets, uint64_t seed, int socket = SOCKET_ID_ANY) noexcept;
     bool ready() const noexcept { return sets_ != nullptr; }
     uint32_t entries() const noexcept { return ready() ? (mask_ + 1) * ways_per_set : 0; }

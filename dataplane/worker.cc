@@ -54,7 +54,8 @@ Worker::Worker(SharedState& shared, WorkerId id, int socket) : shared_(shared), 
     // Inbound, only decrypted packets of SAs with several policies ask it
     // (inbound_policy; clear packets from outside do not): 4 096 tuples.
     // Without the memory, rte_acl alone (Dataplane::create warns).
-    if (shared.flow_cache_tuples >= FlowCache::ways_per_set)
+    out_cache_wanted_ = shared.flow_cache_tuples != 0;
+    if (out_cache_wanted_)
         flows_out_.init(unsigned(std::countr_zero(shared.flow_cache_tuples / FlowCache::ways_per_set)), rte_rand(),
                         socket);
     flows_in_.init(10, rte_rand(), socket);

@@ -128,7 +128,7 @@ public:
     // allocated (its SPD lookups then all go to rte_acl).
     bool flow_cache_ready(SaDirection d) const noexcept
     {
-        if (d == SaDirection::outbound) return flows_out_.ready() || shared_.flow_cache_tuples == 0;
+        if (d == SaDirection::outbound) return flows_out_.ready() || !out_cache_wanted_;
         return flows_in_.ready();
     }
     const WorkerCounters& counters() const noexcept { return counters_; }
@@ -246,6 +246,7 @@ private:
     uint32_t hop_generation_ = 0;   // neighbour generation, read once per burst
     uint64_t hop_tag_v4_ = 0;       // the tag an IPv4 entry of this generation has
     FlowCache flows_out_, flows_in_;   // SPD answers by IPv4 5-tuple (flow_cache.hh)
+    bool out_cache_wanted_ = false;    // flow_cache_tuples was not 0
 
     // Busy-time accounting (WorkerStats::busy_cycles, poll_cycles): when
     // the current loop iteration started (0: none yet) and whether the

@@ -209,16 +209,19 @@ std::vector<MetricFamily> render_dataplane(const std::optional<nlohmann::json>& 
         for (const char* action : {"rx_packets", "tx_packets", "encrypted", "decrypted", "bypassed", "punted_ike",
                                    "punted_control", "icmp_errors_sent", "handoff_out", "handoff_in"})
             if (auto v = u64(*st, action)) add(f, {{"action", action}}, double(*v));
-        // Messages the workers owe the control plane. A lost lifetime event
-        // is an SA that may not be rekeyed in time; a lost acquire, a
-        // tunnel not started on demand (the worker asks again later).
+        // Messages the workers owe the control plane. "lost" counts attempts
+        // that found the ring full; the worker tries again (a lifetime
+        // event on the SA's next packet), so a lost attempt delays a rekey
+        // or a tunnel started on demand.
         struct Notice { const char* name; const char* help; const char* raised; const char* lost; };
         const Notice notices[] = {
             {"ravelin_dataplane_sa_events_total",
-             "SA lifetime and sequence-number events for the control plane, raised or lost (event ring full)",
+             "SA lifetime and sequence-number events for the control plane: raised, or attempts that found the ring "
+             "full (retried)",
              "events_raised", "events_lost"},
             {"ravelin_dataplane_acquires_total",
-             "requests to negotiate a tunnel for traffic with no SA, raised or lost (ring full)", "acquires_raised",
+             "requests to negotiate a tunnel for traffic with no SA: raised, or attempts that found the ring full "
+             "(retried)", "acquires_raised",
              "acquires_lost"},
         };
         for (const auto& n : notices) {

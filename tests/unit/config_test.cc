@@ -453,6 +453,15 @@ sa = 0x1001
     EXPECT_EQ(p.priority, 100u);
 }
 
+TEST(ParseConfig, FlowCacheSizesFromNoneToTheLargest)
+{
+    for (unsigned tuples : {0u, 4u, 1024u, 1u << 26}) {
+        auto r = parse_config("[dataplane]\nflow_cache_tuples = " + std::to_string(tuples) + "\n" + ports, "t.toml");
+        ASSERT_TRUE(r) << tuples << ": " << r.error().to_string();
+        EXPECT_EQ(r.value().flow_cache_tuples, tuples);
+    }
+}
+
 TEST(ParseConfig, SameSpiInBothDirectionsIsFine)
 {
     std::string text = ports + sa_out + R"(

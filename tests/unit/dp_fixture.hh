@@ -58,17 +58,20 @@ struct RingPort {
 inline const char* fixture_key = "0x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
                                  "a0a1a2a3";
 
-inline std::string fixture_config(const std::string& in_dev, const std::string& out_dev, unsigned window = 1024)
+// `dataplane_keys`: more lines for the [dataplane] table.
+inline std::string fixture_config(const std::string& in_dev, const std::string& out_dev, unsigned window = 1024,
+                                  const std::string& dataplane_keys = "")
 {
     std::string w = std::to_string(window);
     return std::string(R"([dataplane]
 lcores = "0,1,2"
 file_prefix = "rvl-fixture"
+)") + dataplane_keys + R"(
 
 [[port]]
 name = "inside"
 role = "protected"
-device = ")") + in_dev + R"("
+device = ")" + in_dev + R"("
 address = ["198.18.1.1/24", "2001:db8:1::1/64"]
 
 [[port]]
@@ -160,11 +163,14 @@ struct DataplaneFixture {
     rte_ether_addr host_mac{{0x02, 0, 0, 0, 0, 0x02}};
     rte_ether_addr peer_mac{{0x02, 0, 0, 0, 0, 0x03}};
 
-    // `extra` is appended to the config (more [[policy]] or [[sa]] tables).
-    explicit DataplaneFixture(const std::string& tag, unsigned window = 1024, const std::string& extra = "")
+    // `extra` is appended to the config (more [[policy]] or [[sa]] tables);
+    // `dataplane_keys` goes into its [dataplane] table.
+    explicit DataplaneFixture(const std::string& tag, unsigned window = 1024, const std::string& extra = "",
+                              const std::string& dataplane_keys = "")
         : inside((eal(), "rvl_in_" + tag)), outside("rvl_out_" + tag)
     {
-        auto cfg = dp::parse_config(fixture_config(inside.name, outside.name, window) + extra, "fixture.toml");
+        auto cfg = dp::parse_config(fixture_config(inside.name, outside.name, window, dataplane_keys) + extra,
+                                    "fixture.toml");
         if (!cfg) {
             std::fprintf(stderr, "%s\n", cfg.error().to_string().c_str());
             std::abort();
