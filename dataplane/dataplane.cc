@@ -13,11 +13,14 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
+#include <cerrno>
 #include <cstring>
 
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
+#include <rte_ether.h>
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
@@ -58,6 +61,26 @@ SaSelector inbound_selector(const DataplaneConfig& config, Spi spi)
 
 } // namespace
 
+namespace {
+
+// An mbuf holds the largest frame any port takes, and what ESP adds in
+// place: the outer headers go into the headroom (RTE_PKTMBUF_HEADROOM, 128
+// octets, against at most 86 with the Ethernet header), padding, pad
+// length, next header and ICV into the tailroom (at most 15 + 2 + 32).
+// With the default MTUs that is DPDK's default buffer; jumbo ports get
+// larger ones (a 9000-octet MTU: ~9 KiB an mbuf).
+constexpr uint32_t esp_tailroom = 64;
+
+uint16_t mbuf_data_room(const DataplaneConfig& config)
+{
+    unsigned mtu = 0;
+    for (const PortConfig& p : config.ports) mtu = std::max<unsigned>(mtu, p.mtu);
+    const uint32_t need = RTE_PKTMBUF_HEADROOM + RTE_ETHER_HDR_LEN + mtu + esp_tailroom;
+    return uint16_t(std::max<uint32_t>(RTE_MBUF_DEFAULT_BUF_SIZE, RTE_ALIGN_CEIL(need, 1024)));
+}
+
+} // namespace
+
 std::unique_ptr<Dataplane> Dataplane::create(const DataplaneConfig& config, std::string& error)
 {
     std::unique_ptr<Dataplane> dp(new Dataplane());
@@ -78,11 +101,11 @@ std::unique_ptr<Dataplane> Dataplane::create(const DataplaneConfig& config, std:
         error = "workers must be 1.." + std::to_string(max_workers);
         return nullptr;
     }
-    dp->pool_ = rte_pktmbuf_pool_create("rvl_mbufs", config.mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
-                                        int(rte_socket_id()));
+    const uint16_t data_room = mbuf_data_room(config);
+    dp->pool_ = rte_pktmbuf_pool_create("rvl_mbufs", config.mbufs, 256, 0, data_room, int(rte_socket_id()));
     if (!dp->pool_) {
-        error = "cannot create the mbuf pool (" + std::to_string(config.mbufs) +
-                " mbufs): not enough hugepage memory?";
+        error = "cannot create the mbuf pool (" + std::to_string(config.mbufs) + " mbufs of " +
+                std::to_string(data_room) + " octets): not enough hugepage memory?";
         return nullptr;
     }
     size_t rcu_size = rte_rcu_qsbr_get_memsize(s.workers);
@@ -200,7 +223,11 @@ bool Dataplane::setup_ports(const DataplaneConfig& config, std::string& error)
             error = where + "configure failed: " + rte_strerror(-rc);
             return false;
         }
-        rte_eth_dev_set_mtu(id, pc.mtu);   // virtual devices may not support it; the config check still applies
+        // Virtual devices may not support it (the config's MTU checks still
+        // apply); a device that refuses a jumbo MTU would drop those frames.
+        if (int rc = rte_eth_dev_set_mtu(id, pc.mtu); rc < 0 && (rc != -ENOTSUP || pc.mtu > 1500))
+            spdlog::warn("{}the device did not take mtu = {} ({}); frames above its own MTU may be dropped by it",
+                         where, pc.mtu, rte_strerror(-rc));
         for (uint16_t q = 0; q < nq; ++q) {
             if (rte_eth_rx_queue_setup(id, q, rx_descriptors, rte_eth_dev_socket_id(id), nullptr, pool_) < 0 ||
                 rte_eth_tx_queue_setup(id, q, tx_descriptors, rte_eth_dev_socket_id(id), nullptr) < 0) {

@@ -58,9 +58,10 @@ struct RingPort {
 inline const char* fixture_key = "0x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
                                  "a0a1a2a3";
 
-// `dataplane_keys`: more lines for the [dataplane] table.
+// `dataplane_keys`: more lines for the [dataplane] table; `port_keys`: for
+// both [[port]] tables.
 inline std::string fixture_config(const std::string& in_dev, const std::string& out_dev, unsigned window = 1024,
-                                  const std::string& dataplane_keys = "")
+                                  const std::string& dataplane_keys = "", const std::string& port_keys = "")
 {
     std::string w = std::to_string(window);
     return std::string(R"([dataplane]
@@ -73,12 +74,14 @@ name = "inside"
 role = "protected"
 device = ")" + in_dev + R"("
 address = ["198.18.1.1/24", "2001:db8:1::1/64"]
+)" + port_keys + R"(
 
 [[port]]
 name = "outside"
 role = "unprotected"
 device = ")" + out_dev + R"("
 address = ["198.18.0.1/24", "2001:db8::1/64"]
+)" + port_keys + R"(
 
 [[sa]]
 spi = 0x1001
@@ -164,12 +167,13 @@ struct DataplaneFixture {
     rte_ether_addr peer_mac{{0x02, 0, 0, 0, 0, 0x03}};
 
     // `extra` is appended to the config (more [[policy]] or [[sa]] tables);
-    // `dataplane_keys` goes into its [dataplane] table.
+    // `dataplane_keys` goes into its [dataplane] table, `port_keys` into
+    // both [[port]] tables.
     explicit DataplaneFixture(const std::string& tag, unsigned window = 1024, const std::string& extra = "",
-                              const std::string& dataplane_keys = "")
+                              const std::string& dataplane_keys = "", const std::string& port_keys = "")
         : inside((eal(), "rvl_in_" + tag)), outside("rvl_out_" + tag)
     {
-        auto cfg = dp::parse_config(fixture_config(inside.name, outside.name, window, dataplane_keys) + extra,
+        auto cfg = dp::parse_config(fixture_config(inside.name, outside.name, window, dataplane_keys, port_keys) + extra,
                                     "fixture.toml");
         if (!cfg) {
             std::fprintf(stderr, "%s\n", cfg.error().to_string().c_str());

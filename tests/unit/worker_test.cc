@@ -288,6 +288,31 @@ TEST(Worker, CachedAnswersFollowTheSpdInUse)
     EXPECT_EQ(misses.get(), m2);
 }
 
+// Ports with a jumbo MTU get mbufs that hold their frames and what ESP adds
+// in place: an 8 850-octet packet leaves as one ESP packet the peer opens.
+TEST(Worker, JumboFramesFitTheirBuffers)
+{
+    DataplaneFixture f("jumbo", 1024, "", "mbufs = 2047\n", "mtu = 9000\n");
+    ASSERT_GE(rte_pktmbuf_data_room_size(f.dp->pool()), RTE_PKTMBUF_HEADROOM + 14 + 9000 + 49);
+    Peer p;
+    const rte_ether_addr gw_in_mac = f.dp->shared().ports[f.inside.id].mac;
+    const uint16_t payload = 8822;   // IP 8 850: with ESP's 70 octets still under the outer MTU
+    f.inside.inject(1, udp_frame(f.dp->pool(), host_a, host_b, 77, payload, gw_in_mac));
+    f.dp->worker(1).poll_once();
+    auto out = f.outside.take(1);
+    ASSERT_EQ(out.size(), 1u) << "no_buffer_space " << f.drops(DropReason::no_buffer_space) << ", mtu_exceeded "
+                              << f.drops(DropReason::mtu_exceeded);
+    rte_mbuf* m = out[0];
+    EXPECT_EQ(m->nb_segs, 1u);
+    rte_pktmbuf_adj(m, 14);
+    ASSERT_EQ(esp_decap(p.ctx, *p.in, m, 20), DropReason::none);
+    EXPECT_EQ(m->data_len, 20u + 8u + payload);
+    uint32_t tag;
+    std::memcpy(&tag, rte_pktmbuf_mtod_offset(m, uint8_t*, 28), 4);
+    EXPECT_EQ(tag, 77u);
+    rte_pktmbuf_free(m);
+}
+
 // A configuration made in code gets the parser's check on the cache size too.
 TEST(Worker, DataplaneRefusesAFlowCacheSizeThatIsNotAPowerOfTwo)
 {
