@@ -61,25 +61,21 @@ SaSelector inbound_selector(const DataplaneConfig& config, Spi spi)
 
 } // namespace
 
-namespace {
-
 // An mbuf holds the largest frame any port takes, and what ESP adds in
 // place: the outer headers go into the headroom (RTE_PKTMBUF_HEADROOM, 128
 // octets, against at most 86 with the Ethernet header), padding, pad
 // length, next header and ICV into the tailroom (at most 15 + 2 + 32).
-// With the default MTUs that is DPDK's default buffer; jumbo ports get
-// larger ones (a 9000-octet MTU: ~9 KiB an mbuf).
-constexpr uint32_t esp_tailroom = 64;
-
-uint16_t mbuf_data_room(const DataplaneConfig& config)
+// Up to MTU 1970 that is DPDK's default buffer; above, the data part after
+// the headroom is rounded up to whole KiB (NICs size receive buffers in
+// KiB steps: a smaller remainder would split jumbo frames into segments).
+uint16_t Dataplane::mbuf_data_room(const DataplaneConfig& config) noexcept
 {
+    constexpr uint32_t esp_tailroom = 64;
     unsigned mtu = 0;
     for (const PortConfig& p : config.ports) mtu = std::max<unsigned>(mtu, p.mtu);
-    const uint32_t need = RTE_PKTMBUF_HEADROOM + RTE_ETHER_HDR_LEN + mtu + esp_tailroom;
-    return uint16_t(std::max<uint32_t>(RTE_MBUF_DEFAULT_BUF_SIZE, RTE_ALIGN_CEIL(need, 1024)));
+    const uint32_t data = RTE_ALIGN_CEIL(RTE_ETHER_HDR_LEN + std::min(mtu, max_port_mtu) + esp_tailroom, 1024u);
+    return uint16_t(std::max<uint32_t>(RTE_MBUF_DEFAULT_BUF_SIZE, RTE_PKTMBUF_HEADROOM + data));
 }
-
-} // namespace
 
 std::unique_ptr<Dataplane> Dataplane::create(const DataplaneConfig& config, std::string& error)
 {
@@ -101,11 +97,21 @@ std::unique_ptr<Dataplane> Dataplane::create(const DataplaneConfig& config, std:
         error = "workers must be 1.." + std::to_string(max_workers);
         return nullptr;
     }
+    for (const PortConfig& pc : config.ports)
+        if (pc.mtu > max_port_mtu) {
+            error = "port " + pc.name + ": mtu = " + std::to_string(pc.mtu) + " is above " +
+                    std::to_string(max_port_mtu);
+            return nullptr;
+        }
     const uint16_t data_room = mbuf_data_room(config);
     dp->pool_ = rte_pktmbuf_pool_create("rvl_mbufs", config.mbufs, 256, 0, data_room, int(rte_socket_id()));
     if (!dp->pool_) {
         error = "cannot create the mbuf pool (" + std::to_string(config.mbufs) + " mbufs of " +
-                std::to_string(data_room) + " octets): not enough hugepage memory?";
+                std::to_string(data_room) + " octets, ~" +
+                std::to_string((uint64_t(config.mbufs) * (data_room + 192u)) >> 20) + " MiB): " +
+                rte_strerror(rte_errno) +
+                (config.hugepages ? "; not enough free hugepages? lower mbufs"
+                                  : "; raise memory_mb or lower mbufs");
         return nullptr;
     }
     size_t rcu_size = rte_rcu_qsbr_get_memsize(s.workers);
@@ -247,6 +253,7 @@ bool Dataplane::setup_ports(const DataplaneConfig& config, std::string& error)
         p.id = id;
         p.role = pc.role;
         p.mtu = pc.mtu;
+        s.min_port_mtu = port_ids_.empty() ? pc.mtu : std::min(s.min_port_mtu, pc.mtu);
         rte_eth_macaddr_get(id, &p.mac);
         p.mac_word = mac_word(p.mac);
         port_ids_.push_back(id);

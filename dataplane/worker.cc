@@ -54,6 +54,7 @@ Worker::Worker(SharedState& shared, WorkerId id, int socket) : shared_(shared), 
     // Inbound, only decrypted packets of SAs with several policies ask it
     // (inbound_policy; clear packets from outside do not): 4 096 tuples.
     // Without the memory, rte_acl alone (Dataplane::create warns).
+    min_port_mtu_ = shared.min_port_mtu;   // ports are set up before the workers
     out_cache_wanted_ = shared.flow_cache_tuples != 0;
     if (out_cache_wanted_)
         flows_out_.init(unsigned(std::countr_zero(shared.flow_cache_tuples / FlowCache::ways_per_set)), rte_rand(),
@@ -231,6 +232,11 @@ inline void Worker::forward_remembered(rte_mbuf* m, IpFamily family, HopMemo& ho
 // Add the hop's Ethernet header and queue for TX.
 inline void Worker::send_via(rte_mbuf* m, const HopEntry& e) noexcept
 {
+    // Ports of different MTUs: a packet larger than the smallest is checked
+    // against its own port's (decrypted or bypassed traffic from a port
+    // with a larger MTU; ESP has its own check against the SA's).
+    if (unlikely(m->data_len > min_port_mtu_) && m->data_len > shared_.ports[e.port].mtu)
+        return egress_too_big(m, shared_.ports[e.port].mtu);
     // Every packet that gets here had its Ethernet header taken off or
     // was given room for one (esp_encap, make_too_big); still checked.
     if (unlikely(m->data_off < sizeof(rte_ether_hdr))) return drop(m, DropReason::no_buffer_space);
@@ -584,19 +590,42 @@ void Worker::mtu_error(Item& it, DpSa& sa) noexcept
 {
     counters_.drop(DropReason::mtu_exceeded);
     sa.drops[std::size_t(DropReason::mtu_exceeded)].inc();
-    // Rate limit (RFC 4443 §2.4(f), RFC 1812 §4.3.2.8): a flood of oversized
-    // packets must not become a flood of errors.
-    if (esp_.now_tsc - icmp_window_start_ > icmp_window_tsc_) {
-        icmp_window_start_ = esp_.now_tsc;
-        icmp_in_window_ = 0;
-    }
-    if (icmp_in_window_ >= icmp_errors_per_window) return (void)rte_pktmbuf_free(it.m);
-    ++icmp_in_window_;
+    if (!icmp_error_allowed()) return (void)rte_pktmbuf_free(it.m);
     const IpAddress* from = shared_.fib->address_on(it.m->port, it.info.family);
     uint16_t room = uint16_t(sa.outer_mtu - std::min<unsigned>(sa.outer_mtu, sa_overhead(sa)));
     if (!from || !make_too_big(it.m, it.info, *from, room)) return (void)rte_pktmbuf_free(it.m);
     counters_.stats.icmp_errors_sent.inc();
     forward(it.m, it.info.family);
+}
+
+// Rate limit (RFC 4443 §2.4(f), RFC 1812 §4.3.2.8): a flood of oversized
+// packets must not become a flood of errors.
+bool Worker::icmp_error_allowed() noexcept
+{
+    if (esp_.now_tsc - icmp_window_start_ > icmp_window_tsc_) {
+        icmp_window_start_ = esp_.now_tsc;
+        icmp_in_window_ = 0;
+    }
+    if (icmp_in_window_ >= icmp_errors_per_window) return false;
+    ++icmp_in_window_;
+    return true;
+}
+
+// A packet (data at its IP header) larger than the MTU of the port its hop
+// leaves by: dropped and counted; with DF (IPv4) or IPv6, its sender is
+// told the MTU, from our address on the port it came in by. No fragmenting.
+// A packet of our own (ESP of an SA whose mtu is above its port's) gets no
+// error: we would send it to ourselves.
+[[gnu::cold, gnu::noinline]] void Worker::egress_too_big(rte_mbuf* m, uint16_t mtu) noexcept
+{
+    counters_.drop(DropReason::mtu_exceeded);
+    IpInfo info;
+    if (validate_ip(m, info) != DropReason::none || shared_.fib->is_local(ip_src(m, info)) || !icmp_error_allowed())
+        return (void)rte_pktmbuf_free(m);
+    const IpAddress* from = shared_.fib->address_on(m->port, info.family);
+    if (!from || !make_too_big(m, info, *from, mtu)) return (void)rte_pktmbuf_free(m);
+    counters_.stats.icmp_errors_sent.inc();
+    forward(m, info.family);
 }
 
 [[gnu::flatten]] void Worker::inbound_esp(Burst& b) noexcept

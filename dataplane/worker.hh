@@ -93,6 +93,9 @@ struct SharedState {
     std::array<std::array<rte_ring*, max_workers>, max_workers> handoff{};
     unsigned workers = 1;
     unsigned burst = 32;
+    // The smallest port MTU: a packet up to it fits every port, larger
+    // ones are checked against their port's (Worker::send_via).
+    uint16_t min_port_mtu = 1500;
     // Tuples in each worker's outbound flow cache (a power of two, at least
     // 4), or 0 for none: every outbound lookup then goes to rte_acl.
     unsigned flow_cache_tuples = 65536;
@@ -200,6 +203,8 @@ private:
     void handoff_outbound(rte_mbuf* m, WorkerId owner, uint32_t slot, uint32_t reqid) noexcept;
     void handoff_inbound(rte_mbuf* m, WorkerId owner, uint32_t slot, uint32_t esp_offset) noexcept;
     void mtu_error(Item& it, DpSa& sa) noexcept;
+    bool icmp_error_allowed() noexcept;
+    void egress_too_big(rte_mbuf* m, uint16_t mtu) noexcept;
     [[gnu::always_inline]] void forward(rte_mbuf* m, IpFamily family) noexcept;
     [[gnu::always_inline]] const HopEntry* forward_hop(rte_mbuf* m, IpFamily family) noexcept;
     [[gnu::always_inline]] void forward_remembered(rte_mbuf* m, IpFamily family, HopMemo& hop) noexcept;
@@ -222,6 +227,7 @@ private:
         uint16_t n = 0;
     };
     std::array<TxBuffer, max_ports> tx_{};
+    uint16_t min_port_mtu_ = 1500;   // SharedState::min_port_mtu, read per packet by send_via()
 
     // Resolved next hops by destination address: the route lookup and the
     // neighbour hash lookup happen once per destination, not per packet.

@@ -58,10 +58,11 @@ struct RingPort {
 inline const char* fixture_key = "0x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
                                  "a0a1a2a3";
 
-// `dataplane_keys`: more lines for the [dataplane] table; `port_keys`: for
-// both [[port]] tables.
+// `dataplane_keys`: more lines for the [dataplane] table; `inside_keys`,
+// `outside_keys`: for the [[port]] tables.
 inline std::string fixture_config(const std::string& in_dev, const std::string& out_dev, unsigned window = 1024,
-                                  const std::string& dataplane_keys = "", const std::string& port_keys = "")
+                                  const std::string& dataplane_keys = "", const std::string& inside_keys = "",
+                                  const std::string& outside_keys = "")
 {
     std::string w = std::to_string(window);
     return std::string(R"([dataplane]
@@ -74,14 +75,14 @@ name = "inside"
 role = "protected"
 device = ")" + in_dev + R"("
 address = ["198.18.1.1/24", "2001:db8:1::1/64"]
-)" + port_keys + R"(
+)" + inside_keys + R"(
 
 [[port]]
 name = "outside"
 role = "unprotected"
 device = ")" + out_dev + R"("
 address = ["198.18.0.1/24", "2001:db8::1/64"]
-)" + port_keys + R"(
+)" + outside_keys + R"(
 
 [[sa]]
 spi = 0x1001
@@ -144,13 +145,13 @@ inline SaDescriptor fixture_sa_descriptor(uint32_t spi, SaDirection dir, uint32_
 // An SA of the fixture's far end (the mirror of the gateway's SAs): same
 // AES-256-GCM key and salt as fixture_key, tunnel peer <-> gateway.
 inline dp::DpSa* fixture_peer_sa(IMB_MGR* mgr, uint32_t spi, SaDirection dir, bool esn = true,
-                                 uint16_t window = 1024)
+                                 uint16_t window = 1024, uint16_t mtu = 1500)
 {
     SaDescriptor d = fixture_sa_descriptor(spi, dir, fixture_peer, fixture_gw_outside);
     d.esn = esn;
     d.replay_window = window;
     const char* why = "?";
-    dp::DpSa* sa = dp::sa_create(mgr, d, 1500, WorkerId(0), &why);
+    dp::DpSa* sa = dp::sa_create(mgr, d, mtu, WorkerId(0), &why);
     if (!sa) {
         std::fprintf(stderr, "fixture_peer_sa: %s\n", why);
         std::abort();
@@ -167,13 +168,14 @@ struct DataplaneFixture {
     rte_ether_addr peer_mac{{0x02, 0, 0, 0, 0, 0x03}};
 
     // `extra` is appended to the config (more [[policy]] or [[sa]] tables);
-    // `dataplane_keys` goes into its [dataplane] table, `port_keys` into
-    // both [[port]] tables.
+    // the others go into its [dataplane] and [[port]] tables.
     explicit DataplaneFixture(const std::string& tag, unsigned window = 1024, const std::string& extra = "",
-                              const std::string& dataplane_keys = "", const std::string& port_keys = "")
+                              const std::string& dataplane_keys = "", const std::string& inside_keys = "",
+                              const std::string& outside_keys = "")
         : inside((eal(), "rvl_in_" + tag)), outside("rvl_out_" + tag)
     {
-        auto cfg = dp::parse_config(fixture_config(inside.name, outside.name, window, dataplane_keys, port_keys) + extra,
+        auto cfg = dp::parse_config(fixture_config(inside.name, outside.name, window, dataplane_keys, inside_keys, outside_keys) +
+                                        extra,
                                     "fixture.toml");
         if (!cfg) {
             std::fprintf(stderr, "%s\n", cfg.error().to_string().c_str());

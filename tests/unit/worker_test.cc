@@ -292,11 +292,11 @@ TEST(Worker, CachedAnswersFollowTheSpdInUse)
 // in place: an 8 850-octet packet leaves as one ESP packet the peer opens.
 TEST(Worker, JumboFramesFitTheirBuffers)
 {
-    DataplaneFixture f("jumbo", 1024, "", "mbufs = 2047\n", "mtu = 9000\n");
+    DataplaneFixture f("jumbo", 1024, "", "mbufs = 2047\n", "mtu = 9000\n", "mtu = 9000\n");
     ASSERT_GE(rte_pktmbuf_data_room_size(f.dp->pool()), RTE_PKTMBUF_HEADROOM + 14 + 9000 + 49);
     Peer p;
     const rte_ether_addr gw_in_mac = f.dp->shared().ports[f.inside.id].mac;
-    const uint16_t payload = 8822;   // IP 8 850: with ESP's 70 octets still under the outer MTU
+    const uint16_t payload = 8822;   // IP 8 850: with ESP's ~60 octets still under the outer MTU
     f.inside.inject(1, udp_frame(f.dp->pool(), host_a, host_b, 77, payload, gw_in_mac));
     f.dp->worker(1).poll_once();
     auto out = f.outside.take(1);
@@ -311,6 +311,50 @@ TEST(Worker, JumboFramesFitTheirBuffers)
     std::memcpy(&tag, rte_pktmbuf_mtod_offset(m, uint8_t*, 28), 4);
     EXPECT_EQ(tag, 77u);
     rte_pktmbuf_free(m);
+}
+
+// The buffers: DPDK's default up to MTU 1970, above that the data part
+// after the headroom in whole KiB (NICs size receive buffers in KiB steps).
+TEST(Worker, MbufDataRoomFollowsTheLargestPortMtu)
+{
+    for (const auto& [mtu, room] : std::vector<std::pair<uint16_t, unsigned>>{
+             {1500, RTE_MBUF_DEFAULT_BUF_SIZE}, {1970, RTE_MBUF_DEFAULT_BUF_SIZE},
+             {1971, RTE_PKTMBUF_HEADROOM + 3072}, {9000, RTE_PKTMBUF_HEADROOM + 9216}}) {
+        DataplaneConfig c;
+        c.ports.resize(2);
+        c.ports[1].mtu = mtu;   // the other stays at 1500
+        EXPECT_EQ(Dataplane::mbuf_data_room(c), room) << mtu;
+    }
+}
+
+// Ports of different MTUs: a decrypted packet too large for the port it
+// leaves by is dropped and counted, not handed to the device; one that
+// fits goes through.
+TEST(Worker, PacketsLargerThanTheEgressPortMtuAreDropped)
+{
+    DataplaneFixture f("egress_mtu", 1024, "", "mbufs = 2047\n", "", "mtu = 9000\n");
+    IMB_MGR* mgr = crypto_manager_create();
+    WorkerCounters counters;
+    EspContext ctx{mgr, nullptr, &counters, 0};
+    DpSa* out = test::fixture_peer_sa(mgr, 0x2002, SaDirection::outbound, true, 1024, 9000);
+    const rte_ether_addr gw_out_mac = f.dp->shared().ports[f.outside.id].mac;
+    for (const auto& [payload, arrives] : {std::pair<uint16_t, bool>{4000, false}, {1000, true}}) {
+        rte_mbuf* m = udp_frame(f.dp->pool(), host_b, host_a, payload, payload);
+        rte_pktmbuf_adj(m, sizeof(rte_ether_hdr));
+        ASSERT_EQ(esp_encap(ctx, *out, m), DropReason::none);
+        auto* eth = reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_prepend(m, sizeof(rte_ether_hdr)));
+        eth->dst_addr = gw_out_mac;
+        eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+        f.outside.inject(0, m);
+        f.dp->worker(0).poll_once();
+        auto clear = f.inside.take(0);
+        EXPECT_EQ(clear.size(), arrives ? 1u : 0u) << payload;
+        for (rte_mbuf* c : clear) rte_pktmbuf_free(c);
+    }
+    EXPECT_EQ(f.drops(DropReason::mtu_exceeded), 1u);
+    EXPECT_EQ(f.dp->worker(0).counters().stats.decrypted.get(), 2u);
+    sa_free(out);
+    crypto_manager_free(mgr);
 }
 
 // A configuration made in code gets the parser's check on the cache size too.
