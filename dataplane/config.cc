@@ -437,8 +437,8 @@ void read_dataplane(const toml::table& t, DataplaneConfig& cfg)
     if (cfg.ring_size & (cfg.ring_size - 1))
         s.fail(s.find("ring_size"), fmt::format("ring_size = {} must be a power of two (DPDK rings); "
                                                 "try {}", cfg.ring_size, std::bit_floor(cfg.ring_size)));
-    cfg.flow_cache_tuples = unsigned(s.number("flow_cache_tuples", 0, 1u << 26, 65536));
-    if (cfg.flow_cache_tuples != 0 && (cfg.flow_cache_tuples < 4 || !std::has_single_bit(cfg.flow_cache_tuples)))
+    cfg.flow_cache_tuples = unsigned(s.number("flow_cache_tuples", 0, max_flow_cache_tuples, 65536));
+    if (!valid_flow_cache_tuples(cfg.flow_cache_tuples))
         s.fail(s.find("flow_cache_tuples"),
                fmt::format("flow_cache_tuples = {} must be 0 (no cache) or a power of two from 4; try {}",
                            cfg.flow_cache_tuples, std::max(4u, std::bit_floor(cfg.flow_cache_tuples))));
@@ -527,7 +527,7 @@ PortConfig read_port(const toml::table& t, std::size_t index)
         s.fail(&addrs, "address must be a non-empty array of the gateway's addresses on this port, "
                        "like [\"198.18.0.1/24\"]");
     for (auto& el : *arr) p.addresses.push_back(interface_address(s, el));
-    p.mtu = uint16_t(s.number("mtu", 576, 9000, 1500));
+    p.mtu = uint16_t(s.number("mtu", 576, max_mtu, 1500));
     bool has_v6 = std::any_of(p.addresses.begin(), p.addresses.end(),
                               [](auto& a) { return a.addr.family == IpFamily::v6; });
     if (has_v6 && p.mtu < 1280)
@@ -899,7 +899,7 @@ void read_sa_options(const Section& s, SaConfig& c, const PortConfig* owner, con
                                                  "after the first in [dataplane] lcores)", *w, cfg.workers - 1));
         c.worker = uint16_t(*w);
     }
-    if (auto m = s.number("mtu", 576, 9000)) {
+    if (auto m = s.number("mtu", 576, max_mtu)) {
         if (sa.local.family == IpFamily::v6 && *m < 1280)
             s.fail(s.find("mtu"), fmt::format("mtu = {} is below 1280, the IPv6 minimum, for an IPv6 tunnel", *m));
         c.mtu = uint16_t(*m);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <array>
+#include <bit>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -75,6 +76,16 @@ struct PolicyConfig {
     PolicyDescriptor policy;
     unsigned line = 0;
 };
+
+// Limits the loader checks and Dataplane::create checks again for a
+// configuration made in code.
+inline constexpr unsigned max_mtu = 9000;   // ports and SAs
+inline constexpr unsigned max_flow_cache_tuples = 1u << 26;
+// flow_cache_tuples: 0 (no cache) or a power of two from 4 (a set's ways).
+constexpr bool valid_flow_cache_tuples(unsigned t) noexcept
+{
+    return t == 0 || (t >= 4 && t <= max_flow_cache_tuples && std::has_single_bit(t));
+}
 
 struct DataplaneConfig {
     std::string source;            // file name, for messages

@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <bit>
 #include <cerrno>
 #include <cstring>
 
@@ -73,7 +72,7 @@ uint16_t Dataplane::mbuf_data_room(const DataplaneConfig& config) noexcept
     constexpr uint32_t esp_tailroom = 64;
     unsigned mtu = 0;
     for (const PortConfig& p : config.ports) mtu = std::max<unsigned>(mtu, p.mtu);
-    const uint32_t data = RTE_ALIGN_CEIL(RTE_ETHER_HDR_LEN + std::min(mtu, max_port_mtu) + esp_tailroom, 1024u);
+    const uint32_t data = RTE_ALIGN_CEIL(RTE_ETHER_HDR_LEN + std::min(mtu, max_mtu) + esp_tailroom, 1024u);
     return uint16_t(std::max<uint32_t>(RTE_MBUF_DEFAULT_BUF_SIZE, RTE_PKTMBUF_HEADROOM + data));
 }
 
@@ -88,9 +87,10 @@ std::unique_ptr<Dataplane> Dataplane::create(const DataplaneConfig& config, std:
     s.workers = config.workers;
     s.burst = std::min<unsigned>(config.burst, max_burst);
     s.flow_cache_tuples = config.flow_cache_tuples;
-    if (const unsigned t = s.flow_cache_tuples; t != 0 && (t < FlowCache::ways_per_set || !std::has_single_bit(t) ||
-                                                          t > FlowCache::ways_per_set << FlowCache::max_log2_sets)) {
-        error = "flow_cache_tuples = " + std::to_string(t) + " must be 0 or a power of two from 4 to 67108864";
+    static_assert(max_flow_cache_tuples == FlowCache::ways_per_set << FlowCache::max_log2_sets);
+    if (!valid_flow_cache_tuples(s.flow_cache_tuples)) {
+        error = "flow_cache_tuples = " + std::to_string(s.flow_cache_tuples) + " must be 0 or a power of two from 4 to " +
+                std::to_string(max_flow_cache_tuples);
         return nullptr;
     }
     if (s.workers == 0 || s.workers > max_workers) {
@@ -98,9 +98,8 @@ std::unique_ptr<Dataplane> Dataplane::create(const DataplaneConfig& config, std:
         return nullptr;
     }
     for (const PortConfig& pc : config.ports)
-        if (pc.mtu > max_port_mtu) {
-            error = "port " + pc.name + ": mtu = " + std::to_string(pc.mtu) + " is above " +
-                    std::to_string(max_port_mtu);
+        if (pc.mtu > max_mtu) {
+            error = "port " + pc.name + ": mtu = " + std::to_string(pc.mtu) + " is above " + std::to_string(max_mtu);
             return nullptr;
         }
     const uint16_t data_room = mbuf_data_room(config);
@@ -253,7 +252,6 @@ bool Dataplane::setup_ports(const DataplaneConfig& config, std::string& error)
         p.id = id;
         p.role = pc.role;
         p.mtu = pc.mtu;
-        s.min_port_mtu = port_ids_.empty() ? pc.mtu : std::min(s.min_port_mtu, pc.mtu);
         rte_eth_macaddr_get(id, &p.mac);
         p.mac_word = mac_word(p.mac);
         port_ids_.push_back(id);

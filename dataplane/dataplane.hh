@@ -31,9 +31,7 @@ namespace ravelin::dp {
 class Dataplane {
 public:
     static std::unique_ptr<Dataplane> create(const DataplaneConfig& config, std::string& error);
-    // The largest port MTU the data plane takes (the config's limit), and
-    // the mbuf data room (headroom included) its ports' MTUs need.
-    static constexpr unsigned max_port_mtu = 9000;
+    // The mbuf data room (headroom included) the ports' MTUs need.
     static uint16_t mbuf_data_room(const DataplaneConfig& config) noexcept;
     ~Dataplane();
     Dataplane(const Dataplane&) = delete;

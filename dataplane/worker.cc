@@ -17,6 +17,7 @@
 // Nothing here locks, allocates, throws or makes a syscall.
 #include "worker.hh"
 
+#include <algorithm>
 #include <bit>
 #include <cstddef>
 #include <cstring>
@@ -54,7 +55,8 @@ Worker::Worker(SharedState& shared, WorkerId id, int socket) : shared_(shared), 
     // Inbound, only decrypted packets of SAs with several policies ask it
     // (inbound_policy; clear packets from outside do not): 4 096 tuples.
     // Without the memory, rte_acl alone (Dataplane::create warns).
-    min_port_mtu_ = shared.min_port_mtu;   // ports are set up before the workers
+    for (uint16_t port : shared.port_ids)   // set up before the workers
+        min_port_mtu_ = std::min(min_port_mtu_, shared.ports[port].mtu);
     out_cache_wanted_ = shared.flow_cache_tuples != 0;
     if (out_cache_wanted_)
         flows_out_.init(unsigned(std::countr_zero(shared.flow_cache_tuples / FlowCache::ways_per_set)), rte_rand(),

@@ -93,9 +93,6 @@ struct SharedState {
     std::array<std::array<rte_ring*, max_workers>, max_workers> handoff{};
     unsigned workers = 1;
     unsigned burst = 32;
-    // The smallest port MTU: a packet up to it fits every port, larger
-    // ones are checked against their port's (Worker::send_via).
-    uint16_t min_port_mtu = 1500;
     // Tuples in each worker's outbound flow cache (a power of two, at least
     // 4), or 0 for none: every outbound lookup then goes to rte_acl.
     unsigned flow_cache_tuples = 65536;
@@ -227,7 +224,9 @@ private:
         uint16_t n = 0;
     };
     std::array<TxBuffer, max_ports> tx_{};
-    uint16_t min_port_mtu_ = 1500;   // SharedState::min_port_mtu, read per packet by send_via()
+    // The smallest port MTU: a packet up to it fits every port; send_via()
+    // checks larger ones against their port's.
+    uint16_t min_port_mtu_ = UINT16_MAX;
 
     // Resolved next hops by destination address: the route lookup and the
     // neighbour hash lookup happen once per destination, not per packet.
